@@ -1,0 +1,3 @@
+from deepline.cli import main
+
+main()

@@ -1,0 +1,3 @@
+"""Imports every command module so that each registers on the app."""
+
+from deepline.cli import config_cmd  # noqa: F401

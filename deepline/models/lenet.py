@@ -1,0 +1,67 @@
+"""A small convolutional net in the spirit of the classic Keras and PyTorch MNIST examples."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from deepline.config import ModelConfig
+from deepline.registry import MODELS
+
+
+class LeNetConfig(ModelConfig):
+    name: Literal["lenet"] = "lenet"
+    channels: tuple[int, int] = Field((32, 64), description="filters of the two conv stages")
+    hidden: int = Field(128, ge=1, description="width of the dense layer")
+    dropout: float = Field(0.25, ge=0.0, lt=1.0)
+    batch_norm: bool = True
+
+
+@MODELS.register("lenet", config=LeNetConfig)
+class LeNet(nn.Module):
+    """Two [conv3x3 -> (BN) -> ReLU -> maxpool2] stages, a dense layer and a classifier.
+
+    Input: (B, C, H, W) with H, W >= 4. Output: (B, num_classes) logits.
+    The pooled map is averaged to at most 7x7, so any image size from 8x8 up works.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        image_size: tuple[int, int] = (28, 28),
+        channels: tuple[int, int] = (32, 64),
+        hidden: int = 128,
+        dropout: float = 0.25,
+        batch_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        c1, c2 = channels
+        self.features = nn.Sequential(
+            *_conv_stage(in_channels, c1, batch_norm),
+            *_conv_stage(c1, c2, batch_norm),
+        )
+        # two poolings: (H, W) -> (H/4, W/4); cap at 7x7 so large inputs stay cheap
+        h, w = min(image_size[0] // 4, 7), min(image_size[1] // 4, 7)
+        self.pool = nn.AdaptiveAvgPool2d((max(h, 1), max(w, 1)))
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(c2 * max(h, 1) * max(w, 1), hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)  # (B, c2, H/4, W/4)
+        return self.classifier(self.pool(x))  # (B, num_classes)
+
+
+def _conv_stage(cin: int, cout: int, batch_norm: bool) -> list[nn.Module]:
+    conv = nn.Conv2d(cin, cout, 3, padding=1, bias=not batch_norm)
+    norm: nn.Module = nn.BatchNorm2d(cout) if batch_norm else nn.Identity()
+    return [conv, norm, nn.ReLU(inplace=True), nn.MaxPool2d(2)]

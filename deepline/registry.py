@@ -1,0 +1,77 @@
+"""Registries: one per kind of component, so adding one is a new file and a decorator.
+
+>>> from deepline.registry import Registry
+>>> COLOURS = Registry("colour")
+>>> @COLOURS.register("red")
+... def red() -> str:
+...     return "#f00"
+>>> COLOURS.get("red")()
+'#f00'
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+from deepline.errors import DeeplineError
+
+T = TypeVar("T")
+
+
+def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:
+    """A ' Did you mean ...?' suffix for a misspelt name, or '' when nothing is close."""
+    close = difflib.get_close_matches(str(name), sorted(choices), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+class Registry(Generic[T]):
+    """A name -> component table. Entries may carry metadata (for example a config class)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+        self._meta: dict[str, dict[str, Any]] = {}
+
+    def register(self, name: str, **meta: Any) -> Callable[[T], T]:
+        def decorator(obj: T) -> T:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} '{name}' is registered twice")
+            self._entries[name] = obj
+            self._meta[name] = meta
+            return obj
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        if name not in self._entries:
+            raise DeeplineError(self.unknown_message(name))
+        return self._entries[name]
+
+    def meta(self, name: str) -> dict[str, Any]:
+        self.get(name)
+        return self._meta[name]
+
+    def unknown_message(self, name: str) -> str:
+        allowed = ", ".join(sorted(self._entries))
+        return f"unknown {self.kind} '{name}'. Allowed: {allowed}.{did_you_mean(name, self.names())}"
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+# The registries of deepline. Components register themselves when their package is imported.
+DATASETS: Registry[Any] = Registry("dataset")
+MODELS: Registry[Any] = Registry("model")
+TASKS: Registry[Any] = Registry("task")
+EXPORTERS: Registry[Any] = Registry("exporter")
