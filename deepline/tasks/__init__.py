@@ -1,1 +1,13 @@
-"""deepline.tasks"""
+"""Tasks: the contract between data, model, training, evaluation and export."""
+
+from deepline.tasks import image_classification  # noqa: F401  (registers the task)
+from deepline.tasks.base import Evaluator, Task
+
+__all__ = ["Evaluator", "Task", "build_task"]
+
+
+def build_task(config, meta) -> Task:  # type: ignore[no-untyped-def]
+    """The registered task named by ``config.name``, bound to the data's meta."""
+    from deepline.registry import TASKS
+
+    return TASKS.get(config.name)(config, meta)

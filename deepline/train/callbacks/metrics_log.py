@@ -1,0 +1,84 @@
+"""Append metrics to ``metrics.jsonl`` and keep ``status.json`` current."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deepline.train.events import Callback
+
+if TYPE_CHECKING:
+    from deepline.train.loop import Trainer
+
+
+class MetricsLog(Callback):
+    """One JSON line every ``every_steps`` steps and one per epoch; the run's status file."""
+
+    order = 10  # first: later callbacks may read what it computed
+
+    def __init__(self, run_dir: Path, every_steps: int = 50) -> None:
+        self.path = run_dir / "metrics.jsonl"
+        self.status_path = run_dir / "status.json"
+        self.every_steps = every_steps
+        self.window_sum, self.window_n = 0.0, 0
+
+    def fit_start(self, trainer: Trainer) -> None:
+        self._truncate_after(trainer.step)  # a resumed run rewrites what came after its checkpoint
+        self.write_status(trainer, "running")
+
+    def after_backward(self, trainer: Trainer) -> None:
+        self.window_sum += trainer.loss
+        self.window_n += 1
+
+    def step_end(self, trainer: Trainer) -> None:
+        if trainer.step % self.every_steps == 0 and self.window_n:
+            loss = self.window_sum / self.window_n
+            trainer.logs["train/loss"] = loss
+            self._append(trainer, {"train/loss": loss, "lr": trainer.lr})
+            self.window_sum, self.window_n = 0.0, 0
+
+    def epoch_end(self, trainer: Trainer) -> None:
+        epoch_logs = {k: v for k, v in trainer.logs.items() if k.startswith("val/")}
+        epoch_logs["train/loss_epoch"] = trainer.logs["train/loss_epoch"]
+        self._append(trainer, epoch_logs, epoch=trainer.epoch - 1)
+        self.write_status(trainer, "running")
+
+    def fit_end(self, trainer: Trainer) -> None:
+        status = "stopped" if trainer.stop_reason else "completed"
+        self.write_status(trainer, status)
+
+    def write_status(self, trainer: Trainer, status: str, **extra: Any) -> None:
+        record = {
+            "status": status,
+            "epochs": trainer.epoch,
+            "steps": trainer.step,
+            "total_steps": trainer.total_steps,
+            "wall_time_s": round(trainer.elapsed, 3),
+            "last": {k: v for k, v in trainer.logs.items() if k.startswith("val/")},
+            "stopped_reason": trainer.stop_reason,
+            **extra,
+        }
+        tmp = self.status_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=2))
+        tmp.replace(self.status_path)
+
+    def _append(self, trainer: Trainer, values: dict[str, Any], epoch: int | None = None) -> None:
+        record = {"step": trainer.step, "epoch": trainer.epoch if epoch is None else epoch,
+                  "time": round(trainer.elapsed, 3), **values}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _truncate_after(self, step: int) -> None:
+        if not self.path.exists():
+            return
+        lines = self.path.read_text().splitlines()
+        kept = [ln for ln in lines if ln.strip() and _step(ln) <= step]
+        self.path.write_text("".join(ln + "\n" for ln in kept))
+
+
+def _step(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError):
+        return 1 << 62

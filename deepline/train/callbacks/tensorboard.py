@@ -1,0 +1,54 @@
+"""TensorBoard: losses, metrics, learning rate, a grid of mistakes, and the hyper-parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from deepline.train.events import Callback
+
+if TYPE_CHECKING:
+    from deepline.train.loop import Trainer
+
+
+class TensorBoard(Callback):
+    order = 20
+
+    def __init__(self, log_dir: Path, hparams: dict[str, Any], every_steps: int = 50) -> None:
+        self.log_dir = log_dir
+        self.hparams = hparams
+        self.every_steps = every_steps
+        self.writer: Any = None
+
+    def fit_start(self, trainer: Trainer) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # import cost only when used
+
+        # purge_step drops events after a resumed checkpoint, so curves do not fork
+        self.writer = SummaryWriter(str(self.log_dir), purge_step=trainer.step or None)
+
+    def step_end(self, trainer: Trainer) -> None:
+        if trainer.step % self.every_steps == 0:
+            self.writer.add_scalar("train/loss", trainer.loss, trainer.step)
+            self.writer.add_scalar("lr", trainer.lr, trainer.step)
+
+    def epoch_end(self, trainer: Trainer) -> None:
+        for key, value in trainer.logs.items():
+            if key.startswith("val/") or key == "train/loss_epoch":
+                self.writer.add_scalar(key, value, trainer.step)
+        mistakes = getattr(getattr(trainer, "last_evaluator", None), "mistakes", None)
+        if mistakes:
+            images = torch.stack([m[0] for m in mistakes]).float()
+            lo, hi = images.amin(dim=(1, 2, 3), keepdim=True), images.amax(dim=(1, 2, 3), keepdim=True)
+            images = (images - lo) / (hi - lo).clamp_min(1e-8)  # per image, for display
+            self.writer.add_images("val/mistakes", images, trainer.step)
+            classes = trainer.task.meta.classes
+            captions = ", ".join(f"{classes[t]}→{classes[p]}" for _, t, p, _ in mistakes)
+            self.writer.add_text("val/mistakes", captions, trainer.step)
+        self.writer.flush()
+
+    def fit_end(self, trainer: Trainer) -> None:
+        final = {f"hparam/{k}": v for k, v in trainer.logs.items() if k.startswith("val/")}
+        self.writer.add_hparams(self.hparams, final, run_name=".")
+        self.writer.close()
