@@ -1,0 +1,139 @@
+"""``deepline train | evaluate | export | predict | report``: the lifecycle, one command a step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from deepline.cli import app, console
+from deepline.config import load_config
+
+SET_HELP = "override a config value, e.g. --set train.lr=3e-4 (repeatable)"
+
+
+@app.command()
+def train(
+    config: str = typer.Argument(None, help="YAML config file, or the name of a shipped config"),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    resume: Path = typer.Option(None, help="continue this run folder from its last checkpoint"),
+    runs_dir: Path = typer.Option(Path("runs"), help="where new run folders are made"),
+    data_dir: str = typer.Option(None, help="look for dataset files here first"),
+    show_loop: bool = typer.Option(False, "--show-loop", help="print callbacks per event, exit"),
+) -> None:
+    """Train a model: a new run folder runs/<config name>/<time>/, or --resume one."""
+    from deepline.train.experiment import run_training
+
+    if config is None and resume is None:
+        raise typer.BadParameter("give a CONFIG, or --resume RUN_DIR")
+    overrides = list(set_) + ([f"data.data_dir={data_dir}"] if data_dir else [])
+    cfg = load_config(config, overrides) if config is not None else None
+    if show_loop:
+        _show_loop(cfg or load_config(Path(resume) / "config.yaml"))
+        return
+    exp = run_training(cfg, runs_dir, resume)
+    from deepline.report import write_report
+
+    report = write_report(exp.run_dir)
+    _summary(exp.trainer.logs, exp.run_dir, report)
+
+
+def _show_loop(cfg) -> None:  # type: ignore[no-untyped-def]
+    from deepline.train.events import EVENTS, handlers
+    from deepline.train.experiment import default_callbacks
+
+    callbacks = default_callbacks(cfg, Path("runs") / cfg.name / "<time>")
+    table = Table(title="training loop: callbacks run at each event, in order")
+    table.add_column("event")
+    table.add_column("callbacks")
+    for event in EVENTS:
+        names = [h.__self__.name for h in handlers(callbacks, event)]
+        table.add_row(event, ", ".join(names) or "-")
+    console.print(table)
+
+
+def _summary(logs: dict[str, float], run_dir: Path, report: Path) -> None:
+    table = Table(title=f"run {run_dir}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in sorted(logs.items()):
+        table.add_row(key, f"{value:.4f}")
+    console.print(table)
+    console.print(f"report: {report}\nnext:   deepline evaluate {run_dir}")
+
+
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="a run folder"),
+    split: str = typer.Option(None, help="val or test (default: the config's eval.split)"),
+    checkpoint: str = typer.Option(None, help="best or last (default: the config's)"),
+    data_dir: str = typer.Option(None, help="look for dataset files here first"),
+) -> None:
+    """Evaluate a run: eval.json, plots and an updated report.html in the run folder."""
+    from deepline.evaluate.evaluate import evaluate_run
+    from deepline.report import write_report
+
+    if split not in (None, "val", "test"):
+        raise typer.BadParameter(f"split must be val or test, got '{split}'")
+    result = evaluate_run(run_dir, split, checkpoint, data_dir)
+    table = Table(title=f"{result['split']} split, checkpoint {result['checkpoint']}, "
+                        f"{result.get('n', '?')} examples")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result["metrics"].items():
+        table.add_row(key, f"{value:.4f}")
+    console.print(table)
+    console.print(f"wrote {run_dir / 'eval.json'}, {run_dir / 'plots'}/, "
+                  f"{write_report(run_dir)}")
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="a run folder"),
+    checkpoint: str = typer.Option(None, help="best or last (default: the config's)"),
+    out: Path = typer.Option(None, help="bundle folder (default RUN_DIR/bundle)"),
+    data_dir: str = typer.Option(None, help="look for dataset files here first"),
+) -> None:
+    """Export a run's model as a bundle (safetensors + bundle.json + ONNX, checked vs PyTorch)."""
+    from deepline.deploy.export import export_run
+    from deepline.report import write_report
+
+    report = export_run(run_dir, checkpoint, data_dir, out)
+    onnx = report["formats"].get("onnx")
+    if onnx:
+        console.print(f"ONNX vs PyTorch on {onnx['examples']} test inputs: "
+                      f"max |diff| = {onnx['max_abs_diff']:.2e} (limit {onnx['atol']:g}) "
+                      f"[green]ok[/]")
+    console.print(f"bundle: {report['bundle']}")
+    write_report(run_dir)
+
+
+@app.command()
+def predict(
+    bundle: Path = typer.Argument(..., help="a bundle folder (RUN_DIR/bundle)"),
+    files: list[Path] = typer.Argument(..., help="PNG, JPEG or NPY files, any size"),
+    backend: str = typer.Option("onnx", help="onnx or torch"),
+    top_k: int = typer.Option(3, min=1, help="classes to show per file"),
+) -> None:
+    """Predict the classes of image files with an exported bundle."""
+    from deepline.deploy.predictor import Predictor
+
+    predictor = Predictor(bundle, backend)  # type: ignore[arg-type]
+    answers = predictor.predict_files(list(files), top_k)
+    table = Table(title=f"{bundle} ({backend})")
+    table.add_column("file")
+    for i in range(top_k):
+        table.add_column(f"#{i + 1}")
+    for file, top in zip(files, answers):
+        table.add_row(str(file), *[f"{a['class']} ({a['probability']:.1%})" for a in top])
+    console.print(table)
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="a run folder")) -> None:
+    """(Re)write RUN_DIR/report.html from what the run folder holds."""
+    from deepline.report import write_report
+    from deepline.runs import check_run_dir
+
+    console.print(f"wrote {write_report(check_run_dir(run_dir))}")

@@ -1,0 +1,71 @@
+"""Bundles: what leaves the lab. ``model.safetensors`` + ``bundle.json`` (+ ``model.onnx``).
+
+Reading a bundle never unpickles anything and never touches training code: the model is rebuilt
+from the model registry and its config, and the weights come from safetensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file
+from torch import nn
+
+from deepline.config import TaskConfig
+from deepline.data.bundle import DataMeta
+from deepline.errors import DeeplineError
+from deepline.registry import MODELS
+from deepline.runs import read_json
+from deepline.tasks import Task, build_task
+
+BUNDLE_FORMAT = "deepline-bundle/1"
+
+
+@dataclass
+class Bundle:
+    path: Path
+    spec: dict[str, Any]
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        return dict(self.spec["preprocessing"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.spec["data"]["classes"])
+
+    def file(self, key: str) -> Path | None:
+        name = self.spec.get("files", {}).get(key)
+        return self.path / name if name else None
+
+    def task(self) -> Task:
+        return build_task(TaskConfig(**self.spec["task"]), DataMeta.from_dict(self.spec["data"]))
+
+    def torch_model(self) -> nn.Module:
+        """The model with its weights, in eval mode."""
+        model_spec = self.spec["model"]
+        if model_spec.get("name") not in MODELS:
+            raise DeeplineError(f"bundle '{self.path}': {MODELS.unknown_message(model_spec.get('name'))}")
+        config = MODELS.meta(model_spec["name"])["config"].model_validate(model_spec)
+        model = self.task().build_model(config)
+        weights = self.file("weights")
+        if weights is None or not weights.is_file():
+            raise DeeplineError(f"bundle '{self.path}' has no weights file")
+        model.load_state_dict(load_file(str(weights)))
+        return model.eval()
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Open a bundle folder (or its ``bundle.json``), checking its format."""
+    path = Path(path)
+    if path.name == "bundle.json":
+        path = path.parent
+    spec = read_json(path / "bundle.json")
+    if not isinstance(spec, dict) or spec.get("format") != BUNDLE_FORMAT:
+        raise DeeplineError(
+            f"'{path}' is not a deepline bundle (expected {path / 'bundle.json'} "
+            f"with format {BUNDLE_FORMAT}); create one with `deepline export RUN_DIR`"
+        )
+    return Bundle(path, spec)

@@ -1,0 +1,90 @@
+"""``deepline export``: a run's model as a bundle folder, checked against eager PyTorch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import save_file
+
+from deepline import __version__
+from deepline.deploy.bundle import BUNDLE_FORMAT
+from deepline.deploy.onnx_export import export_onnx, max_abs_difference
+from deepline.errors import ExportError
+from deepline.evaluate.loading import TrainedRun, load_trained
+from deepline.runs import read_json, write_json
+
+PARITY_EXAMPLES = 256
+
+
+def export_run(
+    run_dir: str | Path,
+    checkpoint: str | None = None,
+    data_dir: str | None = None,
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    """Write ``RUN_DIR/bundle/`` (weights, bundle.json, model.onnx) and ``export.json``.
+
+    Raises ExportError when ONNX Runtime and PyTorch differ by more than ``export.atol``.
+    """
+    run = load_trained(run_dir, checkpoint, data_dir)
+    bundle_dir = Path(out) if out else run.run_dir / "bundle"
+    tmp = bundle_dir.with_name(f".{bundle_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in run.model.state_dict().items()},
+              str(tmp / "model.safetensors"))
+    report: dict[str, Any] = {"bundle": str(bundle_dir), "checkpoint": run.checkpoint.name,
+                              "formats": {"safetensors": {"path": "model.safetensors"}}}
+    files = {"weights": "model.safetensors"}
+    if run.config.export.onnx:
+        report["formats"]["onnx"] = _export_onnx_checked(run, tmp / "model.onnx")
+        files["onnx"] = "model.onnx"
+    (tmp / "bundle.json").write_text(json.dumps(bundle_spec(run, files), indent=2))
+    shutil.rmtree(bundle_dir, ignore_errors=True)
+    tmp.rename(bundle_dir)
+    write_json(run.run_dir / "export.json", report)
+    failed = [k for k, v in report["formats"].items() if v.get("ok") is False]
+    if failed:
+        onnx = report["formats"]["onnx"]
+        raise ExportError(
+            f"ONNX output differs from PyTorch by {onnx['max_abs_diff']:.3g} "
+            f"(> export.atol {onnx['atol']:g}) on {onnx['examples']} test inputs"
+        )
+    return report
+
+
+def _export_onnx_checked(run: TrainedRun, path: Path) -> dict[str, Any]:
+    inputs = run.data.test.x[:PARITY_EXAMPLES]
+    if len(inputs) < 2:
+        inputs = run.data.train.x[:PARITY_EXAMPLES]
+    export_onnx(run.model, inputs[:2], path, run.config.export.opset)
+    diff = max_abs_difference(run.model, path, inputs)
+    atol = run.config.export.atol
+    return {"path": "model.onnx", "max_abs_diff": diff, "atol": atol, "ok": diff <= atol,
+            "examples": len(inputs), "bytes": path.stat().st_size}
+
+
+def bundle_spec(run: TrainedRun, files: dict[str, str]) -> dict[str, Any]:
+    meta = run.data.meta
+    evaluation = read_json(run.run_dir / "eval.json", {}) or {}
+    return {
+        "format": BUNDLE_FORMAT,
+        "name": run.config.name,
+        "task": run.config.task.model_dump(),
+        "model": run.config.model.model_dump(),
+        "data": meta.to_dict(),
+        "preprocessing": meta.preprocessing(),
+        "signature": run.task.signature(),
+        "metrics": evaluation.get("metrics", {}),
+        "metrics_split": evaluation.get("split"),
+        "data_fingerprint": meta.fingerprint,
+        "files": files,
+        "source_run": str(run.run_dir),
+        "checkpoint": run.checkpoint.name,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "deepline_version": __version__,
+    }

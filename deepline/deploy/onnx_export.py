@@ -1,0 +1,49 @@
+"""Export to ONNX and check it against eager PyTorch with ONNX Runtime."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int = 18) -> Path:
+    """Write ``model`` as ONNX with a dynamic batch axis; input 'input', output 'logits'."""
+    model = model.eval()
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            model, (example,), dynamo=True, input_names=["input"], output_names=["logits"],
+            dynamic_shapes=({0: batch},), opset_version=opset, external_data=False,
+            verbose=False,
+        )
+        assert program is not None
+        program.save(str(path))
+    return path
+
+
+def onnx_session(path: Path, threads: int | None = None):  # type: ignore[no-untyped-def]
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+@torch.no_grad()
+def max_abs_difference(model: nn.Module, path: Path, inputs: torch.Tensor) -> float:
+    """Largest |ONNX Runtime - eager PyTorch| over ``inputs``, in batches of up to 64."""
+    session = onnx_session(path)
+    worst = 0.0
+    for i in range(0, len(inputs), 64):
+        x = inputs[i : i + 64]
+        expected = model(x).numpy()
+        got = session.run(None, {"input": x.numpy()})[0]
+        worst = max(worst, float(np.abs(expected - got).max()))
+    return worst

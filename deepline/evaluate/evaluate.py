@@ -1,0 +1,71 @@
+"""Evaluate a run's model on a split: ``eval.json``, misclassified examples and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepline.evaluate.loading import TrainedRun, load_trained
+from deepline.evaluate.plots import plot_confusion_matrix, plot_per_class
+from deepline.runs import write_json
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    split: str | None = None,
+    checkpoint: str | None = None,
+    data_dir: str | None = None,
+    keep_mistakes: int = 32,
+) -> dict[str, Any]:
+    """Evaluate and write ``eval.json``, ``mistakes.npz`` and ``plots/`` in the run folder."""
+    run = load_trained(run_dir, checkpoint, data_dir)
+    split = split or run.config.eval.split
+    result = evaluate_trained(run, split, keep_mistakes)
+    write_json(run.run_dir / "eval.json", result)
+    return result
+
+
+@torch.no_grad()
+def evaluate_trained(run: TrainedRun, split: str, keep_mistakes: int = 32) -> dict[str, Any]:
+    data = getattr(run.data, split)
+    evaluator = run.task.evaluator(keep_mistakes=keep_mistakes)
+    bs = run.config.eval.batch_size
+    for i in range(0, len(data), bs):
+        x, y = data.x[i : i + bs], data.y[i : i + bs]
+        evaluator.update(x, run.model(x), y)
+    result: dict[str, Any] = {
+        "split": split,
+        "checkpoint": run.checkpoint.name,
+        "metrics": evaluator.compute(),
+        **evaluator.details(),
+    }
+    _write_mistakes(run, getattr(evaluator, "mistakes", []))
+    plots = run.run_dir / "plots"
+    plots.mkdir(exist_ok=True)
+    if "confusion_matrix" in result:
+        classes = result["classes"]
+        plot_confusion_matrix(np.array(result["confusion_matrix"]), classes,
+                              plots / "confusion_matrix.png")
+        plot_per_class(result["per_class"], classes, plots / "per_class.png")
+    return result
+
+
+def _write_mistakes(run: TrainedRun, mistakes: list[tuple[torch.Tensor, int, int, float]]) -> None:
+    """Save misclassified inputs un-normalised to [0, 1], for the report."""
+    if not mistakes:
+        (run.run_dir / "mistakes.npz").unlink(missing_ok=True)
+        return
+    meta = run.data.meta
+    mean = torch.tensor(meta.mean).reshape(-1, 1, 1)
+    std = torch.tensor(meta.std).reshape(-1, 1, 1)
+    images = torch.stack([m[0] for m in mistakes]) * std + mean
+    np.savez_compressed(
+        run.run_dir / "mistakes.npz",
+        images=images.clamp(0, 1).numpy().astype(np.float32),
+        true=np.array([m[1] for m in mistakes], dtype=np.int64),
+        pred=np.array([m[2] for m in mistakes], dtype=np.int64),
+        prob=np.array([m[3] for m in mistakes], dtype=np.float32),
+    )

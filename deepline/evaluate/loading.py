@@ -1,0 +1,50 @@
+"""Rebuild a run's data, task and trained model from its folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from deepline.config import ExperimentConfig, load_config
+from deepline.data import DataBundle, load_data
+from deepline.runs import check_run_dir
+from deepline.tasks import Task, build_task
+from deepline.train.checkpoint import find_checkpoint, load_checkpoint
+
+
+@dataclass
+class TrainedRun:
+    run_dir: Path
+    config: ExperimentConfig
+    data: DataBundle
+    task: Task
+    model: nn.Module
+    checkpoint: Path
+
+
+def load_trained(
+    run_dir: str | Path, checkpoint: str | None = None, data_dir: str | None = None
+) -> TrainedRun:
+    """The run's model with the weights of its ``best`` (default) or ``last`` checkpoint, in eval mode."""
+    run_dir = check_run_dir(run_dir)
+    cfg = load_config(run_dir / "config.yaml")
+    if data_dir is not None:
+        cfg.data.data_dir = data_dir
+    data = load_data(cfg.data)
+    task = build_task(cfg.task, data.meta)
+    model = task.build_model(cfg.model)
+    which = checkpoint or cfg.eval.checkpoint
+    path = find_checkpoint(run_dir / "checkpoints", which, cfg.train.checkpoint.mode)
+    tensors, _ = load_checkpoint(path)
+    model.load_state_dict(tensors["model"])
+    model.eval()
+    return TrainedRun(run_dir, cfg, data, task, model, path)
+
+
+@torch.no_grad()
+def predict_batches(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Model outputs for ``x``, computed in batches."""
+    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
