@@ -1,0 +1,199 @@
+"""Figures for evaluation and the run report, written as PNG files.
+
+Every function builds a :class:`matplotlib.figure.Figure` directly (no ``pyplot``), so no
+display is needed, no global figure state leaks between calls and threads may plot at once.
+
+>>> import numpy as np, tempfile, pathlib
+>>> out = pathlib.Path(tempfile.mkdtemp()) / "cm.png"
+>>> plot_confusion_matrix(np.array([[5, 1], [0, 4]]), ["cat", "dog"], out).name
+'cm.png'
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+DPI = 100
+_MAX_ANNOTATED_CLASSES = 20
+_NOT_METRICS = {"step", "epoch", "time"}  # "lr" is plotted, these are axes
+
+
+def plot_confusion_matrix(
+    cm: np.ndarray, classes: list[str], path: Path, normalize: bool = True
+) -> Path:
+    """Heat map of a confusion matrix (rows = true class, columns = predicted).
+
+    With ``normalize`` the colours show each row's fraction, so rare classes are as visible
+    as common ones; the cells always show the raw counts (when there are <= 20 classes).
+    """
+    cm = np.asarray(cm)
+    n = cm.shape[0]
+    row_sums = cm.sum(axis=1, keepdims=True)
+    # A class absent from the split has an all-zero row: show it as zeros, not NaN.
+    shade = np.divide(cm, row_sums, out=np.zeros(cm.shape), where=row_sums > 0) if normalize else cm
+    side = min(max(4.0, 0.45 * n + 2.0), 20.0)
+    fig = Figure(figsize=(side + 1.0, side), dpi=DPI)
+    ax = fig.add_subplot()
+    image = ax.imshow(shade, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="row fraction" if normalize else "")
+    labels = [_plain(c) for c in classes]
+    ax.set_xticks(range(n), labels, rotation=45 if n > 6 else 0, ha="right" if n > 6 else "center")
+    ax.set_yticks(range(n), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("Confusion matrix" + (" (colour: row-normalised)" if normalize else ""))
+    if n <= _MAX_ANNOTATED_CLASSES:
+        limit = 1.0 if normalize else max(float(shade.max()), 1.0)
+        for i in range(n):
+            for j in range(n):
+                # White text on dark cells, dark text on light ones, for contrast.
+                dark = shade[i, j] > 0.5 * limit
+                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
+                        color="white" if dark else "#222222")
+    return _save(fig, path)
+
+
+def plot_per_class(per_class: dict[str, list[float]], classes: list[str], path: Path) -> Path:
+    """Grouped bars of precision, recall and F1 for each class (other keys are ignored)."""
+    metrics = [m for m in ("precision", "recall", "f1") if m in per_class]
+    n = len(classes)
+    fig = Figure(figsize=(min(max(6.0, 0.6 * n + 2.0), 24.0), 4.0), dpi=DPI)
+    ax = fig.add_subplot()
+    width = 0.8 / max(len(metrics), 1)
+    x = np.arange(n)
+    for k, name in enumerate(metrics):
+        ax.bar(x + (k - (len(metrics) - 1) / 2) * width, per_class[name][:n], width, label=name)
+    ax.set_xticks(x, [_plain(c) for c in classes], rotation=45 if n > 10 else 0,
+                  ha="right" if n > 10 else "center")
+    ax.set_ylim(0, 1.15)  # headroom so the legend sits above bars near 1.0
+    ax.set_ylabel("score")
+    ax.set_title("Per-class scores")
+    ax.grid(axis="y", alpha=0.3)
+    if metrics:
+        ax.legend(loc="upper center", ncols=len(metrics), fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
+def plot_learning_curves(records: list[dict], path: Path) -> Path:
+    """Losses, validation metrics and learning rate against the step, from ``metrics.jsonl``.
+
+    Step lines give ``train/loss`` and ``lr``; epoch lines give ``val/*`` and
+    ``train/loss_epoch``. Panels without data are left out; missing keys are skipped.
+    """
+    series = _series(records)
+    losses = {k: v for k, v in series.items() if k.endswith(("loss", "loss_epoch"))}
+    others = {k: v for k, v in series.items() if k.startswith("val/") and k not in losses}
+    lr = {k: v for k, v in series.items() if k == "lr"}
+    panels = [(t, s) for t, s in (("loss", losses), ("validation metrics", others),
+                                  ("learning rate", lr)) if s]
+    if not panels:
+        return _save(_message_figure("no metrics logged"), path)
+    fig = Figure(figsize=(5.0 * len(panels), 3.8), dpi=DPI)
+    for i, (title, panel) in enumerate(panels, start=1):
+        ax = fig.add_subplot(1, len(panels), i)
+        for name, (steps, values) in sorted(panel.items()):
+            _plot_series(ax, steps, values, name)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if title == "learning rate":
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+        else:
+            ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_image_grid(images: np.ndarray, titles: list[str], path: Path, ncols: int = 8) -> Path:
+    """A grid of images (N, C, H, W) in [0, 1], C = 1 (grey) or 3 (RGB), each with a title."""
+    images = np.asarray(images, dtype=np.float32)
+    n = images.shape[0] if images.ndim == 4 else 0
+    if n == 0:
+        return _save(_message_figure("no images"), path)
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    _, _, h, w = images.shape
+    # One mosaic in one axes: a subplot per image costs ~0.1 s each to draw.
+    # Units are image pixels; each cell is the image plus a margin and a caption band.
+    cell_inches = 1.6
+    pad = max(1, round(0.1 * w))
+    cap = math.ceil(0.25 * (w + pad) / cell_inches)  # ~0.25 inch of caption room
+    cell_h, cell_w = h + pad + cap, w + pad
+    rgb = np.repeat(images, 3, axis=1) if images.shape[1] == 1 else images[:, :3]
+    mosaic = np.ones((nrows * cell_h, ncols * cell_w, 3), dtype=np.float32)  # white background
+    fig = Figure(figsize=(cell_inches * ncols, cell_inches * cell_h / cell_w * nrows), dpi=DPI)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    for i in range(n):
+        top, left = (i // ncols) * cell_h + cap, (i % ncols) * cell_w
+        mosaic[top:top + h, left:left + w] = np.clip(rgb[i], 0.0, 1.0).transpose(1, 2, 0)
+        if i < len(titles):
+            ax.text(left + w / 2, top - 0.5, _plain(titles[i]), ha="center", va="bottom",
+                    fontsize=8)
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.set_axis_off()
+    return _save(fig, path)
+
+
+def figure_to_base64_png(path_or_fig: str | Path | Figure) -> str:
+    """Base64 text of a PNG file or figure, for a ``data:image/png;base64,`` URI."""
+    if isinstance(path_or_fig, Figure):
+        buffer = io.BytesIO()
+        path_or_fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+        data = buffer.getvalue()
+    else:
+        data = Path(path_or_fig).read_bytes()
+    return base64.b64encode(data).decode("ascii")
+
+
+def _series(records: Iterable[dict]) -> dict[str, tuple[list[float], list[float]]]:
+    """Every numeric metric key mapped to its (steps, values), in log order."""
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    for rec in records:
+        step = rec.get("step")
+        if not isinstance(step, (int, float)):
+            continue
+        for key, value in rec.items():
+            if key in _NOT_METRICS or not _is_number(value):
+                continue
+            steps, values = out.setdefault(key, ([], []))
+            steps.append(float(step))
+            # A diverged (inf/NaN) value becomes NaN: a gap that leaves the axis scale alone.
+            values.append(float(value) if math.isfinite(value) else math.nan)
+    return out
+
+
+def _plot_series(ax: Axes, steps: list[float], values: list[float], name: str) -> None:
+    # Markers keep sparse series (epoch lines, a single record) visible as points.
+    marker = "o" if len(steps) <= 50 else None
+    ax.plot(steps, values, marker=marker, markersize=3, linewidth=1.2, label=_plain(name))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _plain(text: str) -> str:
+    """Text as written: a ``$`` in a class name must not start matplotlib's math mode."""
+    return str(text).replace("$", r"\$")
+
+
+def _message_figure(message: str) -> Figure:
+    """A small figure saying why there is nothing to plot, so callers always get a PNG."""
+    fig = Figure(figsize=(4.0, 1.0), dpi=DPI)
+    fig.text(0.5, 0.5, message, ha="center", va="center", color="#656d76")
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A message figure has no axes: cropping it tightly would leave only a sliver of text.
+    fig.savefig(path, format="png", dpi=DPI, bbox_inches="tight" if fig.axes else None)
+    return path
