@@ -1,0 +1,126 @@
+"""The dataset catalog: what each named dataset is, which files it needs, and how it loads.
+
+A catalog entry is a loader function registered in ``DATASETS`` together with its
+:class:`DatasetSpec`. Adding a dataset is one decorated function::
+
+    @register(DatasetSpec(name="my-set", description="...", licence="CC BY 4.0"))
+    def load_my_set(cfg: DataConfig) -> RawDataset:
+        ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from deepline.config import DataConfig
+from deepline.errors import DataError
+from deepline.registry import DATASETS, did_you_mean
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One file of a dataset: where it comes from and the sha256 it must have."""
+
+    name: str
+    url: str
+    sha256: str
+    size: int  # bytes, for progress bars and `deepline data list`
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What `deepline data list/info` shows about a dataset, and where its files live."""
+
+    name: str
+    description: str
+    licence: str
+    folder: str = ""  # sub-folder of a data dir / the cache that holds ``files``
+    files: tuple[DataFile, ...] = ()
+    classes: tuple[str, ...] = ()  # empty: read from the data
+    input_shape: tuple[int, int, int] | None = None  # (C, H, W); None: read from the data
+    splits: dict[str, int] = field(default_factory=dict)  # official split sizes
+    homepage: str = ""
+    citation: str = ""
+    needs_path: bool = False  # a generic reader of the user's own files (data.path)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def file(self, name: str) -> DataFile:
+        for f in self.files:
+            if f.name == name:
+                return f
+        names = [f.name for f in self.files]
+        raise DataError(f"dataset '{self.name}' has no file '{name}'; its files: {names}")
+
+
+@dataclass
+class RawSplit:
+    """Examples in raw units: ``x`` (N, C, H, W) of any numeric dtype, ``y`` int64 (N,)."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.y = np.asarray(self.y).reshape(-1).astype(np.int64)
+        if self.x.ndim != 4 or len(self.x) != len(self.y):
+            raise ValueError(
+                f"RawSplit wants x (N,C,H,W) and y (N,), got {self.x.shape}, {self.y.shape}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class RawDataset:
+    """What a loader returns; `load_data` splits, scales and normalises it.
+
+    ``val``/``test`` are the dataset's official splits, or None to carve them from ``train``.
+    ``sources`` are the sha256 of the files read; when empty the fingerprint hashes the arrays.
+    """
+
+    train: RawSplit
+    classes: list[str]
+    input_scale: float  # the raw value that means 1.0 (255 for 8-bit pixels)
+    val: RawSplit | None = None
+    test: RawSplit | None = None
+    files: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+
+Loader = Callable[[DataConfig], RawDataset]
+
+
+def register(spec: DatasetSpec) -> Callable[[Loader], Loader]:
+    """Decorator: add a loader to the catalog under ``spec.name``."""
+    return DATASETS.register(spec.name, spec=spec)
+
+
+def dataset_names() -> list[str]:
+    return DATASETS.names()
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The catalog entry ``name``; a DataError naming ``data.name`` and close names otherwise."""
+    _check_known(name)
+    spec: DatasetSpec = DATASETS.meta(name)["spec"]
+    return spec
+
+
+def get_loader(name: str) -> Loader:
+    _check_known(name)
+    loader: Loader = DATASETS.get(name)
+    return loader
+
+
+def _check_known(name: str) -> None:
+    if name not in DATASETS:
+        raise DataError(
+            f"data.name: unknown dataset '{name}'. Known: {', '.join(DATASETS.names())}."
+            f"{did_you_mean(name, DATASETS.names())} (see `deepline data list`)"
+        )
