@@ -21,8 +21,14 @@ T = TypeVar("T")
 
 
 def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:
-    """A ' Did you mean ...?' suffix for a misspelt name, or '' when nothing is close."""
-    close = difflib.get_close_matches(str(name), sorted(choices), n=1, cutoff=0.6)
+    """A ' Did you mean ...?' suffix for a misspelt name, or '' when nothing is close.
+
+    Catches typos (``optimiser``), and long forms of short names (``learning_rate`` -> ``lr``).
+    """
+    name = str(name)
+    close = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
+    initials = "".join(part[:1] for part in name.replace("-", "_").split("_"))
+    close = close or [c for c in sorted(choices) if len(c) > 1 and c == initials]
     return f" Did you mean '{close[0]}'?" if close else ""
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from deepline.cli import app, console
 from deepline.data import check_file, dataset_names, ensure_file, get_spec
@@ -56,7 +56,8 @@ def info(name: str = NAME, data_dir: str | None = DATA_DIR) -> None:
         console.print("files: none (bundled with scikit-learn)" if not spec.needs_path else
                       "files: yours, given as data.path")  # fmt: skip
         return
-    table = Table("file", "bytes", "sha256", "url", "found at", title=f"folder '{spec.folder}'")
+    long = [_fold(h) for h in ("sha256", "url", "found at")]
+    table = Table("file", "bytes", *long, title=f"folder '{spec.folder}'")
     for f in spec.files:
         path = locate(spec, f, data_dir)
         table.add_row(f.name, f"{f.size:,}", f.sha256, f.url,
@@ -75,7 +76,7 @@ def verify(name: str = NAME, data_dir: str | None = DATA_DIR) -> None:
     if not spec.files:
         console.print(f"'{name}' has no files to verify.")
         return
-    table = Table("file", "status", "path", "detail")
+    table = Table("file", "status", _fold("path"), _fold("detail"))
     statuses = [check_file(spec, f, data_dir) for f in spec.files]
     for s in statuses:
         colour = {"OK": "green", "MISSING": "yellow", "CORRUPT": "red"}[s.status]
@@ -107,12 +108,17 @@ def fetch(name: str = NAME, data_dir: str | None = DATA_DIR) -> None:
     if not spec.files:
         console.print(f"'{name}' has nothing to download.")
         return
-    table = Table("file", "path", "")
+    table = Table("file", _fold("path"), "")
     for f in spec.files:
         had = locate(spec, f, data_dir) is not None
         path = ensure_file(spec, f, data_dir)
         table.add_row(f.name, escape(str(path)), "present" if had else "[green]downloaded[/]")
     console.print(table)
+
+
+def _fold(header: str) -> Column:
+    """A column that wraps long paths and hashes instead of cutting them."""
+    return Column(header, overflow="fold")
 
 
 def _size(spec: DatasetSpec) -> str:

@@ -46,8 +46,11 @@ class Bundle:
     def torch_model(self) -> nn.Module:
         """The model with its weights, in eval mode."""
         model_spec = self.spec["model"]
-        if model_spec.get("name") not in MODELS:
-            raise DeeplineError(f"bundle '{self.path}': {MODELS.unknown_message(model_spec.get('name'))}")
+        name = model_spec.get("name")
+        if name == "custom":  # rebuilding it would import code named by a file: never
+            raise DeeplineError(f"bundle '{self.path}' holds a custom model: use the ONNX backend")
+        if name not in MODELS:
+            raise DeeplineError(f"bundle '{self.path}': {MODELS.unknown_message(str(name))}")
         config = MODELS.meta(model_spec["name"])["config"].model_validate(model_spec)
         model = self.task().build_model(config)
         weights = self.file("weights")

@@ -30,7 +30,11 @@ def export_run(
 
     Raises ExportError when ONNX Runtime and PyTorch differ by more than ``export.atol``.
     """
-    run = load_trained(run_dir, checkpoint, data_dir)
+    return export_trained(load_trained(run_dir, checkpoint, data_dir), out)
+
+
+def export_trained(run: TrainedRun, out: str | Path | None = None) -> dict[str, Any]:
+    """Export an already loaded run (see ``export_run``)."""
     bundle_dir = Path(out) if out else run.run_dir / "bundle"
     tmp = bundle_dir.with_name(f".{bundle_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)

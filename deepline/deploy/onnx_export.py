@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -14,6 +15,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int 
     """Write ``model`` as ONNX with a dynamic batch axis; input 'input', output 'logits'."""
     model = model.eval()
     batch = torch.export.Dim("batch", min=1, max=65536)
+    # the exporter logs a warning per missing torchvision op; none of ours needs them
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(

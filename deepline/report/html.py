@@ -19,13 +19,16 @@ from typing import Any
 
 import numpy as np
 import yaml
-from jinja2 import Environment, PackageLoader
+from jinja2 import Environment, PackageLoader, Undefined
 
 from deepline.evaluate import plots
+from deepline.runs import read_json
 
 MAX_MISTAKES = 32  # enough to see a pattern; more only makes the page heavy
 _DISPLAY_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "auroc_macro",
                     "loss")
+_ENV_FIRST = ("python", "torch", "deepline", "platform", "seed", "git_commit", "num_threads",
+              "started_at")
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -70,7 +73,7 @@ def build_context(run_dir: Path) -> dict[str, Any]:
         "evaluation": evaluation,
         "per_class": _per_class_rows(evaluation, classes),
         "export": _read_json(run_dir / "export.json"),
-        "env": env,
+        "env": _env_rows(env),
         "images": images,
         "fmt": _fmt,
     }
@@ -130,17 +133,33 @@ def _per_class_rows(evaluation: dict | None, classes: list[str]) -> list[dict[st
     return rows if per_class else []
 
 
+def _env_rows(env: dict | None) -> list[tuple[str, Any]]:
+    """Versions, seed and commit first, then any other field, then the other packages."""
+    if not env:
+        return []
+    keys = [k for k in _ENV_FIRST if k in env]
+    keys += [k for k in env if k not in keys and not isinstance(env[k], (dict, list))]
+    packages = env.get("packages")
+    if not isinstance(packages, dict):
+        packages = {}
+    return [(k, env[k]) for k in keys] + sorted(
+        (k, v) for k, v in packages.items() if k not in keys
+    )
+
+
 def _read_mistakes(path: Path, classes: list[str]) -> tuple[np.ndarray, list[str]] | None:
     """The first misclassified images and their "true → predicted (confidence)" captions."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as npz:
-            images = npz["images"][:MAX_MISTAKES]
+            images = npz["images"][:MAX_MISTAKES]  # (N, C, H, W)
             true, pred = npz["true"][:MAX_MISTAKES], npz["pred"][:MAX_MISTAKES]
             prob = npz["prob"][:MAX_MISTAKES] if "prob" in npz else None
     except (OSError, ValueError, KeyError):
         return None
+    if images.ndim != 4 or images.shape[1] not in (1, 3) or len(images) == 0:
+        return None  # not pictures (e.g. tabular rows): nothing to show as a grid
 
     def name(i: int) -> str:
         return classes[i] if 0 <= i < len(classes) else str(i)
@@ -155,8 +174,10 @@ def _read_mistakes(path: Path, classes: list[str]) -> tuple[np.ndarray, list[str
 
 def _fmt(value: Any) -> str:
     """Numbers as a person reads them: 4 significant digits, small ones in e-notation."""
-    if isinstance(value, bool) or value is None:
-        return "—" if value is None else str(value)
+    if value is None or isinstance(value, Undefined):  # Undefined: a key the file lacks
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
@@ -182,11 +203,7 @@ def _read_text(path: Path) -> str | None:
 
 
 def _read_json(path: Path) -> dict | None:
-    text = _read_text(path)
-    try:
-        value = json.loads(text) if text is not None else None
-    except json.JSONDecodeError:
-        return None
+    value = read_json(path)
     return value if isinstance(value, dict) else None
 
 

@@ -46,16 +46,21 @@ def build_experiment(
     run_dir: Path,
     extra_callbacks: list[Callback] | None = None,
     console: Console | None = None,
+    data: DataBundle | None = None,
+    model: nn.Module | None = None,
 ) -> Experiment:
-    """Seed, load data, build task, model, loaders and trainer with the default callbacks."""
+    """Seed, load data, build task, model, loaders and trainer with the default callbacks.
+
+    ``data`` and ``model``, when given, replace what the config would load and build.
+    """
     cfg = config
     threads = cfg.train.num_threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     seed_everything(cfg.seed, cfg.train.deterministic)
-    data = load_data(cfg.data)
+    data = data if data is not None else load_data(cfg.data)
     task = build_task(cfg.task, data.meta)
     torch.manual_seed(cfg.seed)  # model initialisation independent of how data was loaded
-    model = task.build_model(cfg.model)
+    model = model if model is not None else task.build_model(cfg.model)
     fill = [-m / s for m, s in zip(data.meta.mean, data.meta.std)]  # normalised background
     train = BatchLoader(
         data.train.x, data.train.y, cfg.train.batch_size, shuffle=True, seed=cfg.seed,
@@ -103,6 +108,8 @@ def run_training(
     resume: str | Path | None = None,
     extra_callbacks: list[Callback] | None = None,
     console: Console | None = None,
+    data: DataBundle | None = None,
+    model: nn.Module | None = None,
 ) -> Experiment:
     """Train a config in a new run folder, or continue the run folder ``resume`` exactly."""
     if resume is not None:
@@ -117,7 +124,7 @@ def run_training(
     else:
         run_dir = new_run_dir(runs_root, config.name)
         (run_dir / "config.yaml").write_text(config.to_yaml())
-    exp = build_experiment(config, run_dir, extra_callbacks, console)
+    exp = build_experiment(config, run_dir, extra_callbacks, console, data, model)
     if resume is None:
         write_json(run_dir / "environment.json",
                    environment_info(config.seed, torch.get_num_threads()))

@@ -154,9 +154,9 @@ class Trainer:
             "elapsed": self.elapsed,
             "logs": self.logs,
             "optimizer": {"param_groups": opt["param_groups"], "values": opt_values},
-            "scheduler": {
-                k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"
-            },
+            # the schedule itself is rebuilt from the config: save only where it stands
+            "scheduler": {**self.scheduler.state_dict(),
+                          "lr_lambdas": [None] * len(self.optimizer.param_groups)},
             "loader": self.train_loader.state_dict(),
             "rng": rng_values,
             "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks},

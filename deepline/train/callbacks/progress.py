@@ -20,8 +20,12 @@ if TYPE_CHECKING:
     from deepline.train.loop import Trainer
 
 
+SHOWN = ("loss", "accuracy", "f1_macro")  # the rest is in metrics.jsonl and TensorBoard
+
+
 def _fmt(logs: dict[str, float], prefix: str) -> str:
-    return "  ".join(f"{k.split('/', 1)[1]} {v:.4f}" for k, v in logs.items() if k.startswith(prefix))
+    names = [n for n in SHOWN if prefix + n in logs]
+    return "  ".join(f"{prefix}{n} {logs[prefix + n]:.4f}" for n in names)
 
 
 class ProgressBar(Callback):
@@ -70,7 +74,7 @@ class ProgressBar(Callback):
 
     def epoch_end(self, trainer: Trainer) -> None:
         line = (f"epoch {trainer.epoch:>3}  step {trainer.step:>6}  "
-                f"train loss {trainer.logs.get('train/loss_epoch', float('nan')):.4f}  "
+                f"train/loss {trainer.logs.get('train/loss_epoch', float('nan')):.4f}  "
                 f"{_fmt(trainer.logs, 'val/')}  [{trainer.elapsed:.1f}s]")
         if self.progress is not None:
             self.progress.update(self.task_id, metrics=_fmt(trainer.logs, "val/"))
