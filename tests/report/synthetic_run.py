@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pytest
 import yaml
 
 CLASSES = [str(i) for i in range(10)]
@@ -55,6 +53,7 @@ def write_run(run_dir: Path, name: str = "digits-mlp", omit: tuple[str, ...] = (
         "environment.json": {"python": "3.11.7", "torch": "2.13.0", "deepline": "0.1.0",
                              "platform": "Linux-x86_64", "git_commit": "abc123", "seed": 0,
                              "started_at": "2024-05-01T12:00:00", "num_threads": 2,
+                             "command": "deepline train digits.yaml",
                              "packages": {"onnxruntime": "1.18.0"}},
         "data.json": {"name": "digits", "kind": "image", "input_shape": [1, 8, 8],
                       "classes": CLASSES, "sizes": {"train": 1293, "val": 144, "test": 360},
@@ -64,8 +63,10 @@ def write_run(run_dir: Path, name: str = "digits-mlp", omit: tuple[str, ...] = (
                         "best": {"metric": "val/loss", "value": 0.1, "step": 300},
                         "stopped_reason": None},
         "eval.json": _evaluation(rng),
-        "export.json": {"formats": {"onnx": {"path": "bundle/model.onnx", "max_abs_diff": 3e-6,
-                                             "ok": True}}, "bundle": "bundle/"},
+        "export.json": {"formats": {"safetensors": {"path": "model.safetensors"},
+                                    "onnx": {"path": "model.onnx", "max_abs_diff": 3e-6,
+                                             "atol": 1e-4, "ok": True}},
+                        "bundle": "bundle/"},
     }
     if "config.yaml" not in omit:
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
@@ -83,10 +84,3 @@ def write_run(run_dir: Path, name: str = "digits-mlp", omit: tuple[str, ...] = (
                  pred=rng.integers(0, 10, n).astype(np.int64),
                  prob=rng.uniform(0.5, 1.0, n).astype(np.float32))
     return run_dir
-
-
-@pytest.fixture
-def make_run(tmp_path: Path) -> Callable[..., Path]:
-    """``make_run(name=..., omit=(...))`` writes a run folder under ``tmp_path``."""
-    counter = iter(range(1000))
-    return lambda **kw: write_run(tmp_path / f"run{next(counter)}", **kw)

@@ -8,14 +8,14 @@ from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import CLASSES, FILES
 
 from deepline.report import write_report
+from tests.report.synthetic_run import CLASSES, FILES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 VOID = {"meta", "img", "br", "hr", "link", "input", "col", "area", "base", "source", "wbr"}
-# Elements whose end tag HTML lets one omit; our template always closes them anyway.
 MakeRun = Callable[..., Path]
 
 
@@ -82,8 +82,11 @@ def test_full_report(make_run: MakeRun) -> None:
     assert f"{eval_json['per_class']['f1'][3]:.4g}" in text
     assert ", ".join(CLASSES) in text
     for expected in ("digits-mlp", "completed", "image_classification", "mlp", "1293", "abc123",
-                     "f00dfeed" * 8, "onnxruntime", "1 × 8 × 8", "test split, checkpoint best"):
+                     "f00dfeed" * 8, "onnxruntime", "1 × 8 × 8", "test split, checkpoint best",
+                     "deepline train digits.yaml", "model.safetensors"):
         assert expected in text, expected
+    assert "Undefined" not in text and "None" not in text  # absent values show as a dash
+    assert "class=\"bad\"" not in source  # safetensors has no parity check: not a failure
 
 
 def test_escapes_text_from_files(make_run: MakeRun) -> None:
@@ -137,6 +140,24 @@ def test_tolerates_corrupt_files(make_run: MakeRun) -> None:
     page, _ = _parse(write_report(run))
     assert len(page.images) == 1  # only the learning curves remain
     assert "a: [unclosed" in " ".join(page.text)  # the raw YAML is still shown
+
+
+def test_skips_mistakes_that_are_not_images(make_run: MakeRun) -> None:
+    run = make_run()
+    rows = np.zeros((4, 10), dtype=np.float32)  # a tabular task's misclassified rows
+    labels = np.zeros(4, dtype=np.int64)
+    np.savez(run / "mistakes.npz", images=rows, true=labels, pred=labels, prob=rows[:, 0])
+    page, _ = _parse(write_report(run))
+    assert "mistakes" not in page.ids and len(page.images) == 3
+
+
+def test_failed_export_is_flagged(make_run: MakeRun) -> None:
+    run = make_run(omit=("metrics.jsonl", "eval.json", "mistakes.npz"))  # no figures: fast
+    export = json.loads((run / "export.json").read_text())
+    export["formats"]["onnx"].update(ok=False, max_abs_diff=0.5)
+    (run / "export.json").write_text(json.dumps(export))
+    _, source = _parse(write_report(run))
+    assert '<span class="bad">failed</span>' in source and "0.5" in source
 
 
 def test_missing_run_folder(tmp_path: Path) -> None:
