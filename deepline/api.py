@@ -134,19 +134,39 @@ def fit(
     val = validation_data or (x[:0], y[:0])
     test = test_data or val
     meta = DataMeta(
-        name="tensors", kind="image", input_shape=tuple(x.shape[1:]),  # type: ignore[arg-type]
-        classes=classes, input_scale=1.0, mean=[0.0], std=[1.0], fingerprint="",
-        sizes={"train": len(x), "val": len(val[0]), "test": len(test[0])}, files=[],
+        name="tensors",
+        kind="image",
+        input_shape=tuple(x.shape[1:]),  # type: ignore[arg-type]
+        classes=classes,
+        input_scale=1.0,
+        mean=[0.0],
+        std=[1.0],
+        fingerprint="",
+        sizes={"train": len(x), "val": len(val[0]), "test": len(test[0])},
+        files=[],
     )
-    data = DataBundle(Split(x.float(), y.long()), Split(val[0].float(), val[1].long()),
-                      Split(test[0].float(), test[1].long()), meta)
+    data = DataBundle(
+        Split(x.float(), y.long()),
+        Split(val[0].float(), val[1].long()),
+        Split(test[0].float(), test[1].long()),
+        meta,
+    )
     target = f"{type(model).__module__}:{type(model).__qualname__}"
-    cfg = load_config({
-        "name": name, "seed": seed, "data": {"name": "tensors"},
-        "model": {"name": "custom", "target": target},
-        "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr,
-                  "optimizer": optimizer, **train_options},
-    })
+    cfg = load_config(
+        {
+            "name": name,
+            "seed": seed,
+            "data": {"name": "tensors"},
+            "model": {"name": "custom", "target": target},
+            "train": {
+                "epochs": epochs,
+                "batch_size": batch_size,
+                "lr": lr,
+                "optimizer": optimizer,
+                **train_options,
+            },
+        }
+    )
     exp = run_training(cfg, runs_dir, data=data, model=model)
     return Run(exp.run_dir, exp)
 

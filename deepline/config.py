@@ -115,6 +115,9 @@ class TrainConfig(Section):
     grad_clip: float | None = Field(None, gt=0.0, description="max global gradient norm")
     accumulate: int = Field(1, ge=1, description="batches per optimizer step")
     precision: Literal["32", "bf16"] = "32"
+    channels_last: bool = Field(
+        True, description="NHWC memory layout for 4-D inputs (faster convs)"
+    )
     early_stopping: EarlyStoppingConfig | None = None
     checkpoint: CheckpointConfig = CheckpointConfig()
     log_every_steps: int = Field(50, ge=1)
@@ -164,7 +167,7 @@ class ExperimentConfig(Section):
         name = value.get("name")
         if name not in MODELS:
             raise ValueError(MODELS.unknown_message(str(name)))
-        config_cls = MODELS.meta(name)["config"]
+        config_cls = MODELS.meta(str(name))["config"]
         return config_cls.model_validate(value)  # a ValidationError here is unpacked later
 
     def to_yaml(self) -> str:
@@ -298,7 +301,7 @@ def _allowed_keys(loc: tuple[Any, ...], raw: dict[str, Any]) -> list[str]:
         model = _section_class(fields[str(key)].annotation)
         if depth == 0 and key == "model":
             name = (raw.get("model") or {}).get("name")
-            model = MODELS.meta(name)["config"] if name in MODELS else model
+            model = MODELS.meta(str(name))["config"] if name in MODELS else model
     return list(getattr(model, "model_fields", {}))
 
 

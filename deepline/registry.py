@@ -61,7 +61,9 @@ class Registry(Generic[T]):
 
     def unknown_message(self, name: str) -> str:
         allowed = ", ".join(sorted(self._entries))
-        return f"unknown {self.kind} '{name}'. Allowed: {allowed}.{did_you_mean(name, self.names())}"
+        return (
+            f"unknown {self.kind} '{name}'. Allowed: {allowed}.{did_you_mean(name, self.names())}"
+        )
 
     def names(self) -> list[str]:
         return sorted(self._entries)

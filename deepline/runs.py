@@ -2,7 +2,8 @@
 
 ``runs/<config name>/<timestamp>/`` starts with ``config.yaml`` and ``environment.json``; the
 trainer adds ``metrics.jsonl``, ``status.json``, ``checkpoints/`` and ``tb/``; evaluation adds
-``eval.json`` and ``plots/``; export adds ``bundle/`` and ``export.json``; the report ``report.html``.
+``eval.json`` and ``plots/``; export adds ``bundle/`` and ``export.json``; the report
+``report.html``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,16 @@ from typing import Any
 
 from deepline.errors import DeeplineError
 
-REPORTED_PACKAGES = ("torch", "numpy", "torchmetrics", "onnx", "onnxruntime", "safetensors",
-                     "pydantic", "scikit-learn")
+REPORTED_PACKAGES = (
+    "torch",
+    "numpy",
+    "torchmetrics",
+    "onnx",
+    "onnxruntime",
+    "safetensors",
+    "pydantic",
+    "scikit-learn",
+)
 
 
 def new_run_dir(root: str | Path, name: str) -> Path:

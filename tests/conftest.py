@@ -33,8 +33,15 @@ def tiny_config(**train: Any) -> dict[str, Any]:
         "seed": 0,
         "data": {"name": "digits", "augment": {"shift": 1}},
         "model": {"name": "lenet", "channels": [8, 16], "hidden": 32, "dropout": 0.0},
-        "train": {"epochs": 2, "batch_size": 64, "lr": 0.01, "num_threads": 1,
-                  "log_every_steps": 5, "tensorboard": False, **train},
+        "train": {
+            "epochs": 2,
+            "batch_size": 64,
+            "lr": 0.01,
+            "num_threads": 1,
+            "log_every_steps": 5,
+            "tensorboard": False,
+            **train,
+        },
     }
 
 

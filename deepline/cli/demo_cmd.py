@@ -38,7 +38,9 @@ def demo(
     table.add_row("ONNX vs PyTorch max |diff|", f"{onnx['max_abs_diff']:.1e}")
     table.add_row("wall time", f"{time.perf_counter() - start:.0f} s")
     console.print(table)
-    console.print(f"open:   {report}\n"
-                  f"bundle: {exported['bundle']}\n"
-                  f"logs:   tensorboard --logdir {run.path / 'tb'}\n"
-                  f"try:    deepline predict {exported['bundle']} some_digit.png")
+    console.print(
+        f"open:   {report}\n"
+        f"bundle: {exported['bundle']}\n"
+        f"logs:   tensorboard --logdir {run.path / 'tb'}\n"
+        f"try:    deepline predict {exported['bundle']} some_digit.png"
+    )

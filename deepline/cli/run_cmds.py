@@ -77,15 +77,16 @@ def evaluate(
     if split not in (None, "val", "test"):
         raise typer.BadParameter(f"split must be val or test, got '{split}'")
     result = evaluate_run(run_dir, split, checkpoint, data_dir)
-    table = Table(title=f"{result['split']} split, checkpoint {result['checkpoint']}, "
-                        f"{result.get('n', '?')} examples")
+    table = Table(
+        title=f"{result['split']} split, checkpoint {result['checkpoint']}, "
+        f"{result.get('n', '?')} examples"
+    )
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result["metrics"].items():
         table.add_row(key, f"{value:.4f}")
     console.print(table)
-    console.print(f"wrote {run_dir / 'eval.json'}, {run_dir / 'plots'}/, "
-                  f"{write_report(run_dir)}")
+    console.print(f"wrote {run_dir / 'eval.json'}, {run_dir / 'plots'}/, {write_report(run_dir)}")
 
 
 @app.command()
@@ -102,9 +103,11 @@ def export(
     report = export_run(run_dir, checkpoint, data_dir, out)
     onnx = report["formats"].get("onnx")
     if onnx:
-        console.print(f"ONNX vs PyTorch on {onnx['examples']} test inputs: "
-                      f"max |diff| = {onnx['max_abs_diff']:.2e} (limit {onnx['atol']:g}) "
-                      f"[green]ok[/]")
+        console.print(
+            f"ONNX vs PyTorch on {onnx['examples']} test inputs: "
+            f"max |diff| = {onnx['max_abs_diff']:.2e} (limit {onnx['atol']:g}) "
+            f"[green]ok[/]"
+        )
     console.print(f"bundle: {report['bundle']}")
     write_report(run_dir)
 

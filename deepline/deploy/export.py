@@ -39,10 +39,15 @@ def export_trained(run: TrainedRun, out: str | Path | None = None) -> dict[str, 
     tmp = bundle_dir.with_name(f".{bundle_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in run.model.state_dict().items()},
-              str(tmp / "model.safetensors"))
-    report: dict[str, Any] = {"bundle": str(bundle_dir), "checkpoint": run.checkpoint.name,
-                              "formats": {"safetensors": {"path": "model.safetensors"}}}
+    save_file(
+        {k: v.contiguous() for k, v in run.model.state_dict().items()},
+        str(tmp / "model.safetensors"),
+    )
+    report: dict[str, Any] = {
+        "bundle": str(bundle_dir),
+        "checkpoint": run.checkpoint.name,
+        "formats": {"safetensors": {"path": "model.safetensors"}},
+    }
     files = {"weights": "model.safetensors"}
     if run.config.export.onnx:
         report["formats"]["onnx"] = _export_onnx_checked(run, tmp / "model.onnx")
@@ -68,8 +73,14 @@ def _export_onnx_checked(run: TrainedRun, path: Path) -> dict[str, Any]:
     export_onnx(run.model, inputs[:2], path, run.config.export.opset)
     diff = max_abs_difference(run.model, path, inputs)
     atol = run.config.export.atol
-    return {"path": "model.onnx", "max_abs_diff": diff, "atol": atol, "ok": diff <= atol,
-            "examples": len(inputs), "bytes": path.stat().st_size}
+    return {
+        "path": "model.onnx",
+        "max_abs_diff": diff,
+        "atol": atol,
+        "ok": diff <= atol,
+        "examples": len(inputs),
+        "bytes": path.stat().st_size,
+    }
 
 
 def bundle_spec(run: TrainedRun, files: dict[str, str]) -> dict[str, Any]:

@@ -20,8 +20,14 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int 
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            model, (example,), dynamo=True, input_names=["input"], output_names=["logits"],
-            dynamic_shapes=({0: batch},), opset_version=opset, external_data=False,
+            model,
+            (example,),
+            dynamo=True,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_shapes=({0: batch},),
+            opset_version=opset,
+            external_data=False,
             verbose=False,
         )
         assert program is not None

@@ -36,8 +36,10 @@ class Predictor:
         if backend == "onnx":
             path = self.bundle.file("onnx")
             if path is None or not path.is_file():
-                raise DeeplineError(f"bundle '{self.bundle.path}' has no ONNX model; "
-                                    "use --backend torch or export with export.onnx: true")
+                raise DeeplineError(
+                    f"bundle '{self.bundle.path}' has no ONNX model; "
+                    "use --backend torch or export with export.onnx: true"
+                )
             self.session = onnx_session(path)
         elif backend == "torch":
             self.model = self.bundle.torch_model()
@@ -73,8 +75,10 @@ class Predictor:
         except (OSError, ValueError) as err:
             raise InputError(f"'{path}' is not a readable .npy array ({err})") from None
         if array.dtype.kind not in "uif" or array.ndim not in (2, 3):
-            raise InputError(f"'{path}': expected a 2-D or 3-D numeric array, got "
-                             f"{array.dtype} of shape {array.shape}")
+            raise InputError(
+                f"'{path}': expected a 2-D or 3-D numeric array, got "
+                f"{array.dtype} of shape {array.shape}"
+            )
         x = torch.as_tensor(array.astype(np.float32))
         if array.dtype.kind in "ui":
             x = x / 255.0  # integers are 8-bit pixels
@@ -85,6 +89,11 @@ class Predictor:
         x = x[:3]
         if x.shape[0] != self.channels:
             x = x.mean(0, keepdim=True) if self.channels == 1 else x[:1].expand(3, -1, -1)
-        x = F.interpolate(x[None], size=(self.height, self.width), mode="bilinear",
-                          antialias=True, align_corners=False)[0]
+        x = F.interpolate(
+            x[None],
+            size=(self.height, self.width),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        )[0]
         return x.clamp(0, 1).numpy()

@@ -47,8 +47,9 @@ def evaluate_trained(run: TrainedRun, split: str, keep_mistakes: int = 32) -> di
     plots.mkdir(exist_ok=True)
     if "confusion_matrix" in result:
         classes = result["classes"]
-        plot_confusion_matrix(np.array(result["confusion_matrix"]), classes,
-                              plots / "confusion_matrix.png")
+        plot_confusion_matrix(
+            np.array(result["confusion_matrix"]), classes, plots / "confusion_matrix.png"
+        )
         plot_per_class(result["per_class"], classes, plots / "per_class.png")
     return result
 

@@ -28,7 +28,7 @@ class TrainedRun:
 def load_trained(
     run_dir: str | Path, checkpoint: str | None = None, data_dir: str | None = None
 ) -> TrainedRun:
-    """The run's model with the weights of its ``best`` (default) or ``last`` checkpoint, in eval mode."""
+    """The run's model, with its ``best`` (default) or ``last`` weights, in eval mode."""
     run_dir = check_run_dir(run_dir)
     cfg = load_config(run_dir / "config.yaml")
     if data_dir is not None:

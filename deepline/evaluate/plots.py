@@ -56,8 +56,15 @@ def plot_confusion_matrix(
             for j in range(n):
                 # White text on dark cells, dark text on light ones, for contrast.
                 dark = shade[i, j] > 0.5 * limit
-                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
-                        color="white" if dark else "#222222")
+                ax.text(
+                    j,
+                    i,
+                    f"{int(cm[i, j])}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if dark else "#222222",
+                )
     return _save(fig, path)
 
 
@@ -71,8 +78,12 @@ def plot_per_class(per_class: dict[str, list[float]], classes: list[str], path: 
     x = np.arange(n)
     for k, name in enumerate(metrics):
         ax.bar(x + (k - (len(metrics) - 1) / 2) * width, per_class[name][:n], width, label=name)
-    ax.set_xticks(x, [_plain(c) for c in classes], rotation=45 if n > 10 else 0,
-                  ha="right" if n > 10 else "center")
+    ax.set_xticks(
+        x,
+        [_plain(c) for c in classes],
+        rotation=45 if n > 10 else 0,
+        ha="right" if n > 10 else "center",
+    )
     ax.set_ylim(0, 1.15)  # headroom so the legend sits above bars near 1.0
     ax.set_ylabel("score")
     ax.set_title("Per-class scores")
@@ -92,8 +103,11 @@ def plot_learning_curves(records: list[dict], path: Path) -> Path:
     losses = {k: v for k, v in series.items() if k.endswith(("loss", "loss_epoch"))}
     others = {k: v for k, v in series.items() if k.startswith("val/") and k not in losses}
     lr = {k: v for k, v in series.items() if k == "lr"}
-    panels = [(t, s) for t, s in (("loss", losses), ("validation metrics", others),
-                                  ("learning rate", lr)) if s]
+    panels = [
+        (t, s)
+        for t, s in (("loss", losses), ("validation metrics", others), ("learning rate", lr))
+        if s
+    ]
     if not panels:
         return _save(_message_figure("no metrics logged"), path)
     fig = Figure(figsize=(5.0 * len(panels), 3.8), dpi=DPI)
@@ -132,10 +146,11 @@ def plot_image_grid(images: np.ndarray, titles: list[str], path: Path, ncols: in
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     for i in range(n):
         top, left = (i // ncols) * cell_h + cap, (i % ncols) * cell_w
-        mosaic[top:top + h, left:left + w] = np.clip(rgb[i], 0.0, 1.0).transpose(1, 2, 0)
+        mosaic[top : top + h, left : left + w] = np.clip(rgb[i], 0.0, 1.0).transpose(1, 2, 0)
         if i < len(titles):
-            ax.text(left + w / 2, top - 0.5, _plain(titles[i]), ha="center", va="bottom",
-                    fontsize=8)
+            ax.text(
+                left + w / 2, top - 0.5, _plain(titles[i]), ha="center", va="bottom", fontsize=8
+            )
     ax.imshow(mosaic, interpolation="nearest")
     ax.set_axis_off()
     return _save(fig, path)

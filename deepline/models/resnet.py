@@ -20,7 +20,10 @@ class ResNetConfig(ModelConfig):
 
 
 class BasicBlock(nn.Module):
-    """conv3x3-BN-ReLU-conv3x3-BN plus a (projected) shortcut. (B, cin, H, W) -> (B, cout, H/s, W/s)."""
+    """conv3x3-BN-ReLU-conv3x3-BN plus a (projected) shortcut.
+
+    (B, cin, H, W) -> (B, cout, H/s, W/s).
+    """
 
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()

@@ -25,10 +25,24 @@ from deepline.evaluate import plots
 from deepline.runs import read_json
 
 MAX_MISTAKES = 32  # enough to see a pattern; more only makes the page heavy
-_DISPLAY_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "auroc_macro",
-                    "loss")
-_ENV_FIRST = ("python", "torch", "deepline", "platform", "seed", "git_commit", "num_threads",
-              "started_at")
+_DISPLAY_METRICS = (
+    "accuracy",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "auroc_macro",
+    "loss",
+)
+_ENV_FIRST = (
+    "python",
+    "torch",
+    "deepline",
+    "platform",
+    "seed",
+    "git_commit",
+    "num_threads",
+    "started_at",
+)
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -52,8 +66,9 @@ def build_context(run_dir: Path) -> dict[str, Any]:
     status = _read_json(run_dir / "status.json")
     evaluation = _read_json(run_dir / "eval.json")
     records = _read_jsonl(run_dir / "metrics.jsonl")
-    classes = [str(c) for c in (evaluation or {}).get("classes") or (data or {}).get("classes")
-               or []]
+    classes = [
+        str(c) for c in (evaluation or {}).get("classes") or (data or {}).get("classes") or []
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         # Figures are drawn from the JSON into a scratch folder and embedded, so the report
         # never overwrites the evaluator's plots/ and always matches the numbers shown.
@@ -230,5 +245,9 @@ def _parse_yaml(text: str | None) -> dict | None:
 
 def _environment() -> Environment:
     # autoescape=True for every template: everything shown comes from files on disk.
-    return Environment(loader=PackageLoader("deepline.report"), autoescape=True,
-                       trim_blocks=True, lstrip_blocks=True)
+    return Environment(
+        loader=PackageLoader("deepline.report"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )

@@ -44,8 +44,10 @@ class ImageClassification(Task):
         probs = outputs.float().softmax(-1)
         top = probs.topk(k, dim=-1)
         return [
-            [{"class": self.meta.classes[int(i)], "index": int(i), "probability": float(p)}
-             for p, i in zip(values, indices)]
+            [
+                {"class": self.meta.classes[int(i)], "index": int(i), "probability": float(p)}
+                for p, i in zip(values, indices)
+            ]
             for values, indices in zip(top.values, top.indices)
         ]
 

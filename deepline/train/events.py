@@ -19,7 +19,7 @@ EVENTS = (
 )
 
 
-class StopTraining(Exception):  # noqa: N818  (a signal, not an error)
+class StopTraining(Exception):
     """Raised by a callback to end training cleanly (early stopping, a step budget)."""
 
 

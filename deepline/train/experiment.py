@@ -63,7 +63,11 @@ def build_experiment(
     model = model if model is not None else task.build_model(cfg.model)
     fill = [-m / s for m, s in zip(data.meta.mean, data.meta.std)]  # normalised background
     train = BatchLoader(
-        data.train.x, data.train.y, cfg.train.batch_size, shuffle=True, seed=cfg.seed,
+        data.train.x,
+        data.train.y,
+        cfg.train.batch_size,
+        shuffle=True,
+        seed=cfg.seed,
         augment=BatchAugment(cfg.data.augment, fill=fill),
     )
     val = BatchLoader(data.val.x, data.val.y, cfg.eval.batch_size) if len(data.val) else None
@@ -80,8 +84,11 @@ def default_callbacks(
         MetricsLog(run_dir, t.log_every_steps),
         ProgressBar(console),
         Checkpointing(
-            run_dir / "checkpoints", t.checkpoint.every_steps, t.checkpoint.keep_last,
-            t.checkpoint.monitor, t.checkpoint.mode,
+            run_dir / "checkpoints",
+            t.checkpoint.every_steps,
+            t.checkpoint.keep_last,
+            t.checkpoint.monitor,
+            t.checkpoint.mode,
         ),
     ]
     if t.tensorboard:
@@ -96,9 +103,16 @@ def hparams_of(cfg: ExperimentConfig) -> dict[str, float | int | str | bool]:
     """The flat hyper-parameters TensorBoard's HPARAMS tab shows."""
     t = cfg.train
     return {
-        "model": cfg.model.name, "dataset": cfg.data.name, "optimizer": t.optimizer, "lr": t.lr,
-        "batch_size": t.batch_size, "weight_decay": t.weight_decay, "schedule": t.schedule.name,
-        "epochs": t.epochs or 0, "max_steps": t.max_steps or 0, "seed": cfg.seed,
+        "model": cfg.model.name,
+        "dataset": cfg.data.name,
+        "optimizer": t.optimizer,
+        "lr": t.lr,
+        "batch_size": t.batch_size,
+        "weight_decay": t.weight_decay,
+        "schedule": t.schedule.name,
+        "epochs": t.epochs or 0,
+        "max_steps": t.max_steps or 0,
+        "seed": cfg.seed,
     }
 
 
@@ -116,8 +130,9 @@ def run_training(
         run_dir = Path(resume)
         saved = load_config(run_dir / "config.yaml")
         if config is not None and config.model_dump() != saved.model_dump():
-            warnings.warn(f"--resume uses the config saved in {run_dir}, not the one given",
-                          stacklevel=2)
+            warnings.warn(
+                f"--resume uses the config saved in {run_dir}, not the one given", stacklevel=2
+            )
         config = saved
     elif config is None:
         raise ValueError("give a config, or a run folder to resume")
@@ -126,8 +141,9 @@ def run_training(
         (run_dir / "config.yaml").write_text(config.to_yaml())
     exp = build_experiment(config, run_dir, extra_callbacks, console, data, model)
     if resume is None:
-        write_json(run_dir / "environment.json",
-                   environment_info(config.seed, torch.get_num_threads()))
+        write_json(
+            run_dir / "environment.json", environment_info(config.seed, torch.get_num_threads())
+        )
         write_json(run_dir / "data.json", exp.data.meta.to_dict())
     elif (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
         path, tensors, state = load_latest(run_dir / "checkpoints")

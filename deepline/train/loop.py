@@ -51,6 +51,10 @@ class Trainer:
         self.stop_reason: str | None = None
         self.start_time = time.perf_counter()
         self._handlers = {event: handlers(self.callbacks, event) for event in EVENTS}
+        self.memory_format = (
+            torch.channels_last if config.channels_last else torch.contiguous_format
+        )
+        self.model.to(memory_format=self.memory_format)  # type: ignore[call-overload]
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> Trainer:
@@ -78,6 +82,7 @@ class Trainer:
         self.model.train()
         accumulate, n_batches = self.config.accumulate, len(self.train_loader)
         for x, y in self.train_loader:
+            x = self._layout(x)
             self.batch = (x, y)
             self.fire("batch_start")
             with self._autocast():
@@ -112,13 +117,16 @@ class Trainer:
         evaluator = self.task.evaluator(keep_mistakes=32)
         for x, y in self.val_loader:
             with self._autocast():
-                out = self.model(x)
+                out = self.model(self._layout(x))
             evaluator.update(x, out, y)
         self.model.train()
         self.last_evaluator = evaluator
         results = {f"val/{k}": v for k, v in evaluator.compute().items()}
         self.logs.update(results)
         return results
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=self.memory_format) if x.ndim == 4 else x
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.config.precision == "bf16":
@@ -155,8 +163,10 @@ class Trainer:
             "logs": self.logs,
             "optimizer": {"param_groups": opt["param_groups"], "values": opt_values},
             # the schedule itself is rebuilt from the config: save only where it stands
-            "scheduler": {**self.scheduler.state_dict(),
-                          "lr_lambdas": [None] * len(self.optimizer.param_groups)},
+            "scheduler": {
+                **self.scheduler.state_dict(),
+                "lr_lambdas": [None] * len(self.optimizer.param_groups),
+            },
             "loader": self.train_loader.state_dict(),
             "rng": rng_values,
             "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks},
@@ -184,7 +194,8 @@ class Trainer:
 
 def _split_tensors(state: dict[int, dict[str, Any]], prefix: str) -> tuple[dict, dict]:
     """Optimizer per-parameter state -> ({'optimizer.3.exp_avg': tensor}, {'3': {'x': 1}})."""
-    tensors, values = {}, {}
+    tensors: dict[str, torch.Tensor] = {}
+    values: dict[str, dict[str, Any]] = {}
     for pid, entry in state.items():
         for key, v in entry.items():
             if isinstance(v, torch.Tensor):

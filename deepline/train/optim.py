@@ -12,7 +12,8 @@ from deepline.config import ScheduleConfig, TrainConfig
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD (momentum, Nesterov), Adam or AdamW. Norm and bias parameters get no weight decay."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim > 1 else no_decay).append(p)
@@ -32,7 +33,7 @@ class LRSchedule:
 
     A plain object of numbers (no closures), so the scheduler's state is just its step count.
 
-    >>> s = LRSchedule(ScheduleConfig(name="cosine", warmup_steps=10), total_steps=110, steps_per_epoch=10)
+    >>> s = LRSchedule(ScheduleConfig(name="cosine", warmup_steps=10), 110, steps_per_epoch=10)
     >>> round(s(0), 2), round(s(10), 2), round(s(110), 2)
     (0.1, 1.0, 0.0)
     """

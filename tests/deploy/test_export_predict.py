@@ -74,11 +74,11 @@ def test_torch_and_onnx_predict_the_same(bundle: Path, tmp_path: Path) -> None:
 def test_non_image_file_is_a_clear_error(bundle: Path, tmp_path: Path) -> None:
     text = tmp_path / "notes.png"
     text.write_text("this is not an image")
-    with pytest.raises(InputError, match="notes.png"):
+    with pytest.raises(InputError, match=r"notes\.png"):
         Predictor(bundle).predict_files([text])
     bad = tmp_path / "words.npy"
     np.save(bad, np.array(["a", "b"]))
-    with pytest.raises(InputError, match="words.npy"):
+    with pytest.raises(InputError, match=r"words\.npy"):
         Predictor(bundle).predict_files([bad])
 
 

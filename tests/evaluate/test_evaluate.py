@@ -30,15 +30,18 @@ def test_metrics_match_scikit_learn(trained_run: Path) -> None:
     m = result["metrics"]
     assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, pred), abs=1e-6)
     assert m["precision_macro"] == pytest.approx(
-        skm.precision_score(y, pred, average="macro", zero_division=0), abs=1e-6)
+        skm.precision_score(y, pred, average="macro", zero_division=0), abs=1e-6
+    )
     assert m["recall_macro"] == pytest.approx(skm.recall_score(y, pred, average="macro"), abs=1e-6)
     assert m["f1_macro"] == pytest.approx(skm.f1_score(y, pred, average="macro"), abs=1e-6)
     assert m["auroc_macro"] == pytest.approx(
-        skm.roc_auc_score(y, probs, multi_class="ovr", average="macro"), abs=1e-4)
+        skm.roc_auc_score(y, probs, multi_class="ovr", average="macro"), abs=1e-4
+    )
     assert m["loss"] == pytest.approx(skm.log_loss(y, probs, labels=range(10)), abs=1e-4)
     assert result["confusion_matrix"] == skm.confusion_matrix(y, pred).tolist()
-    np.testing.assert_allclose(result["per_class"]["f1"], skm.f1_score(y, pred, average=None),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        result["per_class"]["f1"], skm.f1_score(y, pred, average=None), atol=1e-6
+    )
     assert result["n"] == len(y) == 359
 
 

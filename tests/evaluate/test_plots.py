@@ -31,11 +31,21 @@ def _records(epochs: int = 3, steps_per_epoch: int = 20) -> list[dict]:
     out: list[dict] = []
     for step in range(1, epochs * steps_per_epoch + 1):
         epoch = (step - 1) // steps_per_epoch
-        out.append({"step": step, "epoch": epoch, "time": step * 0.1,
-                    "train/loss": 1 / step, "lr": 1e-3})
+        out.append(
+            {"step": step, "epoch": epoch, "time": step * 0.1, "train/loss": 1 / step, "lr": 1e-3}
+        )
         if step % steps_per_epoch == 0:
-            out.append({"step": step, "epoch": epoch, "time": step * 0.1, "val/loss": 0.5,
-                        "val/accuracy": 0.9, "val/f1_macro": 0.88, "train/loss_epoch": 0.6})
+            out.append(
+                {
+                    "step": step,
+                    "epoch": epoch,
+                    "time": step * 0.1,
+                    "val/loss": 0.5,
+                    "val/accuracy": 0.9,
+                    "val/f1_macro": 0.88,
+                    "train/loss_epoch": 0.6,
+                }
+            )
     return out
 
 
@@ -55,8 +65,12 @@ def test_confusion_matrix(tmp_path: Path, n: int, normalize: bool) -> None:
 
 def test_per_class(tmp_path: Path) -> None:
     classes = ["cat", "dog", "$bird$"]  # a "$" must not be parsed as math text
-    per_class = {"precision": [0.9, 0.8, 0.7], "recall": [0.8, 0.9, 0.6],
-                 "f1": [0.85, 0.85, 0.65], "support": [10.0, 12.0, 3.0]}
+    per_class = {
+        "precision": [0.9, 0.8, 0.7],
+        "recall": [0.8, 0.9, 0.6],
+        "f1": [0.85, 0.85, 0.65],
+        "support": [10.0, 12.0, 3.0],
+    }
     _check_png(plots.plot_per_class(per_class, classes, tmp_path / "pc.png"))
     _check_png(plots.plot_per_class({"f1": [0.5, 0.6, 0.7]}, classes, tmp_path / "f1.png"))
 
@@ -67,8 +81,11 @@ def test_per_class(tmp_path: Path) -> None:
         _records(),
         _records()[:1],  # a single step line
         [{"step": 5, "epoch": 0, "val/accuracy": 0.5}],  # a single epoch line, no loss or lr
-        [{"step": 1, "train/loss": float("nan")}, {"step": 2, "train/loss": float("inf")},
-         {"step": 3, "train/loss": 0.5}],  # a diverged run
+        [
+            {"step": 1, "train/loss": float("nan")},
+            {"step": 2, "train/loss": float("inf")},
+            {"step": 3, "train/loss": 0.5},
+        ],  # a diverged run
         [{"epoch": 0}, {"step": "x", "lr": 0.1}, {"step": 3, "note": "text", "flag": True}],
         [],
     ],
@@ -86,8 +103,10 @@ def test_learning_curves_panels(tmp_path: Path) -> None:
     assert wide > 2 * narrow
 
 
-@pytest.mark.parametrize(("shape", "ncols"), [((16, 1, 8, 8), 8), ((5, 3, 32, 32), 4),
-                                                ((1, 1, 28, 28), 8), ((3, 1, 8, 8), 1)])
+@pytest.mark.parametrize(
+    ("shape", "ncols"),
+    [((16, 1, 8, 8), 8), ((5, 3, 32, 32), 4), ((1, 1, 28, 28), 8), ((3, 1, 8, 8), 1)],
+)
 def test_image_grid(tmp_path: Path, shape: tuple[int, ...], ncols: int) -> None:
     images = np.random.default_rng(0).random(shape, dtype=np.float32)
     titles = [f"{i} → {i + 1} (0.9{i % 10})" for i in range(shape[0])]
@@ -98,8 +117,9 @@ def test_image_grid(tmp_path: Path, shape: tuple[int, ...], ncols: int) -> None:
 
 
 def test_image_grid_empty_and_out_of_range(tmp_path: Path) -> None:
-    _check_png(plots.plot_image_grid(np.zeros((0, 1, 8, 8)), [], tmp_path / "empty.png"),
-               min_side=20)
+    _check_png(
+        plots.plot_image_grid(np.zeros((0, 1, 8, 8)), [], tmp_path / "empty.png"), min_side=20
+    )
     wild = np.linspace(-1, 2, 2 * 64).reshape(2, 1, 8, 8)  # values outside [0, 1] are clipped
     _check_png(plots.plot_image_grid(wild, ["a"], tmp_path / "wild.png"))
 

@@ -60,7 +60,7 @@ def _parse(path: Path) -> tuple[_Checker, str]:
 def _png(uri: str) -> bytes:
     prefix = "data:image/png;base64,"
     assert uri.startswith(prefix)
-    return base64.b64decode(uri[len(prefix):], validate=True)
+    return base64.b64decode(uri[len(prefix) :], validate=True)
 
 
 def test_full_report(make_run: MakeRun) -> None:
@@ -72,8 +72,16 @@ def test_full_report(make_run: MakeRun) -> None:
     # Self-contained: no scripts, no external resources.
     assert "script" not in page.tags and "link" not in page.tags
     assert "http://" not in source and "https://" not in source
-    assert {"config", "data", "learning-curves", "metrics", "per-class", "mistakes", "export",
-            "environment"} <= page.ids
+    assert {
+        "config",
+        "data",
+        "learning-curves",
+        "metrics",
+        "per-class",
+        "mistakes",
+        "export",
+        "environment",
+    } <= page.ids
     assert len(page.images) == 4  # learning curves, per-class bars, confusion matrix, mistakes
     assert all(_png(src).startswith(PNG_MAGIC) for src in page.images)
     eval_json = json.loads((run / "eval.json").read_text())
@@ -81,12 +89,23 @@ def test_full_report(make_run: MakeRun) -> None:
         assert value in text
     assert f"{eval_json['per_class']['f1'][3]:.4g}" in text
     assert ", ".join(CLASSES) in text
-    for expected in ("digits-mlp", "completed", "image_classification", "mlp", "1293", "abc123",
-                     "f00dfeed" * 8, "onnxruntime", "1 × 8 × 8", "test split, checkpoint best",
-                     "deepline train digits.yaml", "model.safetensors"):
+    for expected in (
+        "digits-mlp",
+        "completed",
+        "image_classification",
+        "mlp",
+        "1293",
+        "abc123",
+        "f00dfeed" * 8,
+        "onnxruntime",
+        "1 × 8 × 8",
+        "test split, checkpoint best",
+        "deepline train digits.yaml",
+        "model.safetensors",
+    ):
         assert expected in text, expected
     assert "Undefined" not in text and "None" not in text  # absent values show as a dash
-    assert "class=\"bad\"" not in source  # safetensors has no parity check: not a failure
+    assert 'class="bad"' not in source  # safetensors has no parity check: not a failure
 
 
 def test_escapes_text_from_files(make_run: MakeRun) -> None:
@@ -113,8 +132,9 @@ def test_escapes_text_from_files(make_run: MakeRun) -> None:
         (FILES, {"per-class", "mistakes", "export"}, 0),
     ],
 )
-def test_missing_inputs(make_run: MakeRun, omit: tuple[str, ...], absent_ids: set[str],
-                        n_images: int) -> None:
+def test_missing_inputs(
+    make_run: MakeRun, omit: tuple[str, ...], absent_ids: set[str], n_images: int
+) -> None:
     page, _ = _parse(write_report(make_run(omit=omit)))
     assert not absent_ids & page.ids
     assert len(page.images) == n_images

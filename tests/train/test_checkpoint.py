@@ -63,9 +63,13 @@ def test_interrupted_write_leaves_previous_intact(tmp_path: Path) -> None:
 
 
 def test_keeps_last_k_and_best(tmp_path: Path) -> None:
-    cfg = load_config(tiny_config(
-        epochs=4, lr=0.01, checkpoint={"keep_last": 1, "monitor": "val/accuracy", "mode": "max"},
-    ))
+    cfg = load_config(
+        tiny_config(
+            epochs=4,
+            lr=0.01,
+            checkpoint={"keep_last": 1, "monitor": "val/accuracy", "mode": "max"},
+        )
+    )
     exp = run_training(cfg, tmp_path)
     names = [p.name for p in list_checkpoints(exp.run_dir / "checkpoints")]
     best = find_checkpoint(exp.run_dir / "checkpoints", "best", "max")
@@ -82,15 +86,16 @@ def test_keeps_last_k_and_best(tmp_path: Path) -> None:
 def test_resume_is_exact(tmp_path: Path, resume_at: str) -> None:
     """Training 3 epochs in one go == training, stopping at a checkpoint, and resuming."""
     every = None if resume_at == "epoch" else 8
-    raw = tiny_config(epochs=3, checkpoint={"every_steps": every, "keep_last": 50},
-                      schedule={"name": "cosine"})
+    raw = tiny_config(
+        epochs=3, checkpoint={"every_steps": every, "keep_last": 50}, schedule={"name": "cosine"}
+    )
     raw["model"]["dropout"] = 0.2  # dropout and augmentation both draw random numbers
     full = run_training(load_config(raw), tmp_path / "full")
 
     part = run_training(load_config(raw), tmp_path / "part")
     checkpoints = list_checkpoints(part.run_dir / "checkpoints")
     cut = checkpoints[1] if resume_at == "epoch" else checkpoints[3]  # step 42, or 32 (mid-epoch)
-    for later in checkpoints[checkpoints.index(cut) + 1:]:
+    for later in checkpoints[checkpoints.index(cut) + 1 :]:
         shutil.rmtree(later)
     resumed = run_training(None, resume=part.run_dir)
     assert resumed.trainer.step == full.trainer.step == 63

@@ -35,12 +35,20 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path) -> 
     config.write_text(yaml.safe_dump(raw))
     env = {**os.environ, "PYTHONHASHSEED": "0"}
 
-    subprocess.run(train_cmd(str(config), "--runs-dir", str(tmp_path / "full")),
-                   check=True, env=env, capture_output=True)
+    subprocess.run(
+        train_cmd(str(config), "--runs-dir", str(tmp_path / "full")),
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     full = only_run(tmp_path / "full")
 
-    proc = subprocess.Popen(train_cmd(str(config), "--runs-dir", str(tmp_path / "killed")),
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        train_cmd(str(config), "--runs-dir", str(tmp_path / "killed")),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     killed_at = None
     while time.monotonic() < deadline and proc.poll() is None:
@@ -56,8 +64,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path) -> 
     assert killed_at is not None and killed_at < TOTAL_STEPS
     run = only_run(tmp_path / "killed")
 
-    resumed = subprocess.run(train_cmd("--resume", str(run)), env=env, capture_output=True,
-                             text=True)
+    resumed = subprocess.run(
+        train_cmd("--resume", str(run)), env=env, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in resumed.stderr
     assert list_checkpoints(run / "checkpoints")[-1].name == f"step-{TOTAL_STEPS:08d}"

@@ -17,7 +17,9 @@ from tests.conftest import tiny_config
 
 def recorder_class():  # type: ignore[no-untyped-def]
     """A callback that records every event it sees."""
-    methods: dict = {e: (lambda ev: lambda self, trainer: self.events.append(ev))(e) for e in EVENTS}
+    methods: dict = {
+        e: (lambda ev: lambda self, trainer: self.events.append(ev))(e) for e in EVENTS
+    }
     methods["__init__"] = lambda self: setattr(self, "events", [])
     return type("EventRecorder", (Callback,), methods)
 
@@ -57,10 +59,18 @@ def test_max_steps_and_accumulation(tmp_path) -> None:
 
 
 def test_early_stopping_stops(tmp_path) -> None:
-    cfg = load_config(tiny_config(
-        epochs=50, lr=1e-9,
-        early_stopping={"monitor": "val/accuracy", "mode": "max", "patience": 2, "min_delta": 0.5},
-    ))
+    cfg = load_config(
+        tiny_config(
+            epochs=50,
+            lr=1e-9,
+            early_stopping={
+                "monitor": "val/accuracy",
+                "mode": "max",
+                "patience": 2,
+                "min_delta": 0.5,
+            },
+        )
+    )
     exp = run_training(cfg, tmp_path)
     assert exp.trainer.epoch == 3  # first epoch sets the best, two more without improvement
     assert "early stopping" in exp.trainer.stop_reason
@@ -69,10 +79,16 @@ def test_early_stopping_stops(tmp_path) -> None:
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
 def test_optimizers_and_clipping(tmp_path, optimizer: str) -> None:
-    cfg = load_config(tiny_config(
-        epochs=1, optimizer=optimizer, nesterov=optimizer == "sgd", grad_clip=1.0,
-        lr=0.05 if optimizer == "sgd" else 0.003, precision="bf16",
-    ))
+    cfg = load_config(
+        tiny_config(
+            epochs=1,
+            optimizer=optimizer,
+            nesterov=optimizer == "sgd",
+            grad_clip=1.0,
+            lr=0.05 if optimizer == "sgd" else 0.003,
+            precision="bf16",
+        )
+    )
     exp = run_training(cfg, tmp_path)
     assert math.isfinite(exp.trainer.logs["val/loss"])
     assert exp.trainer.logs["val/accuracy"] > 0.3

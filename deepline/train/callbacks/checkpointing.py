@@ -1,12 +1,12 @@
-"""Save full-state checkpoints at epoch ends (and every N steps), keeping the last k and the best."""
+"""Full-state checkpoints at epoch ends (and every N steps), keeping the last k and the best."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepline.train.checkpoint import checkpoint_name, prune_checkpoints, save_checkpoint
 from deepline.train.callbacks.early_stopping import is_better
+from deepline.train.checkpoint import checkpoint_name, prune_checkpoints, save_checkpoint
 from deepline.train.events import Callback
 
 if TYPE_CHECKING:
@@ -44,7 +44,9 @@ class Checkpointing(Callback):
             self.save(trainer, monitor_value=trainer.logs.get(self.monitor))
 
     def save(self, trainer: Trainer, monitor_value: float | None) -> Path:
-        improved = monitor_value is not None and is_better(monitor_value, self.best_value, self.mode)
+        improved = monitor_value is not None and is_better(
+            monitor_value, self.best_value, self.mode
+        )
         if improved:  # recorded before saving, so the checkpoint carries its own best record
             self.best_value = monitor_value
             self.best_path = checkpoint_name(trainer.step)

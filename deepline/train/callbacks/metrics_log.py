@@ -64,8 +64,12 @@ class MetricsLog(Callback):
         tmp.replace(self.status_path)
 
     def _append(self, trainer: Trainer, values: dict[str, Any], epoch: int | None = None) -> None:
-        record = {"step": trainer.step, "epoch": trainer.epoch if epoch is None else epoch,
-                  "time": round(trainer.elapsed, 3), **values}
+        record = {
+            "step": trainer.step,
+            "epoch": trainer.epoch if epoch is None else epoch,
+            "time": round(trainer.elapsed, 3),
+            **values,
+        }
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
 

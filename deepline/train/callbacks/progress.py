@@ -60,8 +60,12 @@ class ProgressBar(Callback):
         )
         self.progress.start()
         self.task_id = self.progress.add_task(
-            "train", total=trainer.total_steps, completed=trainer.step,
-            epoch=trainer.epoch + 1, loss=float("nan"), metrics="",
+            "train",
+            total=trainer.total_steps,
+            completed=trainer.step,
+            epoch=trainer.epoch + 1,
+            loss=float("nan"),
+            metrics="",
         )
 
     def step_end(self, trainer: Trainer) -> None:
@@ -73,9 +77,11 @@ class ProgressBar(Callback):
             )
 
     def epoch_end(self, trainer: Trainer) -> None:
-        line = (f"epoch {trainer.epoch:>3}  step {trainer.step:>6}  "
-                f"train/loss {trainer.logs.get('train/loss_epoch', float('nan')):.4f}  "
-                f"{_fmt(trainer.logs, 'val/')}  [{trainer.elapsed:.1f}s]")
+        line = (
+            f"epoch {trainer.epoch:>3}  step {trainer.step:>6}  "
+            f"train/loss {trainer.logs.get('train/loss_epoch', float('nan')):.4f}  "
+            f"{_fmt(trainer.logs, 'val/')}  [{trainer.elapsed:.1f}s]"
+        )
         if self.progress is not None:
             self.progress.update(self.task_id, metrics=_fmt(trainer.logs, "val/"))
             self.progress.console.print(line, highlight=False)

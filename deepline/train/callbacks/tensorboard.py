@@ -40,7 +40,10 @@ class TensorBoard(Callback):
         mistakes = getattr(getattr(trainer, "last_evaluator", None), "mistakes", None)
         if mistakes:
             images = torch.stack([m[0] for m in mistakes]).float()
-            lo, hi = images.amin(dim=(1, 2, 3), keepdim=True), images.amax(dim=(1, 2, 3), keepdim=True)
+            lo, hi = (
+                images.amin(dim=(1, 2, 3), keepdim=True),
+                images.amax(dim=(1, 2, 3), keepdim=True),
+            )
             images = (images - lo) / (hi - lo).clamp_min(1e-8)  # per image, for display
             self.writer.add_images("val/mistakes", images, trainer.step)
             classes = trainer.task.meta.classes
