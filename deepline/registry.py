@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -33,12 +34,23 @@ def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> 
 
 
 class Registry(Generic[T]):
-    """A name -> component table. Entries may carry metadata (for example a config class)."""
+    """A name -> component table. Entries may carry metadata (for example a config class).
 
-    def __init__(self, kind: str) -> None:
+    ``package`` names the package whose import registers the built-in entries; it is imported
+    on the first lookup, so the registry (and the config that uses it) stays import-light.
+    """
+
+    def __init__(self, kind: str, package: str | None = None) -> None:
         self.kind = kind
+        self.package = package
         self._entries: dict[str, T] = {}
         self._meta: dict[str, dict[str, Any]] = {}
+
+    def _load(self) -> dict[str, T]:
+        if self.package is not None:
+            package, self.package = self.package, None
+            importlib.import_module(package)
+        return self._entries
 
     def register(self, name: str, **meta: Any) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
@@ -51,7 +63,7 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> T:
-        if name not in self._entries:
+        if name not in self._load():
             raise DeeplineError(self.unknown_message(name))
         return self._entries[name]
 
@@ -60,26 +72,25 @@ class Registry(Generic[T]):
         return self._meta[name]
 
     def unknown_message(self, name: str) -> str:
-        allowed = ", ".join(sorted(self._entries))
+        allowed = ", ".join(self.names())
         return (
             f"unknown {self.kind} '{name}'. Allowed: {allowed}.{did_you_mean(name, self.names())}"
         )
 
     def names(self) -> list[str]:
-        return sorted(self._entries)
+        return sorted(self._load())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._load()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._load())
 
 
 # The registries of deepline. Components register themselves when their package is imported.
-DATASETS: Registry[Any] = Registry("dataset")
-MODELS: Registry[Any] = Registry("model")
-TASKS: Registry[Any] = Registry("task")
-EXPORTERS: Registry[Any] = Registry("exporter")
+DATASETS: Registry[Any] = Registry("dataset", "deepline.data.datasets")
+MODELS: Registry[Any] = Registry("model", "deepline.models")
+TASKS: Registry[Any] = Registry("task", "deepline.tasks")

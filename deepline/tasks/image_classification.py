@@ -7,9 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchmetrics
 from torch import nn
-from torchmetrics import classification as tmc
 
 from deepline.config import ModelConfig
 from deepline.models import build_model
@@ -66,6 +64,9 @@ class ClassificationEvaluator(Evaluator):
     """Accuracy, macro precision/recall/F1, AUROC, per-class scores and the confusion matrix."""
 
     def __init__(self, task: ImageClassification, keep_mistakes: int = 0) -> None:
+        import torchmetrics  # a heavy import, needed only once something is evaluated
+        from torchmetrics import classification as tmc
+
         k = task.num_classes
         self.task = task
         self.metrics = torchmetrics.MetricCollection(

@@ -1,0 +1,59 @@
+"""One contract every registered model passes: shapes, sizes, gradients, config round trip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deepline.models import build_model
+from deepline.registry import MODELS
+
+BUILT_IN = [name for name in MODELS.names() if name != "custom"]
+SIZES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
+
+
+def make(name: str, shape: tuple[int, int, int], classes: int = 7) -> torch.nn.Module:
+    config = MODELS.meta(name)["config"]()
+    return build_model(config, in_channels=shape[0], num_classes=classes, image_size=shape[1:])
+
+
+@pytest.mark.parametrize("shape", SIZES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_output_shape_and_gradients(name: str, shape: tuple[int, int, int]) -> None:
+    torch.manual_seed(0)
+    model = make(name, shape)
+    x = torch.randn(3, *shape)
+    out = model(x)
+    assert out.shape == (3, 7) and out.dtype == torch.float32
+    out.sum().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_eval_is_deterministic_and_batch_independent(name: str) -> None:
+    model = make(name, (1, 28, 28)).eval()
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        together = model(x)
+        alone = torch.cat([model(x[i : i + 1]) for i in range(4)])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_config_round_trip_and_docstring(name: str) -> None:
+    config_cls = MODELS.meta(name)["config"]
+    config = config_cls()
+    assert config_cls.model_validate(config.model_dump()) == config
+    doc = MODELS.get(name).__doc__ or ""
+    assert "Input" in doc and "Output" in doc  # shapes are documented
+
+
+def test_resnet_depth_and_width() -> None:
+    from deepline.models.resnet import ResNetConfig
+
+    model = build_model(ResNetConfig(blocks=[1, 1], width=8), in_channels=3, num_classes=5,
+                        image_size=(16, 16))
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert len(convs) == 1 + 2 * 2  # stem + two convs per block
+    assert model(torch.randn(2, 3, 16, 16)).shape == (2, 5)
