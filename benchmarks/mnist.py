@@ -31,9 +31,9 @@ from torch import nn
 from deepline.config import load_config
 from deepline.data import load_data
 from deepline.data.transforms import BatchAugment
-from deepline.train.events import Callback
-from deepline.train.experiment import run_training
-from deepline.train.optim import LRSchedule, build_optimizer
+from deepline.training.events import Callback
+from deepline.training.experiment import run_training
+from deepline.training.optim import LRSchedule, build_optimizer
 
 console = Console()
 

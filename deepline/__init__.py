@@ -24,7 +24,7 @@ _PUBLIC = {
     "load_config": "deepline.config",
     "DeeplineError": "deepline.errors",
 }
-__all__ = sorted(_PUBLIC)
+__all__ = ["DeeplineError", "ExperimentConfig", "Run", "fit", "load_config", "resume", "train"]
 
 if TYPE_CHECKING:
     from deepline.api import Run, fit, resume, train

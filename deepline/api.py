@@ -20,8 +20,8 @@ from deepline.data import DataBundle
 from deepline.data.bundle import DataMeta, Split
 from deepline.evaluate.loading import TrainedRun, load_trained
 from deepline.runs import check_run_dir, read_json
-from deepline.train.checkpoint import find_checkpoint, load_checkpoint
-from deepline.train.experiment import Experiment, run_training
+from deepline.training.checkpoint import find_checkpoint, load_checkpoint
+from deepline.training.experiment import Experiment, run_training
 
 
 class Run:

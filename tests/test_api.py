@@ -43,8 +43,16 @@ def test_fit_own_module_on_tensors(tmp_path: Path) -> None:
     digits = load_digits()
     x = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16.0
     y = torch.tensor(digits.target)
-    run = deepline.fit(TinyNet(), x[:1400], y[:1400], validation_data=(x[1400:], y[1400:]),
-                       epochs=4, lr=0.01, runs_dir=tmp_path, tensorboard=True)
+    run = deepline.fit(
+        TinyNet(),
+        x[:1400],
+        y[:1400],
+        validation_data=(x[1400:], y[1400:]),
+        epochs=4,
+        lr=0.01,
+        runs_dir=tmp_path,
+        tensorboard=True,
+    )
     assert (run.path / "checkpoints").is_dir() and (run.path / "tb").is_dir()
     assert run.evaluate(split="val")["metrics"]["accuracy"] > 0.85
     assert run.export()["formats"]["onnx"]["ok"]

@@ -23,7 +23,7 @@ def train(
     show_loop: bool = typer.Option(False, "--show-loop", help="print callbacks per event, exit"),
 ) -> None:
     """Train a model: a new run folder runs/<config name>/<time>/, or --resume one."""
-    from deepline.train.experiment import run_training
+    from deepline.training.experiment import run_training
 
     if config is None and resume is None:
         raise typer.BadParameter("give a CONFIG, or --resume RUN_DIR")
@@ -40,8 +40,8 @@ def train(
 
 
 def _show_loop(cfg) -> None:  # type: ignore[no-untyped-def]
-    from deepline.train.events import EVENTS, handlers
-    from deepline.train.experiment import default_callbacks
+    from deepline.training.events import EVENTS, handlers
+    from deepline.training.experiment import default_callbacks
 
     callbacks = default_callbacks(cfg, Path("runs") / cfg.name / "<time>")
     table = Table(title="training loop: callbacks run at each event, in order")
@@ -125,7 +125,7 @@ def predict(
     predictor = Predictor(bundle, backend)  # type: ignore[arg-type]
     answers = predictor.predict_files(list(files), top_k)
     table = Table(title=f"{bundle} ({backend})")
-    table.add_column("file")
+    table.add_column("file", overflow="fold")
     for i in range(top_k):
         table.add_column(f"#{i + 1}")
     for file, top in zip(files, answers):

@@ -12,7 +12,7 @@ from deepline.config import ExperimentConfig, load_config
 from deepline.data import DataBundle, load_data
 from deepline.runs import check_run_dir
 from deepline.tasks import Task, build_task
-from deepline.train.checkpoint import find_checkpoint, load_checkpoint
+from deepline.training.checkpoint import find_checkpoint, load_checkpoint
 
 
 @dataclass

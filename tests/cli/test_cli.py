@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from deepline.cli import main
-from deepline.train.checkpoint import list_checkpoints
+from deepline.training.checkpoint import list_checkpoints
 from tests.conftest import tiny_config
 
 
@@ -68,8 +68,12 @@ def test_missing_dataset_file_names_file_and_sha(tmp_path, capsys, monkeypatch) 
     monkeypatch.delenv("DEEPLINE_DATA_DIR", raising=False)
     config = write_config(tmp_path, {**tiny_config(), "data": {"name": "mnist"}})
     code, _, err = deepline(["train", str(config), "--data-dir", str(tmp_path / "empty")], capsys)
-    assert_clear_error(code, err, "train-images-idx3-ubyte.gz",
-                       "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609")
+    assert_clear_error(
+        code,
+        err,
+        "train-images-idx3-ubyte.gz",
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    )
 
 
 def test_corrupt_dataset_file_names_file_and_sha(tmp_path, capsys, shared_data) -> None:
@@ -82,15 +86,19 @@ def test_corrupt_dataset_file_names_file_and_sha(tmp_path, capsys, shared_data) 
     labels.write_bytes(bytes(blob))
     config = write_config(tmp_path, {**tiny_config(), "data": {"name": "mnist"}})
     code, _, err = deepline(["train", str(config), "--data-dir", str(data_dir)], capsys)
-    assert_clear_error(code, err, "t10k-labels-idx1-ubyte.gz",
-                       "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6")
+    assert_clear_error(
+        code,
+        err,
+        "t10k-labels-idx1-ubyte.gz",
+        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    )
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from deepline.config import load_config
     from deepline.deploy.export import export_run
-    from deepline.train.experiment import run_training
+    from deepline.training.experiment import run_training
 
     raw = tiny_config(epochs=2, checkpoint={"every_steps": 5, "keep_last": 20})
     run_dir = run_training(load_config(raw), tmp_path_factory.mktemp("runs")).run_dir
@@ -105,13 +113,14 @@ def test_predict_non_image_file(trained, tmp_path, capsys) -> None:
     assert_clear_error(code, err, "photo.jpg")
 
 
-def test_predict_table(trained, tmp_path, capsys) -> None:
+def test_predict_table(trained, tmp_path, capsys, monkeypatch) -> None:
     from PIL import Image
 
-    image = tmp_path / "blank.png"
-    Image.new("RGB", (33, 17), "white").save(image)
-    code, out, err = deepline(["predict", str(trained / "bundle"), str(image), "--top-k", "2"],
-                              capsys)
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (33, 17), "white").save("blank.png")
+    code, out, err = deepline(
+        ["predict", str(trained / "bundle"), "blank.png", "--top-k", "2"], capsys
+    )
     assert code == 0, err
     assert "blank.png" in out and "%" in out
 
@@ -129,7 +138,7 @@ def test_truncated_checkpoint_resume_falls_back(trained, tmp_path, capsys) -> No
         code, _, err = deepline(["train", "--resume", str(run)], capsys)
     assert code == 0, err
     previous = checkpoints[checkpoints.index(newest) - 1]
-    assert f"resumed from {previous}" in " ".join(err.split())
+    assert f"resumedfrom{previous}" in "".join(err.split())  # the console may wrap the path
     assert json.loads((run / "status.json").read_text())["status"] == "completed"
 
 

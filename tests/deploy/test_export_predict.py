@@ -14,7 +14,7 @@ from deepline.deploy.bundle import load_bundle
 from deepline.deploy.export import export_run
 from deepline.deploy.predictor import Predictor
 from deepline.errors import DeeplineError, ExportError, InputError
-from deepline.train.experiment import run_training
+from deepline.training.experiment import run_training
 from tests.conftest import tiny_config
 
 

@@ -12,7 +12,7 @@ from sklearn import metrics as skm
 from deepline.config import load_config
 from deepline.evaluate.evaluate import evaluate_run
 from deepline.evaluate.loading import load_trained, predict_batches
-from deepline.train.experiment import run_training
+from deepline.training.experiment import run_training
 from tests.conftest import tiny_config
 
 

@@ -52,8 +52,11 @@ def test_config_round_trip_and_docstring(name: str) -> None:
 def test_resnet_depth_and_width() -> None:
     from deepline.models.resnet import ResNetConfig
 
-    model = build_model(ResNetConfig(blocks=[1, 1], width=8), in_channels=3, num_classes=5,
-                        image_size=(16, 16))
-    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    model = build_model(
+        ResNetConfig(blocks=[1, 1], width=8), in_channels=3, num_classes=5, image_size=(16, 16)
+    )
+    convs = [
+        m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)
+    ]
     assert len(convs) == 1 + 2 * 2  # stem + two convs per block
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 5)

@@ -12,14 +12,14 @@ from safetensors.torch import load_file
 
 from deepline.config import load_config
 from deepline.errors import CheckpointError
-from deepline.train.checkpoint import (
+from deepline.training.checkpoint import (
     find_checkpoint,
     list_checkpoints,
     load_checkpoint,
     load_latest,
     save_checkpoint,
 )
-from deepline.train.experiment import run_training
+from deepline.training.experiment import run_training
 from tests.conftest import tiny_config
 
 

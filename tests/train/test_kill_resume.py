@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from deepline.train.checkpoint import list_checkpoints
+from deepline.training.checkpoint import list_checkpoints
 from tests.conftest import tiny_config
 from tests.train.test_checkpoint import assert_same_weights, final_weights
 

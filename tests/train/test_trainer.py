@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from deepline.config import ScheduleConfig, load_config
-from deepline.train.events import EVENTS, Callback
-from deepline.train.experiment import run_training
-from deepline.train.optim import LRSchedule
+from deepline.training.events import EVENTS, Callback
+from deepline.training.experiment import run_training
+from deepline.training.optim import LRSchedule
 from tests.conftest import tiny_config
 
 

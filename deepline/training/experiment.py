@@ -16,17 +16,17 @@ from deepline.data.loaders import BatchLoader
 from deepline.data.transforms import BatchAugment
 from deepline.runs import environment_info, new_run_dir, write_json
 from deepline.tasks import Task, build_task
-from deepline.train.callbacks import (
+from deepline.training.callbacks import (
     Checkpointing,
     EarlyStopping,
     MetricsLog,
     ProgressBar,
     TensorBoard,
 )
-from deepline.train.checkpoint import load_latest
-from deepline.train.events import Callback
-from deepline.train.loop import Trainer
-from deepline.train.seed import seed_everything
+from deepline.training.checkpoint import load_latest
+from deepline.training.events import Callback
+from deepline.training.loop import Trainer
+from deepline.training.seed import seed_everything
 
 
 @dataclass

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from deepline.train.events import Callback
+from deepline.training.events import Callback
 
 if TYPE_CHECKING:
-    from deepline.train.loop import Trainer
+    from deepline.training.loop import Trainer
 
 
 class TensorBoard(Callback):

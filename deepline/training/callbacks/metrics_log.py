@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepline.train.events import Callback
+from deepline.training.events import Callback
 
 if TYPE_CHECKING:
-    from deepline.train.loop import Trainer
+    from deepline.training.loop import Trainer
 
 
 class MetricsLog(Callback):

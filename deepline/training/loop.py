@@ -13,9 +13,9 @@ from torch import nn
 from deepline.config import TrainConfig
 from deepline.data.loaders import BatchLoader
 from deepline.tasks.base import Task
-from deepline.train.events import EVENTS, Callback, StopTraining, handlers
-from deepline.train.optim import build_optimizer, build_scheduler
-from deepline.train.seed import rng_state, set_rng_state
+from deepline.training.events import EVENTS, Callback, StopTraining, handlers
+from deepline.training.optim import build_optimizer, build_scheduler
+from deepline.training.seed import rng_state, set_rng_state
 
 
 class Trainer:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from deepline.train.events import Callback, StopTraining
+from deepline.training.events import Callback, StopTraining
 
 if TYPE_CHECKING:
-    from deepline.train.loop import Trainer
+    from deepline.training.loop import Trainer
 
 
 def is_better(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:

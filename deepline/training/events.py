@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from deepline.train.loop import Trainer
+    from deepline.training.loop import Trainer
 
 EVENTS = (
     "fit_start",

@@ -14,10 +14,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from deepline.train.events import Callback
+from deepline.training.events import Callback
 
 if TYPE_CHECKING:
-    from deepline.train.loop import Trainer
+    from deepline.training.loop import Trainer
 
 
 SHOWN = ("loss", "accuracy", "f1_macro")  # the rest is in metrics.jsonl and TensorBoard

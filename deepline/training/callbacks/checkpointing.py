@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepline.train.callbacks.early_stopping import is_better
-from deepline.train.checkpoint import checkpoint_name, prune_checkpoints, save_checkpoint
-from deepline.train.events import Callback
+from deepline.training.callbacks.early_stopping import is_better
+from deepline.training.checkpoint import checkpoint_name, prune_checkpoints, save_checkpoint
+from deepline.training.events import Callback
 
 if TYPE_CHECKING:
-    from deepline.train.loop import Trainer
+    from deepline.training.loop import Trainer
 
 
 class Checkpointing(Callback):

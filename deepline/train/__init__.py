@@ -1,1 +1,0 @@
-"""deepline.train"""
