@@ -103,7 +103,7 @@ def train(
 
 def resume(run_dir: str | Path) -> Run:
     """Continue a run folder from its last complete checkpoint."""
-    exp = run_training(None, resume=run_dir)
+    exp = run_training(None, run_dir=check_run_dir(run_dir))
     return Run(exp.run_dir, exp)
 
 

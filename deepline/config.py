@@ -94,6 +94,17 @@ class EarlyStoppingConfig(Section):
     min_delta: float = Field(0.0, ge=0.0)
 
 
+class NonFiniteConfig(Section):
+    """What to do when a loss or gradient is NaN or infinite (checked before each update)."""
+
+    policy: Literal["skip", "rollback", "stop"] = Field(
+        "stop", description="skip the update, reload the last checkpoint, or stop with an error"
+    )
+    max_skips: int = Field(5, ge=1, description="'skip': stop after this many in a row")
+    lr_factor: float = Field(0.5, gt=0.0, le=1.0, description="'rollback': lr multiplier")
+    max_rollbacks: int = Field(3, ge=1, description="'rollback': stop after this many")
+
+
 class CheckpointConfig(Section):
     every_steps: int | None = Field(None, ge=1, description="also save inside an epoch")
     keep_last: int = Field(2, ge=1)
@@ -120,6 +131,7 @@ class TrainConfig(Section):
     )
     early_stopping: EarlyStoppingConfig | None = None
     checkpoint: CheckpointConfig = CheckpointConfig()
+    non_finite: NonFiniteConfig = NonFiniteConfig()
     log_every_steps: int = Field(50, ge=1)
     deterministic: bool = False
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads")

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from deepline.cli import app, console
 from deepline.config import load_config
+from deepline.runs import check_run_dir
 
 SET_HELP = "override a config value, e.g. --set train.lr=3e-4 (repeatable)"
 
@@ -19,24 +20,66 @@ def train(
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     resume: Path = typer.Option(None, help="continue this run folder from its last checkpoint"),
     runs_dir: Path = typer.Option(Path("runs"), help="where new run folders are made"),
+    run_dir: Path = typer.Option(
+        None, help="use exactly this run folder; continue it if it holds a run already"
+    ),
     data_dir: str = typer.Option(None, help="look for dataset files here first"),
+    nproc: int = typer.Option(None, min=1, help="processes on this machine (runs torchrun)"),
+    nnodes: str = typer.Option(None, help="torchrun --nnodes, e.g. 2 or 1:4"),
+    node_rank: int = typer.Option(None, help="torchrun --node-rank"),
+    rdzv_endpoint: str = typer.Option(None, help="torchrun --rdzv-endpoint HOST:PORT"),
+    max_restarts: int = typer.Option(None, min=0, help="torchrun --max-restarts"),
     show_loop: bool = typer.Option(False, "--show-loop", help="print callbacks per event, exit"),
 ) -> None:
-    """Train a model: a new run folder runs/<config name>/<time>/, or --resume one."""
-    from deepline.training.experiment import run_training
+    """Train a model: a new run folder runs/<config name>/<time>/, or --resume one.
+
+    With --nproc N the same config trains on N processes (DDP through torchrun; gloo on CPU,
+    NCCL on GPU); train.batch_size stays the global batch. A worker that dies is restarted
+    from the last complete checkpoint when --max-restarts allows.
+    """
+    from deepline.training.experiment import prepare_run_dir, run_training
 
     if config is None and resume is None:
         raise typer.BadParameter("give a CONFIG, or --resume RUN_DIR")
     overrides = list(set_) + ([f"data.data_dir={data_dir}"] if data_dir else [])
     cfg = load_config(config, overrides) if config is not None else None
+    if resume is not None:
+        run_dir = check_run_dir(resume)
     if show_loop:
-        _show_loop(cfg or load_config(Path(resume) / "config.yaml"))
+        _show_loop(cfg or load_config(Path(run_dir) / "config.yaml"))
         return
-    exp = run_training(cfg, runs_dir, resume)
-    from deepline.report import write_report
+    if nproc is not None:
+        from deepline.training.distributed import check_nproc, launch
 
-    report = write_report(exp.run_dir)
-    _summary(exp.trainer.logs, exp.run_dir, report)
+        check_nproc(nproc)
+        _, folder, _ = prepare_run_dir(cfg, runs_dir, run_dir)
+        flags = {
+            "--nnodes": nnodes,
+            "--node-rank": node_rank,
+            "--rdzv-endpoint": rdzv_endpoint,
+            "--max-restarts": max_restarts,
+        }
+        torchrun_args = [f"{k}={v}" for k, v in flags.items() if v is not None]
+        code = launch(nproc, ["train", "--run-dir", str(folder)], torchrun_args)
+        if code:
+            raise typer.Exit(code)
+        _finish(folder)
+        return
+    exp = run_training(cfg, runs_dir, run_dir)
+    from deepline.training.distributed import cleanup, current
+
+    if current().is_main:
+        _finish(exp.run_dir, exp.trainer.logs)
+    cleanup()
+
+
+def _finish(run_dir: Path, logs: dict[str, float] | None = None) -> None:
+    from deepline.report import write_report
+    from deepline.runs import read_json
+
+    if logs is None:
+        logs = (read_json(run_dir / "status.json", {}) or {}).get("last", {})
+    _summary(logs or {}, run_dir, write_report(run_dir))
 
 
 def _show_loop(cfg) -> None:  # type: ignore[no-untyped-def]
@@ -137,6 +180,5 @@ def predict(
 def report(run_dir: Path = typer.Argument(..., help="a run folder")) -> None:
     """(Re)write RUN_DIR/report.html from what the run folder holds."""
     from deepline.report import write_report
-    from deepline.runs import check_run_dir
 
     console.print(f"wrote {write_report(check_run_dir(run_dir))}")

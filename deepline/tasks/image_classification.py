@@ -86,7 +86,8 @@ class ClassificationEvaluator(Evaluator):
             }
         )
         self.confusion = tmc.MulticlassConfusionMatrix(k)
-        self.loss_sum, self.count = 0.0, 0
+        self.mean_loss = torchmetrics.MeanMetric()  # a metric, so processes reduce it too
+        self.count = 0
         self.keep_mistakes = keep_mistakes
         self.mistakes: list[tuple[torch.Tensor, int, int, float]] = []
         self.predictions: list[torch.Tensor] = []
@@ -95,7 +96,7 @@ class ClassificationEvaluator(Evaluator):
     def update(self, x: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         outputs = outputs.float()
         probs = outputs.softmax(-1)
-        self.loss_sum += float(F.cross_entropy(outputs, targets, reduction="sum"))
+        self.mean_loss.update(F.cross_entropy(outputs, targets, reduction="none"))
         self.count += len(targets)
         self.metrics.update(probs, targets)
         self.per_class.update(probs, targets)
@@ -108,7 +109,7 @@ class ClassificationEvaluator(Evaluator):
 
     def compute(self) -> dict[str, float]:
         scores = {name: float(v) for name, v in self.metrics.compute().items()}
-        return {"loss": self.loss_sum / max(self.count, 1), **scores}
+        return {"loss": float(self.mean_loss.compute()), **scores}
 
     def details(self) -> dict[str, Any]:
         per_class = {name: v.tolist() for name, v in self.per_class.compute().items()}

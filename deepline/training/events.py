@@ -23,13 +23,20 @@ class StopTraining(Exception):
     """Raised by a callback to end training cleanly (early stopping, a step budget)."""
 
 
+class RestartFromState(Exception):
+    """Raised by a callback that restored an earlier trainer state (a rollback): the loop
+    continues from that state, not from the batch it was on."""
+
+
 class Callback:
     """Override any of the event methods; ``order`` sorts callbacks (lower runs first).
 
     A callback with state worth resuming returns it from ``state_dict`` (JSON-able).
+    ``main_only`` callbacks (logging, progress, files) run on rank 0 of a distributed run only.
     """
 
     order: int = 50
+    main_only: bool = False
 
     def fit_start(self, trainer: Trainer) -> None: ...
     def epoch_start(self, trainer: Trainer) -> None: ...

@@ -14,16 +14,19 @@ from deepline.config import ExperimentConfig, load_config
 from deepline.data import DataBundle, load_data
 from deepline.data.loaders import BatchLoader
 from deepline.data.transforms import BatchAugment
+from deepline.errors import ConfigError
 from deepline.runs import environment_info, new_run_dir, write_json
 from deepline.tasks import Task, build_task
+from deepline.training import distributed
 from deepline.training.callbacks import (
     Checkpointing,
     EarlyStopping,
     MetricsLog,
+    NonFiniteGuard,
     ProgressBar,
     TensorBoard,
 )
-from deepline.training.checkpoint import load_latest
+from deepline.training.checkpoint import list_checkpoints, load_latest
 from deepline.training.events import Callback
 from deepline.training.loop import Trainer
 from deepline.training.seed import seed_everything
@@ -51,9 +54,10 @@ def build_experiment(
 ) -> Experiment:
     """Seed, load data, build task, model, loaders and trainer with the default callbacks.
 
-    ``data`` and ``model``, when given, replace what the config would load and build.
+    ``data`` and ``model``, when given, replace what the config would load and build. In a
+    distributed run each process takes every ``world_size``-th example of each global batch.
     """
-    cfg = config
+    cfg, env = config, distributed.current()
     threads = cfg.train.num_threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     seed_everything(cfg.seed, cfg.train.deterministic)
@@ -61,19 +65,36 @@ def build_experiment(
     task = build_task(cfg.task, data.meta)
     torch.manual_seed(cfg.seed)  # model initialisation independent of how data was loaded
     model = model if model is not None else task.build_model(cfg.model)
+    torch.manual_seed(cfg.seed + env.rank)  # dropout differs between processes
     fill = [-m / s for m, s in zip(data.meta.mean, data.meta.std)]  # normalised background
     train = BatchLoader(
         data.train.x,
         data.train.y,
-        cfg.train.batch_size,
+        per_process_batch(cfg.train.batch_size, env.world_size),
         shuffle=True,
         seed=cfg.seed,
         augment=BatchAugment(cfg.data.augment, fill=fill),
+        rank=env.rank,
+        world_size=env.world_size,
     )
-    val = BatchLoader(data.val.x, data.val.y, cfg.eval.batch_size) if len(data.val) else None
+    val = None
+    if len(data.val):
+        val = BatchLoader(
+            data.val.x, data.val.y, cfg.eval.batch_size, rank=env.rank, world_size=env.world_size
+        )
     callbacks = default_callbacks(cfg, run_dir, console) + list(extra_callbacks or [])
-    trainer = Trainer(model, task, train, val, cfg.train, callbacks)
+    callbacks = [cb for cb in callbacks if env.is_main or not cb.main_only]
+    trainer = Trainer(model, task, train, val, cfg.train, callbacks, seed=cfg.seed)
     return Experiment(cfg, run_dir, data, task, model, trainer)
+
+
+def per_process_batch(global_batch: int, world_size: int) -> int:
+    if global_batch % world_size:
+        raise ConfigError(
+            f"train.batch_size is the global batch: {global_batch} does not split evenly over "
+            f"{world_size} processes (use a multiple of {world_size})"
+        )
+    return global_batch // world_size
 
 
 def default_callbacks(
@@ -89,6 +110,12 @@ def default_callbacks(
             t.checkpoint.keep_last,
             t.checkpoint.monitor,
             t.checkpoint.mode,
+        ),
+        NonFiniteGuard(
+            t.non_finite.policy,
+            t.non_finite.max_skips,
+            t.non_finite.lr_factor,
+            t.non_finite.max_rollbacks,
         ),
     ]
     if t.tensorboard:
@@ -116,43 +143,62 @@ def hparams_of(cfg: ExperimentConfig) -> dict[str, float | int | str | bool]:
     }
 
 
+def prepare_run_dir(
+    config: ExperimentConfig | None, runs_root: str | Path, run_dir: str | Path | None
+) -> tuple[ExperimentConfig, Path, bool]:
+    """(config, folder, whether to resume). A folder that holds a config is continued."""
+    if run_dir is not None and (Path(run_dir) / "config.yaml").is_file():
+        run_dir = Path(run_dir)
+        saved = load_config(run_dir / "config.yaml")
+        if config is not None and config.model_dump() != saved.model_dump():
+            warnings.warn(
+                f"continuing {run_dir} with the config saved there, not the one given", stacklevel=3
+            )
+        return saved, run_dir, True
+    if config is None:
+        raise ConfigError("give a config, or a run folder to resume")
+    if run_dir is not None:
+        path = Path(run_dir)
+        path.mkdir(parents=True, exist_ok=True)
+    else:
+        path = new_run_dir(runs_root, config.name)
+    (path / "config.yaml").write_text(config.to_yaml())
+    return config, path, False
+
+
 def run_training(
     config: ExperimentConfig | None = None,
     runs_root: str | Path = "runs",
-    resume: str | Path | None = None,
+    run_dir: str | Path | None = None,
     extra_callbacks: list[Callback] | None = None,
     console: Console | None = None,
     data: DataBundle | None = None,
     model: nn.Module | None = None,
 ) -> Experiment:
-    """Train a config in a new run folder, or continue the run folder ``resume`` exactly."""
-    if resume is not None:
-        run_dir = Path(resume)
-        saved = load_config(run_dir / "config.yaml")
-        if config is not None and config.model_dump() != saved.model_dump():
-            warnings.warn(
-                f"--resume uses the config saved in {run_dir}, not the one given", stacklevel=2
-            )
-        config = saved
-    elif config is None:
-        raise ValueError("give a config, or a run folder to resume")
-    else:
-        run_dir = new_run_dir(runs_root, config.name)
-        (run_dir / "config.yaml").write_text(config.to_yaml())
+    """Train in a new folder under ``runs_root``, or in ``run_dir``: continued exactly from its
+    last checkpoint when it is a run folder already (a resume, or a restart under torchrun).
+
+    Under torchrun every process calls this; rank 0 makes the folder and tells the others.
+    """
+    env = distributed.init_distributed()
+    prepared = prepare_run_dir(config, runs_root, run_dir) if env.is_main else None
+    config, run_dir, resuming = distributed.broadcast(prepared)
     exp = build_experiment(config, run_dir, extra_callbacks, console, data, model)
-    if resume is None:
+    if not resuming and env.is_main:
         write_json(
             run_dir / "environment.json", environment_info(config.seed, torch.get_num_threads())
         )
         write_json(run_dir / "data.json", exp.data.meta.to_dict())
-    elif (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
+    if resuming and list_checkpoints(run_dir / "checkpoints"):
         path, tensors, state = load_latest(run_dir / "checkpoints")
         exp.trainer.load_state_dict(tensors, state)
-        (console or Console(stderr=True)).print(f"resumed from {path} (step {state['step']})")
+        if env.is_main:
+            (console or Console(stderr=True)).print(f"resumed from {path} (step {state['step']})")
     try:
         exp.trainer.fit()
     except BaseException:
-        metrics_log = next(c for c in exp.trainer.callbacks if isinstance(c, MetricsLog))
-        metrics_log.write_status(exp.trainer, "failed")
+        for cb in exp.trainer.callbacks:
+            if isinstance(cb, MetricsLog):
+                cb.write_status(exp.trainer, "failed")
         raise
     return exp

@@ -13,17 +13,20 @@ from torch import nn
 from deepline.config import TrainConfig
 from deepline.data.loaders import BatchLoader
 from deepline.tasks.base import Task
-from deepline.training.events import EVENTS, Callback, StopTraining, handlers
+from deepline.training import distributed
+from deepline.training.events import EVENTS, Callback, RestartFromState, StopTraining, handlers
 from deepline.training.optim import build_optimizer, build_scheduler
-from deepline.training.seed import rng_state, set_rng_state
+from deepline.training.state import load_trainer_state, trainer_state
 
 
 class Trainer:
     """Fits ``model`` on ``train`` batches, validating on ``val`` after each epoch.
 
     State a callback may read: ``step`` (optimizer steps done), ``epoch`` (the current epoch's
-    index; at ``epoch_end``, the number of completed epochs), ``loss`` (last batch),
-    ``logs`` (latest value of every metric, e.g. ``logs["val/accuracy"]``), ``history``.
+    index; at ``epoch_end``, the number of completed epochs), ``batch`` (the inputs and targets
+    about to be used; a ``batch_start`` callback may replace it), ``loss`` (last batch, averaged
+    over processes), ``logs`` (latest value of every metric, e.g. ``logs["val/accuracy"]``).
+    A callback sets ``skip_step`` in ``after_backward`` to drop the pending optimizer step.
     """
 
     def __init__(
@@ -34,10 +37,20 @@ class Trainer:
         val: BatchLoader | None,
         config: TrainConfig,
         callbacks: list[Callback] | None = None,
+        seed: int = 0,
     ) -> None:
         self.model, self.task, self.train_loader, self.val_loader = model, task, train, val
-        self.config = config
+        self.config, self.seed = config, seed
         self.callbacks = list(callbacks or [])
+        self.dist = distributed.current()
+        self.memory_format = (
+            torch.channels_last if config.channels_last else torch.contiguous_format
+        )
+        self.model.to(memory_format=self.memory_format)  # type: ignore[call-overload]
+        # DDP averages gradients over processes; ``model`` stays the plain module for saving
+        self.forward_model: nn.Module = model
+        if self.dist.enabled:
+            self.forward_model = nn.parallel.DistributedDataParallel(model)
         self.optimizer = build_optimizer(model, config)
         self.steps_per_epoch = math.ceil(len(train) / config.accumulate)
         self.total_steps = config.max_steps or (config.epochs or 1) * self.steps_per_epoch
@@ -46,25 +59,25 @@ class Trainer:
         )
         self.step = self.epoch = 0
         self.loss = float("nan")
+        self.lr_scale = 1.0
+        self.skip_step = False
         self.logs: dict[str, float] = {}
         self.epoch_loss_sum, self.epoch_batches = 0.0, 0
         self.stop_reason: str | None = None
         self.start_time = time.perf_counter()
         self._handlers = {event: handlers(self.callbacks, event) for event in EVENTS}
-        self.memory_format = (
-            torch.channels_last if config.channels_last else torch.contiguous_format
-        )
-        self.model.to(memory_format=self.memory_format)  # type: ignore[call-overload]
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> Trainer:
-        self.start_time = time.perf_counter()
         self.fire("fit_start")
         try:
             while self.step < self.total_steps:
                 self.train_loader.set_epoch(self.epoch)
                 self.fire("epoch_start")
-                epoch_done = self._train_epoch()
+                try:
+                    epoch_done = self._train_epoch()
+                except RestartFromState:  # a callback restored an earlier state: go on from it
+                    continue
                 self.validate()
                 self.fire("eval_end")
                 if epoch_done:
@@ -79,16 +92,15 @@ class Trainer:
 
     def _train_epoch(self) -> bool:
         """One pass over the training batches; False if the step budget ended it early."""
-        self.model.train()
+        self.forward_model.train()
         accumulate, n_batches = self.config.accumulate, len(self.train_loader)
         for x, y in self.train_loader:
-            x = self._layout(x)
-            self.batch = (x, y)
+            self.batch = (self._layout(x), y)
             self.fire("batch_start")
             with self._autocast():
-                loss = self.task.loss(self.model(x), y)
+                loss = self.task.loss(self.forward_model(self.batch[0]), self.batch[1])
             (loss / accumulate).backward()
-            self.loss = float(loss.detach())
+            self.loss = self._global_mean(float(loss.detach()))
             self.epoch_loss_sum += self.loss
             self.epoch_batches += 1
             self.fire("after_backward")
@@ -100,6 +112,10 @@ class Trainer:
         return True
 
     def _optimizer_step(self) -> None:
+        if self.skip_step:  # a callback refused this update (a non-finite gradient, say)
+            self.skip_step = False
+            self.optimizer.zero_grad(set_to_none=True)
+            return
         if self.config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
@@ -110,7 +126,10 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Evaluate on the validation batches; results go to ``logs`` as ``val/<metric>``."""
+        """Evaluate on the validation batches; results go to ``logs`` as ``val/<metric>``.
+
+        In a distributed run each process takes its share and the metrics are reduced.
+        """
         if self.val_loader is None:
             return {}
         self.model.eval()
@@ -124,6 +143,11 @@ class Trainer:
         results = {f"val/{k}": v for k, v in evaluator.compute().items()}
         self.logs.update(results)
         return results
+
+    def _global_mean(self, value: float) -> float:
+        if not self.dist.enabled:
+            return value
+        return distributed.all_reduce_sum([value])[0] / self.dist.world_size
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=self.memory_format) if x.ndim == 4 else x
@@ -146,71 +170,17 @@ class Trainer:
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
+    def scale_lr(self, factor: float) -> None:
+        """Multiply the learning rate, now and for the rest of the schedule."""
+        self.lr_scale *= factor
+        self.scheduler.base_lrs = [lr * factor for lr in self.scheduler.base_lrs]
+        for group in self.optimizer.param_groups:
+            group["lr"] *= factor
+
     # ------------------------------------------------------------------ state
     def state_dict(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
-        """(tensor groups, JSON-able values): everything needed to continue exactly."""
-        opt = self.optimizer.state_dict()
-        opt_tensors, opt_values = _split_tensors(opt["state"], "optimizer")
-        rng_tensors, rng_values = rng_state()
-        rng_tensors["rng.loader"] = self.train_loader.generator_state()
-        state_tensors = {**opt_tensors, **rng_tensors}
-        values = {
-            "epoch": self.epoch,
-            "step": self.step,
-            "epoch_loss_sum": self.epoch_loss_sum,
-            "epoch_batches": self.epoch_batches,
-            "elapsed": self.elapsed,
-            "logs": self.logs,
-            "optimizer": {"param_groups": opt["param_groups"], "values": opt_values},
-            # the schedule itself is rebuilt from the config: save only where it stands
-            "scheduler": {
-                **self.scheduler.state_dict(),
-                "lr_lambdas": [None] * len(self.optimizer.param_groups),
-            },
-            "loader": self.train_loader.state_dict(),
-            "rng": rng_values,
-            "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks},
-        }
-        return {"model": self.model.state_dict(), "state": state_tensors}, values
+        """(tensor groups, JSON values): everything needed to continue exactly."""
+        return trainer_state(self)
 
     def load_state_dict(self, tensors: dict[str, dict[str, torch.Tensor]], values: dict) -> None:
-        self.model.load_state_dict(tensors["model"])
-        state = tensors["state"]
-        opt_state = _join_tensors(state, values["optimizer"]["values"], "optimizer")
-        self.optimizer.load_state_dict(
-            {"state": opt_state, "param_groups": values["optimizer"]["param_groups"]}
-        )
-        self.scheduler.load_state_dict(values["scheduler"])
-        self.epoch, self.step = values["epoch"], values["step"]
-        self.epoch_loss_sum, self.epoch_batches = values["epoch_loss_sum"], values["epoch_batches"]
-        self.logs = dict(values["logs"])
-        self.train_loader.load_state_dict(values["loader"])
-        self.train_loader.set_generator_state(state["rng.loader"])
-        set_rng_state({k: v for k, v in state.items() if k.startswith("rng.")}, values["rng"])
-        for cb in self.callbacks:
-            cb.load_state_dict(values["callbacks"].get(cb.name, {}))
-        self.start_time = time.perf_counter() - values.get("elapsed", 0.0)
-
-
-def _split_tensors(state: dict[int, dict[str, Any]], prefix: str) -> tuple[dict, dict]:
-    """Optimizer per-parameter state -> ({'optimizer.3.exp_avg': tensor}, {'3': {'x': 1}})."""
-    tensors: dict[str, torch.Tensor] = {}
-    values: dict[str, dict[str, Any]] = {}
-    for pid, entry in state.items():
-        for key, v in entry.items():
-            if isinstance(v, torch.Tensor):
-                tensors[f"{prefix}.{pid}.{key}"] = v
-            else:
-                values.setdefault(str(pid), {})[key] = v
-    return tensors, values
-
-
-def _join_tensors(tensors: dict[str, torch.Tensor], values: dict, prefix: str) -> dict:
-    state: dict[int, dict[str, Any]] = {}
-    for name, v in tensors.items():
-        if name.startswith(prefix + "."):
-            _, pid, key = name.split(".", 2)
-            state.setdefault(int(pid), {})[key] = v
-    for pid, entry in values.items():
-        state.setdefault(int(pid), {}).update(entry)
-    return state
+        load_trainer_state(self, tensors, values)

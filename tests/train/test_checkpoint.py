@@ -97,7 +97,7 @@ def test_resume_is_exact(tmp_path: Path, resume_at: str) -> None:
     cut = checkpoints[1] if resume_at == "epoch" else checkpoints[3]  # step 42, or 32 (mid-epoch)
     for later in checkpoints[checkpoints.index(cut) + 1 :]:
         shutil.rmtree(later)
-    resumed = run_training(None, resume=part.run_dir)
+    resumed = run_training(None, run_dir=part.run_dir)
     assert resumed.trainer.step == full.trainer.step == 63
     assert_same_weights(final_weights(full.run_dir), final_weights(part.run_dir))
     assert resumed.trainer.logs["val/loss"] == full.trainer.logs["val/loss"]

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 
 class Checkpointing(Callback):
+    """Runs on every process (the state gathers each one's RNG); rank 0 alone writes."""
+
     order = 90  # after the callbacks that update metrics and state
 
     def __init__(
@@ -50,11 +52,13 @@ class Checkpointing(Callback):
         if improved:  # recorded before saving, so the checkpoint carries its own best record
             self.best_value = monitor_value
             self.best_path = checkpoint_name(trainer.step)
-        tensors, state = trainer.state_dict()
+        tensors, state = trainer.state_dict()  # on every process: it gathers their RNG states
+        self.last_saved_step = trainer.step
+        if not trainer.dist.is_main:
+            return self.directory / checkpoint_name(trainer.step)
         state["monitor"] = self.monitor
         state["monitor_value"] = monitor_value
         path = save_checkpoint(self.directory, trainer.step, tensors, state)
-        self.last_saved_step = trainer.step
         keep = self.directory / self.best_path if self.best_path else None
         prune_checkpoints(self.directory, self.keep_last, keep=keep)
         return path

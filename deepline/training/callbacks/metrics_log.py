@@ -16,6 +16,7 @@ class MetricsLog(Callback):
     """One JSON line every ``every_steps`` steps and one per epoch; the run's status file."""
 
     order = 10  # first: later callbacks may read what it computed
+    main_only = True
 
     def __init__(self, run_dir: Path, every_steps: int = 50) -> None:
         self.path = run_dir / "metrics.jsonl"

@@ -30,6 +30,7 @@ def _fmt(logs: dict[str, float], prefix: str) -> str:
 
 class ProgressBar(Callback):
     order = 80
+    main_only = True
 
     def __init__(self, console: Console | None = None, refresh_steps: int = 10) -> None:
         self.console = console or Console(stderr=True)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 class TensorBoard(Callback):
     order = 20
+    main_only = True
 
     def __init__(self, log_dir: Path, hparams: dict[str, Any], every_steps: int = 50) -> None:
         self.log_dir = log_dir

@@ -1,0 +1,110 @@
+"""The trainer's full state as (tensor groups, JSON values): what a checkpoint holds.
+
+Random number generators are saved per process, so a resume on the same number of processes
+continues exactly; on a different number, each process reseeds (and says so).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from deepline.training import distributed
+from deepline.training.seed import rng_state, set_rng_state
+
+if TYPE_CHECKING:
+    from deepline.training.loop import Trainer
+
+
+def trainer_state(trainer: Trainer) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+    """Collective in distributed runs: every process must call it; rank 0 gets every RNG."""
+    opt = trainer.optimizer.state_dict()
+    opt_tensors, opt_values = _split_tensors(opt["state"], "optimizer")
+    tensors, values = rng_state()
+    tensors["rng.loader"] = trainer.train_loader.generator_state()
+    per_rank = distributed.gather_to_main((tensors, values)) or []
+    rng_tensors = {f"rank{r}.{k}": v for r, (ts, _) in enumerate(per_rank) for k, v in ts.items()}
+    state = {
+        "epoch": trainer.epoch,
+        "step": trainer.step,
+        "world_size": trainer.dist.world_size,
+        "epoch_loss_sum": trainer.epoch_loss_sum,
+        "epoch_batches": trainer.epoch_batches,
+        "elapsed": trainer.elapsed,
+        "lr_scale": trainer.lr_scale,
+        "logs": trainer.logs,
+        "optimizer": {"param_groups": opt["param_groups"], "values": opt_values},
+        # the schedule itself is rebuilt from the config: save only where it stands
+        "scheduler": {
+            **trainer.scheduler.state_dict(),
+            "lr_lambdas": [None] * len(trainer.optimizer.param_groups),
+        },
+        "loader": trainer.train_loader.state_dict(),
+        "rng": [v for _, v in per_rank],
+        "callbacks": {cb.name: cb.state_dict() for cb in trainer.callbacks},
+    }
+    return {"model": trainer.model.state_dict(), "state": {**opt_tensors, **rng_tensors}}, state
+
+
+def load_trainer_state(
+    trainer: Trainer, tensors: dict[str, dict[str, torch.Tensor]], values: dict[str, Any]
+) -> None:
+    trainer.model.load_state_dict(tensors["model"])
+    state = tensors["state"]
+    opt_state = _join_tensors(state, values["optimizer"]["values"], "optimizer")
+    trainer.optimizer.load_state_dict(
+        {"state": opt_state, "param_groups": values["optimizer"]["param_groups"]}
+    )
+    trainer.scheduler.load_state_dict(dict(values["scheduler"]))
+    trainer.epoch, trainer.step = values["epoch"], values["step"]
+    trainer.epoch_loss_sum = values["epoch_loss_sum"]
+    trainer.epoch_batches = values["epoch_batches"]
+    trainer.lr_scale = values.get("lr_scale", 1.0)
+    trainer.logs = dict(values["logs"])
+    trainer.train_loader.load_state_dict(values["loader"])
+    _load_rng(trainer, state, values)
+    for cb in trainer.callbacks:
+        cb.load_state_dict(values["callbacks"].get(cb.name, {}))
+    trainer.start_time -= values.get("elapsed", 0.0)
+
+
+def _load_rng(trainer: Trainer, state: dict[str, torch.Tensor], values: dict[str, Any]) -> None:
+    rank, world = trainer.dist.rank, trainer.dist.world_size
+    if len(values["rng"]) != world:
+        warnings.warn(
+            f"checkpoint written by {len(values['rng'])} processes, resumed on {world}: "
+            "data order and weights carry over; random streams restart from the seed",
+            stacklevel=2,
+        )
+        torch.manual_seed(trainer.seed + 7919 * values["step"] + rank)
+        return
+    prefix = f"rank{rank}."
+    mine = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    trainer.train_loader.set_generator_state(mine.pop("rng.loader"))
+    set_rng_state(mine, values["rng"][rank])
+
+
+def _split_tensors(state: dict[int, dict[str, Any]], prefix: str) -> tuple[dict, dict]:
+    """Optimizer per-parameter state -> ({'optimizer.3.exp_avg': tensor}, {'3': {'x': 1}})."""
+    tensors: dict[str, torch.Tensor] = {}
+    values: dict[str, dict[str, Any]] = {}
+    for pid, entry in state.items():
+        for key, v in entry.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"{prefix}.{pid}.{key}"] = v
+            else:
+                values.setdefault(str(pid), {})[key] = v
+    return tensors, values
+
+
+def _join_tensors(tensors: dict[str, torch.Tensor], values: dict, prefix: str) -> dict:
+    state: dict[int, dict[str, Any]] = {}
+    for name, v in tensors.items():
+        if name.startswith(prefix + "."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = v
+    for pid, entry in values.items():
+        state.setdefault(int(pid), {}).update(entry)
+    return state
