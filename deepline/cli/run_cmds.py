@@ -39,7 +39,7 @@ def train(
     """
     from deepline.training.experiment import prepare_run_dir, run_training
 
-    if config is None and resume is None:
+    if config is None and resume is None and run_dir is None:
         raise typer.BadParameter("give a CONFIG, or --resume RUN_DIR")
     overrides = list(set_) + ([f"data.data_dir={data_dir}"] if data_dir else [])
     cfg = load_config(config, overrides) if config is not None else None
@@ -61,10 +61,9 @@ def train(
         }
         torchrun_args = [f"{k}={v}" for k, v in flags.items() if v is not None]
         code = launch(nproc, ["train", "--run-dir", str(folder)], torchrun_args)
-        if code:
+        if code:  # torchrun has printed which worker failed and why
             raise typer.Exit(code)
-        _finish(folder)
-        return
+        return  # rank 0 wrote the report and printed the summary
     exp = run_training(cfg, runs_dir, run_dir)
     from deepline.training.distributed import cleanup, current
 

@@ -101,9 +101,10 @@ class Trainer:
                 loss = self.task.loss(self.forward_model(self.batch[0]), self.batch[1])
             (loss / accumulate).backward()
             self.loss = self._global_mean(float(loss.detach()))
-            self.epoch_loss_sum += self.loss
-            self.epoch_batches += 1
             self.fire("after_backward")
+            if not self.skip_step:
+                self.epoch_loss_sum += self.loss
+                self.epoch_batches += 1
             position = self.train_loader.position
             if position % accumulate == 0 or position == n_batches:
                 self._optimizer_step()

@@ -29,6 +29,8 @@ class MetricsLog(Callback):
         self.write_status(trainer, "running")
 
     def after_backward(self, trainer: Trainer) -> None:
+        if trainer.skip_step:  # a dropped update's loss is not part of the curve
+            return
         self.window_sum += trainer.loss
         self.window_n += 1
 

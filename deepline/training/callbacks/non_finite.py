@@ -40,6 +40,10 @@ class NonFiniteGuard(Callback):
         self.lr_factor, self.max_rollbacks = lr_factor, max_rollbacks
         self.skipped_total = self.skipped_in_a_row = self.rollbacks = 0
 
+    def batch_start(self, trainer: Trainer) -> None:
+        if self.policy == "skip":  # the forward pass may write NaN into BatchNorm statistics
+            self.buffers = {k: v.clone() for k, v in trainer.model.named_buffers()}
+
     def after_backward(self, trainer: Trainer) -> None:
         problem = self._problem(trainer)
         if problem is None:
@@ -59,6 +63,9 @@ class NonFiniteGuard(Callback):
                     f"(train.non_finite.max_skips = {self.max_skips})"
                 )
             trainer.skip_step = True
+            with torch.no_grad():
+                for name, buffer in trainer.model.named_buffers():
+                    buffer.copy_(self.buffers[name])
         elif self.policy == "rollback":
             self._rollback(trainer, where)
         else:
