@@ -5,4 +5,5 @@ from deepline.cli import (
     data_cmd,  # noqa: F401
     demo_cmd,  # noqa: F401
     run_cmds,  # noqa: F401
+    tune_cmd,  # noqa: F401
 )

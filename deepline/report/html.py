@@ -50,10 +50,12 @@ def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder not found: run_dir={str(run_dir)!r}")
-    context = build_context(run_dir)
-    html = _environment().get_template("report.html.j2").render(**context)
-    out = run_dir / "report.html"
-    out.write_text(html, encoding="utf-8")
+    return render_page("report.html.j2", build_context(run_dir), run_dir / "report.html")
+
+
+def render_page(template: str, context: dict[str, Any], out: Path) -> Path:
+    """Render one of deepline's page templates (shared stylesheet, autoescaped) to ``out``."""
+    out.write_text(_environment().get_template(template).render(**context), encoding="utf-8")
     return out
 
 

@@ -133,6 +133,6 @@ def test_killed_worker_restarts_from_checkpoint(tmp_path: Path) -> None:
 def test_bad_process_counts() -> None:
     with pytest.raises(DeeplineError, match="CPU cores"):
         check_nproc((os.cpu_count() or 1) + 1)
-    with pytest.raises(ConfigError, match="train.batch_size"):
+    with pytest.raises(ConfigError, match=r"train\.batch_size"):
         per_process_batch(65, 2)
     assert load_config(tiny_config()).train.batch_size == 64
