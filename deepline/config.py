@@ -136,6 +136,7 @@ class TrainConfig(Section):
     deterministic: bool = False
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads")
     tensorboard: bool = True
+    mlflow: bool = Field(False, description="also log to MLflow (needs mlflow installed)")
 
     @model_validator(mode="after")
     def _epochs_or_steps(self) -> TrainConfig:

@@ -5,5 +5,6 @@ from deepline.cli import (
     data_cmd,  # noqa: F401
     demo_cmd,  # noqa: F401
     run_cmds,  # noqa: F401
+    runs_cmd,  # noqa: F401
     tune_cmd,  # noqa: F401
 )

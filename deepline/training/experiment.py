@@ -120,6 +120,10 @@ def default_callbacks(
     ]
     if t.tensorboard:
         callbacks.append(TensorBoard(run_dir / "tb", hparams_of(cfg), t.log_every_steps))
+    if t.mlflow:
+        from deepline.training.callbacks.mlflow_log import MLflowLogger
+
+        callbacks.append(MLflowLogger(run_dir, cfg.name, hparams_of(cfg), t.log_every_steps))
     if t.early_stopping is not None:
         es = t.early_stopping
         callbacks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta))
