@@ -186,15 +186,15 @@ def run_training(
     """
     env = distributed.init_distributed()
     prepared = prepare_run_dir(config, runs_root, run_dir) if env.is_main else None
-    config, run_dir, resuming = distributed.broadcast(prepared)
-    exp = build_experiment(config, run_dir, extra_callbacks, console, data, model)
+    config, folder, resuming = distributed.broadcast(prepared)
+    exp = build_experiment(config, folder, extra_callbacks, console, data, model)
     if not resuming and env.is_main:
         write_json(
-            run_dir / "environment.json", environment_info(config.seed, torch.get_num_threads())
+            folder / "environment.json", environment_info(config.seed, torch.get_num_threads())
         )
-        write_json(run_dir / "data.json", exp.data.meta.to_dict())
-    if resuming and list_checkpoints(run_dir / "checkpoints"):
-        path, tensors, state = load_latest(run_dir / "checkpoints")
+        write_json(folder / "data.json", exp.data.meta.to_dict())
+    if resuming and list_checkpoints(folder / "checkpoints"):
+        path, tensors, state = load_latest(folder / "checkpoints")
         exp.trainer.load_state_dict(tensors, state)
         if env.is_main:
             (console or Console(stderr=True)).print(f"resumed from {path} (step {state['step']})")

@@ -68,7 +68,7 @@ def _plots(study: optuna.Study) -> dict[str, str]:
     """Optimisation history, parameter importances, parallel coordinates, as base64 PNGs."""
     from optuna.visualization import matplotlib as ovm
 
-    makers = {
+    makers: dict[str, Any] = {
         "optimisation history": ovm.plot_optimization_history,
         "parameter importances": ovm.plot_param_importances,
         "parallel coordinates": ovm.plot_parallel_coordinate,
@@ -82,7 +82,7 @@ def _plots(study: optuna.Study) -> dict[str, str]:
                 axes = make(study)
             except (ValueError, RuntimeError, ZeroDivisionError):
                 continue  # too few finished trials for this plot
-        first = axes.flat[0] if hasattr(axes, "flat") else axes
+        first: Any = axes.flat[0] if hasattr(axes, "flat") else axes
         figure = first.get_figure()
         figure.set_size_inches(8, 4.5)
         figure.tight_layout()

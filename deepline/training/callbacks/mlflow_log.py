@@ -1,7 +1,7 @@
 """Optional MLflow logging: parameters, metrics and the run's config, when mlflow is installed.
 
-Turn it on with ``train.mlflow: true``; the tracking server comes from ``MLFLOW_TRACKING_URI``
-(for example ``sqlite:///mlflow.db``, or a server URL) and the experiment name from the config's ``name``.
+Turn it on with ``train.mlflow: true``. The tracking server comes from ``MLFLOW_TRACKING_URI``
+(for example ``sqlite:///mlflow.db``, or a server URL); the experiment is the config's ``name``.
 """
 
 from __future__ import annotations
