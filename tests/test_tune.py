@@ -105,3 +105,19 @@ def test_grid_sampler_needs_values(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="grid search needs 'choices'"):
         make_sampler("grid", space, 0)
     assert isinstance(make_sampler("random", space, 0), optuna.samplers.RandomSampler)
+
+
+def test_cli_reports_space_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.cli.test_cli import deepline
+
+    config = write(tmp_path, "c.yaml", tiny_config())
+    space = write(
+        tmp_path,
+        "s.yaml",
+        {**SPACE, "params": {"train.lr": {"type": "float", "low": 1, "high": 0}}},
+    )
+    code, _, err = deepline(
+        ["tune", str(config), "--space", str(space), "--out", str(tmp_path / "out")], capsys
+    )
+    assert code == 2 and "Traceback" not in err
+    assert "empty range" in " ".join(err.split())
