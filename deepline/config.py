@@ -60,6 +60,14 @@ class DataConfig(Section):
     label_column: str = Field("label", description="CSV column holding the class")
     limit: int | None = Field(None, ge=1, description="use at most this many training examples")
     augment: AugmentConfig = AugmentConfig()
+    tokenizer: Literal["char", "bpe"] = Field(
+        "char", description="text: characters, or byte-level BPE fitted on the training split"
+    )
+    vocab_size: int = Field(512, ge=256, le=1_000_000, description="text: BPE vocabulary size")
+    context: int = Field(
+        64, ge=1, le=1_000_000, description="text: language-model window / max tokens per text"
+    )
+    text_column: str = Field("text", description="text-csv: column holding the text")
 
 
 class ModelConfig(Section):
