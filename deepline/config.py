@@ -81,9 +81,15 @@ class ModelConfig(Section):
 
 
 class TaskConfig(Section):
-    name: Literal["image_classification"] = "image_classification"
+    name: Literal["image_classification", "sequence_classification", "language_modelling"] = (
+        "image_classification"
+    )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     top_k: int = Field(3, ge=1, description="classes shown by predict")
+    sample_prompt: str = Field("\n", description="language models: prompt of training samples")
+    sample_tokens: int = Field(200, ge=0, description="language models: sample length, 0 = none")
+    temperature: float = Field(0.8, gt=0.0, description="language models: sampling temperature")
+    sample_top_k: int | None = Field(None, ge=1, description="language models: top-k sampling")
 
 
 class ScheduleConfig(Section):
@@ -124,6 +130,12 @@ class TrainConfig(Section):
     epochs: int | None = Field(None, ge=1)
     max_steps: int | None = Field(None, ge=1)
     batch_size: int = Field(64, ge=1)
+    steps_per_epoch: int = Field(
+        250, ge=1, description="streamed data (language models): batches between validations"
+    )
+    eval_batches: int = Field(
+        50, ge=1, description="streamed data: validation batches of fixed windows"
+    )
     optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
     lr: float = Field(1e-3, gt=0.0, le=10.0)
     weight_decay: float = Field(0.0, ge=0.0)
