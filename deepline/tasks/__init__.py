@@ -1,6 +1,10 @@
 """Tasks: the contract between data, model, training, evaluation and export."""
 
-from deepline.tasks import image_classification  # noqa: F401  (registers the task)
+from deepline.tasks import (  # noqa: F401  (registers the tasks)
+    image_classification,
+    language_modelling,
+    sequence_classification,
+)
 from deepline.tasks.base import Evaluator, Task
 
 __all__ = ["Evaluator", "Task", "build_task"]

@@ -53,6 +53,10 @@ class Task(ABC):
     def signature(self) -> dict[str, Any]:
         """Input and output tensors: names, dtypes and shapes (-1 for dynamic axes)."""
 
+    def example_inputs(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """Up to ``n`` model inputs from a split's ``x`` (export checks run on these)."""
+        return x[:n]
+
     def monitor_default(self) -> tuple[str, str]:
         """The validation metric that picks the best checkpoint, and 'min' or 'max'."""
         return "val/loss", "min"
