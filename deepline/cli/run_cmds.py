@@ -181,3 +181,31 @@ def report(run_dir: Path = typer.Argument(..., help="a run folder")) -> None:
     from deepline.report import write_report
 
     console.print(f"wrote {write_report(check_run_dir(run_dir))}")
+
+
+@app.command()
+def generate(
+    bundle: Path = typer.Argument(..., help="a language-model bundle (RUN_DIR/bundle)"),
+    prompt: str = typer.Option("\n", help="text to continue"),
+    tokens: int = typer.Option(300, min=1, help="how many tokens to sample"),
+    temperature: float = typer.Option(0.8, min=0.01, help="lower = more conservative"),
+    top_k: int = typer.Option(None, min=1, help="sample among the k most likely tokens"),
+    top_p: float = typer.Option(None, min=0.0, max=1.0, help="nucleus sampling mass"),
+    seed: int = typer.Option(0, help="the same seed gives the same text"),
+    backend: str = typer.Option("onnx", help="onnx or torch"),
+) -> None:
+    """Generate text with a language model, streaming it to the terminal.
+
+    Characters a character-level vocabulary does not know are an error; a prompt longer than
+    the model's context is cut to its last tokens, with a warning.
+    """
+    import sys
+
+    from deepline.deploy.generator import TextGenerator
+
+    generator = TextGenerator(bundle, backend)
+    sys.stdout.write(prompt)
+    for piece in generator.stream(prompt, tokens, temperature, top_k, top_p, seed):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")

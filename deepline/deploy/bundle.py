@@ -6,6 +6,7 @@ from the model registry and its config, and the weights come from safetensors.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,25 @@ class Bundle:
         return self.path / name if name else None
 
     def task(self) -> Task:
-        return build_task(TaskConfig(**self.spec["task"]), DataMeta.from_dict(self.spec["data"]))
+        meta = DataMeta.from_dict(self.spec["data"])
+        if self.file("tokenizer") is not None:
+            meta.tokenizer = self.tokenizer_json()
+        return build_task(TaskConfig(**self.spec["task"]), meta)
+
+    def tokenizer_json(self) -> str:
+        """The bundle's tokenizer, verified against the sha256 that bundle.json records."""
+        path = self.file("tokenizer")
+        if path is None or not path.is_file():
+            raise DeeplineError(f"bundle '{self.path}' has no tokenizer file")
+        text = path.read_text()
+        expected = self.spec.get("tokenizer_sha256")
+        if sha256_text(text) != expected:
+            raise DeeplineError(
+                f"'{path}' does not match this bundle: its sha256 is {sha256_text(text)}, "
+                f"bundle.json expects {expected}. Restore the bundle's own tokenizer.json "
+                "(re-export the run)"
+            )
+        return text
 
     def torch_model(self) -> nn.Module:
         """The model with its weights, in eval mode."""
@@ -58,6 +77,10 @@ class Bundle:
             raise DeeplineError(f"bundle '{self.path}' has no weights file")
         model.load_state_dict(load_file(str(weights)))
         return model.eval()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def load_bundle(path: str | Path) -> Bundle:

@@ -11,7 +11,7 @@ from typing import Any
 from safetensors.torch import save_file
 
 from deepline import __version__
-from deepline.deploy.bundle import BUNDLE_FORMAT
+from deepline.deploy.bundle import BUNDLE_FORMAT, sha256_text
 from deepline.deploy.onnx_export import export_onnx, max_abs_difference
 from deepline.errors import ExportError
 from deepline.evaluate.loading import TrainedRun, load_trained
@@ -49,6 +49,9 @@ def export_trained(run: TrainedRun, out: str | Path | None = None) -> dict[str, 
         "formats": {"safetensors": {"path": "model.safetensors"}},
     }
     files = {"weights": "model.safetensors"}
+    if run.data.meta.tokenizer:  # a file of its own, checked against bundle.json on load
+        (tmp / "tokenizer.json").write_text(run.data.meta.tokenizer)
+        files["tokenizer"] = "tokenizer.json"
     if run.config.export.onnx:
         report["formats"]["onnx"] = _export_onnx_checked(run, tmp / "model.onnx")
         files["onnx"] = "model.onnx"
@@ -67,10 +70,18 @@ def export_trained(run: TrainedRun, out: str | Path | None = None) -> dict[str, 
 
 
 def _export_onnx_checked(run: TrainedRun, path: Path) -> dict[str, Any]:
-    inputs = run.data.test.x[:PARITY_EXAMPLES]
-    if len(inputs) < 2:
-        inputs = run.data.train.x[:PARITY_EXAMPLES]
-    export_onnx(run.model, inputs[:2], path, run.config.export.opset)
+    split = run.data.test if len(run.data.test.x) else run.data.train
+    inputs = run.task.example_inputs(split.x, PARITY_EXAMPLES)
+    shape = run.task.signature()["inputs"][0]["shape"]
+    dynamic = tuple(axis for axis, size in enumerate(shape) if size == -1)
+    export_onnx(
+        run.model,
+        inputs[:2],
+        path,
+        run.config.export.opset,
+        dynamic,
+        max_len=int(run.data.meta.input_shape[0]),
+    )
     diff = max_abs_difference(run.model, path, inputs)
     atol = run.config.export.atol
     return {
@@ -91,7 +102,8 @@ def bundle_spec(run: TrainedRun, files: dict[str, str]) -> dict[str, Any]:
         "name": run.config.name,
         "task": run.config.task.model_dump(),
         "model": run.config.model.model_dump(),
-        "data": meta.to_dict(),
+        "data": {**meta.to_dict(), "tokenizer": None},  # in tokenizer.json
+        "tokenizer_sha256": sha256_text(meta.tokenizer) if meta.tokenizer else None,
         "preprocessing": meta.preprocessing(),
         "signature": run.task.signature(),
         "metrics": evaluation.get("metrics", {}),

@@ -11,10 +11,23 @@ import torch
 from torch import nn
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int = 18) -> Path:
-    """Write ``model`` as ONNX with a dynamic batch axis; input 'input', output 'logits'."""
+def export_onnx(
+    model: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    opset: int = 18,
+    dynamic: tuple[int, ...] = (0,),
+    max_len: int | None = None,
+) -> Path:
+    """Write ``model`` as ONNX, input 'input', output 'logits'.
+
+    ``dynamic`` lists the input axes left free: 0 is the batch; 1, for sequences, the length
+    (up to ``max_len``). The others are fixed to ``example``'s sizes.
+    """
     model = model.eval()
-    batch = torch.export.Dim("batch", min=1, max=65536)
+    names = {0: torch.export.Dim("batch", min=1, max=65536)}
+    if 1 in dynamic:
+        names[1] = torch.export.Dim("length", min=2, max=max_len or 65536)
     # the exporter logs a warning per missing torchvision op; none of ours needs them
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with warnings.catch_warnings(), torch.no_grad():
@@ -25,7 +38,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int 
             dynamo=True,
             input_names=["input"],
             output_names=["logits"],
-            dynamic_shapes=({0: batch},),
+            dynamic_shapes=({axis: names[axis] for axis in dynamic},),
             opset_version=opset,
             external_data=False,
             verbose=False,

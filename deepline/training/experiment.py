@@ -13,6 +13,7 @@ from torch import nn
 from deepline.config import ExperimentConfig, load_config
 from deepline.data import DataBundle, load_data
 from deepline.data.loaders import BatchLoader
+from deepline.data.text import WindowLoader
 from deepline.data.transforms import BatchAugment
 from deepline.errors import ConfigError
 from deepline.runs import environment_info, new_run_dir, write_json
@@ -66,26 +67,45 @@ def build_experiment(
     torch.manual_seed(cfg.seed)  # model initialisation independent of how data was loaded
     model = model if model is not None else task.build_model(cfg.model)
     torch.manual_seed(cfg.seed + env.rank)  # dropout differs between processes
-    fill = [-m / s for m, s in zip(data.meta.mean, data.meta.std)]  # normalised background
-    train = BatchLoader(
-        data.train.x,
-        data.train.y,
-        per_process_batch(cfg.train.batch_size, env.world_size),
-        shuffle=True,
-        seed=cfg.seed,
-        augment=BatchAugment(cfg.data.augment, fill=fill),
-        rank=env.rank,
-        world_size=env.world_size,
-    )
-    val = None
-    if len(data.val):
-        val = BatchLoader(
-            data.val.x, data.val.y, cfg.eval.batch_size, rank=env.rank, world_size=env.world_size
-        )
+    train, val = make_loaders(cfg, data, env)
     callbacks = default_callbacks(cfg, run_dir, console) + list(extra_callbacks or [])
     callbacks = [cb for cb in callbacks if env.is_main or not cb.main_only]
     trainer = Trainer(model, task, train, val, cfg.train, callbacks, seed=cfg.seed)
     return Experiment(cfg, run_dir, data, task, model, trainer)
+
+
+def make_loaders(
+    cfg: ExperimentConfig, data: DataBundle, env: distributed.DistEnv
+) -> tuple[BatchLoader | WindowLoader, BatchLoader | None]:
+    """Training batches (shuffled examples, or random windows of a token stream) and fixed
+    validation batches, each process taking its share."""
+    batch = per_process_batch(cfg.train.batch_size, env.world_size)
+    shard = {"rank": env.rank, "world_size": env.world_size}
+    if data.meta.kind == "text":
+        context = int(data.meta.input_shape[0])
+        train: BatchLoader | WindowLoader = WindowLoader(
+            data.train.x, context, batch, cfg.train.steps_per_epoch, seed=cfg.seed, **shard
+        )
+        x, y = fixed_windows(data.val.x, context, cfg.train.eval_batches * cfg.train.batch_size)
+        return train, BatchLoader(x, y, cfg.eval.batch_size, **shard)
+    fill = [-m / s for m, s in zip(data.meta.mean, data.meta.std)]  # normalised background
+    augment = BatchAugment(cfg.data.augment, fill=fill)
+    train = BatchLoader(
+        data.train.x, data.train.y, batch, shuffle=True, seed=cfg.seed, augment=augment, **shard
+    )
+    if not len(data.val):
+        return train, None
+    return train, BatchLoader(data.val.x, data.val.y, cfg.eval.batch_size, **shard)
+
+
+def fixed_windows(
+    stream: torch.Tensor, context: int, limit: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to ``limit`` non-overlapping (input, next-token target) windows from the start of a
+    token stream: the same validation set every epoch."""
+    n = min(limit, (len(stream) - 1) // context)
+    windows = stream[: n * context + 1]
+    return windows[:-1].view(n, context), windows[1:].view(n, context)
 
 
 def per_process_batch(global_batch: int, world_size: int) -> int:
@@ -120,6 +140,12 @@ def default_callbacks(
     ]
     if t.tensorboard:
         callbacks.append(TensorBoard(run_dir / "tb", hparams_of(cfg), t.log_every_steps))
+    if cfg.task.name == "language_modelling" and cfg.task.sample_tokens:
+        from deepline.training.callbacks.samples import TextSamples
+
+        callbacks.append(
+            TextSamples(run_dir, cfg.task.sample_prompt, cfg.task.sample_tokens, cfg.seed)
+        )
     if t.mlflow:
         from deepline.training.callbacks.mlflow_log import MLflowLogger
 
