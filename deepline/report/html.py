@@ -90,6 +90,7 @@ def build_context(run_dir: Path) -> dict[str, Any]:
         "evaluation": evaluation,
         "per_class": _per_class_rows(evaluation, classes),
         "export": _read_json(run_dir / "export.json"),
+        "samples": _read_jsonl(run_dir / "samples.jsonl"),
         "env": _env_rows(env),
         "images": images,
         "fmt": _fmt,
