@@ -11,28 +11,36 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from deepline.config import DataConfig
-from deepline.data import datasets  # noqa: F401  (registers the built-in catalog)
-from deepline.data.catalog import RawDataset, RawSplit, get_loader
+from deepline.data.catalog import DatasetSpec, RawDataset, RawSplit, get_loader
 from deepline.data.readers import convert_channels, resize
+from deepline.data.tokenizers import ID_OFFSET, PAD_ID, UNK_ID
 from deepline.errors import DataError
+from deepline.registry import DATASETS
 
 
 @dataclass
 class Split:
-    """One split: ``x`` float32 (N, C, H, W), normalised; ``y`` int64 (N,) class indices."""
+    """One split: ``x`` float32 (N, C, H, W), normalised; ``y`` int64 (N,) class indices.
+
+    Other kinds of data (``DataMeta.kind``): ``"sequence"`` x float32 (N, T, F); ``"tokens"``
+    x int64 (N, context) token ids; ``"text"`` x the int64 (n_tokens,) token stream of the
+    split, y empty, its examples being windows cut by :class:`deepline.data.text.WindowLoader`.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
 
     def __len__(self) -> int:
-        return len(self.y)
+        """Examples, or tokens of a ``"text"`` stream."""
+        return len(self.x)
 
 
 @dataclass
@@ -40,19 +48,28 @@ class DataMeta:
     """What a model, a run and a served bundle need to know about the data."""
 
     name: str
-    kind: str
-    input_shape: tuple[int, int, int]  # (C, H, W)
-    classes: list[str]
+    kind: str  # "image", "sequence", "tokens" (classified token ids) or "text" (a token stream)
+    input_shape: tuple[int, ...]  # image (C, H, W); sequence (T, F); tokens and text (context,)
+    classes: list[str]  # empty for "text"
     input_scale: float  # the raw pixel value that means 1.0
-    mean: list[float]  # per channel, of the train split scaled to [0, 1]
+    mean: list[float]  # per channel, of the train split scaled to [0, 1]; empty for tokens
     std: list[float]
     fingerprint: str
-    sizes: dict[str, int]
+    sizes: dict[str, int]  # examples per split; tokens for "text"
     files: list[str]
+    vocab_size: int | None = None  # "tokens"/"text": ids are in range(vocab_size)
+    tokenizer: str | None = None  # "tokens"/"text": the tokenizer's JSON (load_tokenizer)
 
     def preprocessing(self) -> dict[str, Any]:
-        """How to turn a raw image into a model input: ``(raw / input_scale - mean) / std``,
-        after converting to ``channels`` and resizing to ``image_size`` (H, W)."""
+        """How to turn a raw input into a model input.
+
+        Images: ``(raw / input_scale - mean) / std``, after converting to ``channels`` and
+        resizing to ``image_size`` (H, W). Sequences (T, F): the same scaling. Text: the
+        tokenizer's ids; ``"tokens"`` shift them by ``id_offset`` and pad with ``pad_id`` up to
+        ``context`` (see :func:`deepline.data.sequences.encode_texts`).
+        """
+        if self.kind != "image":
+            return self._preprocessing_other()
         c, h, w = self.input_shape
         return {
             "kind": self.kind,
@@ -64,6 +81,17 @@ class DataMeta:
             "image_size": [h, w],
         }
 
+    def _preprocessing_other(self) -> dict[str, Any]:
+        pre: dict[str, Any] = {"kind": self.kind, "input_shape": list(self.input_shape)}
+        if self.kind == "sequence":
+            pre.update(input_scale=self.input_scale, mean=list(self.mean), std=list(self.std))
+        if self.kind in ("text", "tokens"):
+            pre.update(context=self.input_shape[0], vocab_size=self.vocab_size)
+            pre["tokenizer"] = self.tokenizer
+        if self.kind == "tokens":
+            pre.update(pad_id=PAD_ID, unk_id=UNK_ID, id_offset=ID_OFFSET)
+        return pre
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["input_shape"] = list(self.input_shape)
@@ -71,14 +99,16 @@ class DataMeta:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DataMeta:
-        """Inverse of :meth:`to_dict`; keys it does not know are ignored (newer writers)."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        missing = [n for n in names if n not in d]
+        """Inverse of :meth:`to_dict`; keys it does not know are ignored (newer writers), and
+        fields added later with a default may be missing (older writers)."""
+        fields = dataclasses.fields(cls)
+        required = [f.name for f in fields if f.default is dataclasses.MISSING]
+        missing = [n for n in required if n not in d]
         if missing:
             raise DataError(
                 f"data metadata lacks {', '.join(missing)}; it was not written by to_dict"
             )
-        values = {n: d[n] for n in names}
+        values = {f.name: d[f.name] for f in fields if f.name in d}
         values["input_shape"] = tuple(values["input_shape"])
         return cls(**values)
 
@@ -98,8 +128,14 @@ def load_data(cfg: DataConfig) -> DataBundle:
     ``cfg.test_fraction`` held out; validation is the official one, or ``cfg.val_fraction`` of
     the training split; ``cfg.limit`` then caps the training examples. Mean and std come from
     the training split only.
+
+    Entries registered with :func:`register_bundle` (text, sequences) build the bundle
+    themselves; their own docstrings say how they split.
     """
-    raw = get_loader(cfg.name)(cfg)
+    loader = get_loader(cfg.name)
+    if DATASETS.meta(cfg.name).get("builds_bundle"):
+        return cast(BundleLoader, loader)(cfg)
+    raw = loader(cfg)
     train, val, test = split_dataset(raw, cfg)
     xs = [_to_float(s.x, raw.input_scale, cfg) for s in (train, val, test)]
     channels = xs[0].shape[1]
@@ -121,6 +157,15 @@ def load_data(cfg: DataConfig) -> DataBundle:
         files=list(raw.files),
     )
     return DataBundle(train=splits[0], val=splits[1], test=splits[2], meta=meta)
+
+
+BundleLoader = Callable[[DataConfig], DataBundle]
+
+
+def register_bundle(spec: DatasetSpec) -> Callable[[BundleLoader], BundleLoader]:
+    """Decorator: a catalog entry whose loader returns the whole :class:`DataBundle` (text,
+    sequences) instead of a ``RawDataset`` of images for ``load_data`` to split and normalise."""
+    return DATASETS.register(spec.name, spec=spec, builds_bundle=True)
 
 
 # ---------------------------------------------------------------------------- splitting
@@ -221,3 +266,7 @@ def _array_digest(raw: RawDataset) -> str:
             digest.update(np.ascontiguousarray(split.x).tobytes())
             digest.update(split.y.tobytes())
     return digest.hexdigest()
+
+
+# Last, so that the catalog's text and sequence modules can import this one while registering.
+from deepline.data import datasets  # noqa: E402, F401  (registers the built-in catalog)
