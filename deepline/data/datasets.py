@@ -255,3 +255,7 @@ def _from_npz(path: Path, sources: list[str] | None = None) -> RawDataset:
         files=[str(path)],
         sources=sources or [],
     )
+
+
+# Text and sequence entries build their bundles themselves; importing them registers them.
+from deepline.data import sequences, text  # noqa: E402, F401
