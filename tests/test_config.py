@@ -34,7 +34,7 @@ def test_unknown_key_names_path_and_suggests() -> None:
 def test_unknown_model_suggests() -> None:
     message = error_of({"model": {"name": "resnett"}})
     assert "unknown model 'resnett'" in message and "Did you mean 'resnet'?" in message
-    assert "lenet, mlp, resnet" in message
+    assert "lenet" in message and "mlp" in message and "resnet" in message
 
 
 def test_wrong_type_and_out_of_range_name_value() -> None:

@@ -8,11 +8,26 @@ Sharding for distributed training takes every ``world_size``-th index, starting 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from deepline.data.transforms import BatchAugment
+
+
+class Loader(Protocol):
+    """What the trainer needs of training batches: a resumable, epoch-aware iterable."""
+
+    epoch: int
+    position: int
+
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+    def set_epoch(self, epoch: int) -> None: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def generator_state(self) -> torch.Tensor: ...
+    def set_generator_state(self, state: torch.Tensor) -> None: ...
 
 
 class BatchLoader:

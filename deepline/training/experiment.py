@@ -12,7 +12,7 @@ from torch import nn
 
 from deepline.config import ExperimentConfig, load_config
 from deepline.data import DataBundle, load_data
-from deepline.data.loaders import BatchLoader
+from deepline.data.loaders import BatchLoader, Loader
 from deepline.data.text import WindowLoader
 from deepline.data.transforms import BatchAugment
 from deepline.errors import ConfigError
@@ -76,26 +76,35 @@ def build_experiment(
 
 def make_loaders(
     cfg: ExperimentConfig, data: DataBundle, env: distributed.DistEnv
-) -> tuple[BatchLoader | WindowLoader, BatchLoader | None]:
+) -> tuple[Loader, BatchLoader | None]:
     """Training batches (shuffled examples, or random windows of a token stream) and fixed
     validation batches, each process taking its share."""
     batch = per_process_batch(cfg.train.batch_size, env.world_size)
-    shard = {"rank": env.rank, "world_size": env.world_size}
+    rank, world = env.rank, env.world_size
     if data.meta.kind == "text":
         context = int(data.meta.input_shape[0])
-        train: BatchLoader | WindowLoader = WindowLoader(
-            data.train.x, context, batch, cfg.train.steps_per_epoch, seed=cfg.seed, **shard
+        train: Loader = WindowLoader(
+            data.train.x, context, batch, cfg.train.steps_per_epoch, cfg.seed, rank, world
         )
         x, y = fixed_windows(data.val.x, context, cfg.train.eval_batches * cfg.train.batch_size)
-        return train, BatchLoader(x, y, cfg.eval.batch_size, **shard)
+        return train, BatchLoader(x, y, cfg.eval.batch_size, rank=rank, world_size=world)
     fill = [-m / s for m, s in zip(data.meta.mean, data.meta.std)]  # normalised background
     augment = BatchAugment(cfg.data.augment, fill=fill)
     train = BatchLoader(
-        data.train.x, data.train.y, batch, shuffle=True, seed=cfg.seed, augment=augment, **shard
+        data.train.x,
+        data.train.y,
+        batch,
+        shuffle=True,
+        seed=cfg.seed,
+        augment=augment,
+        rank=rank,
+        world_size=world,
     )
     if not len(data.val):
         return train, None
-    return train, BatchLoader(data.val.x, data.val.y, cfg.eval.batch_size, **shard)
+    return train, BatchLoader(
+        data.val.x, data.val.y, cfg.eval.batch_size, rank=rank, world_size=world
+    )
 
 
 def fixed_windows(

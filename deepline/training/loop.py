@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from deepline.config import TrainConfig
-from deepline.data.loaders import BatchLoader
+from deepline.data.loaders import BatchLoader, Loader
 from deepline.tasks.base import Task
 from deepline.training import distributed
 from deepline.training.events import EVENTS, Callback, RestartFromState, StopTraining, handlers
@@ -33,7 +33,7 @@ class Trainer:
         self,
         model: nn.Module,
         task: Task,
-        train: BatchLoader,
+        train: Loader,
         val: BatchLoader | None,
         config: TrainConfig,
         callbacks: list[Callback] | None = None,
