@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file
 from torch import nn
 
 from deepline.config import TaskConfig
 from deepline.data.bundle import DataMeta
 from deepline.errors import DeeplineError
+from deepline.tensor_files import load_tensors
 from deepline.registry import MODELS
 from deepline.runs import read_json
 from deepline.tasks import Task, build_task
@@ -75,7 +75,7 @@ class Bundle:
         weights = self.file("weights")
         if weights is None or not weights.is_file():
             raise DeeplineError(f"bundle '{self.path}' has no weights file")
-        model.load_state_dict(load_file(str(weights)))
+        model.load_state_dict(load_tensors(weights))
         return model.eval()
 
 

@@ -8,12 +8,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
 
 from deepline import __version__
 from deepline.deploy.bundle import BUNDLE_FORMAT, sha256_text
 from deepline.deploy.onnx_export import export_onnx, max_abs_difference
 from deepline.errors import ExportError
+from deepline.tensor_files import save_tensors
 from deepline.evaluate.loading import TrainedRun, load_trained
 from deepline.runs import read_json, write_json
 
@@ -39,10 +39,7 @@ def export_trained(run: TrainedRun, out: str | Path | None = None) -> dict[str, 
     tmp = bundle_dir.with_name(f".{bundle_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(
-        {k: v.contiguous() for k, v in run.model.state_dict().items()},
-        str(tmp / "model.safetensors"),
-    )
+    save_tensors(run.model.state_dict(), tmp / "model.safetensors")
     report: dict[str, Any] = {
         "bundle": str(bundle_dir),
         "checkpoint": run.checkpoint.name,

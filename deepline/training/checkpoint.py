@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from deepline.errors import CheckpointError
+from deepline.tensor_files import load_tensors, save_tensors
 
 PREFIX = "step-"
 
@@ -37,7 +37,7 @@ def save_checkpoint(
     digests = {}
     for name, group in tensors.items():
         path = tmp / f"{name}.safetensors"
-        save_file({k: v.detach().contiguous().cpu() for k, v in group.items()}, str(path))
+        save_tensors(group, path)
         digests[path.name] = _sha256(path)
     (tmp / "state.json").write_text(json.dumps({**state, "step": step, "files": digests}))
     for path in tmp.iterdir():
@@ -66,7 +66,7 @@ def load_checkpoint(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dic
             raise CheckpointError(
                 f"checkpoint '{path}': {filename} is missing or damaged (expected sha256 {digest})"
             )
-        tensors[filename.removesuffix(".safetensors")] = load_file(str(file))
+        tensors[filename.removesuffix(".safetensors")] = load_tensors(file)
     return tensors, state
 
 

@@ -101,3 +101,13 @@ def test_resume_is_exact(tmp_path: Path, resume_at: str) -> None:
     assert resumed.trainer.step == full.trainer.step == 63
     assert_same_weights(final_weights(full.run_dir), final_weights(part.run_dir))
     assert resumed.trainer.logs["val/loss"] == full.trainer.logs["val/loss"]
+
+
+def test_tied_weights_round_trip(tmp_path: Path) -> None:
+    """A tensor under two names (tied embedding and output layer) is written once, read twice."""
+    shared = torch.randn(5, 3)
+    tensors = {"model": {"embed.weight": shared, "head.weight": shared, "bias": torch.zeros(3)}}
+    path = save_checkpoint(tmp_path, 1, tensors, {})
+    loaded, _ = load_checkpoint(path)
+    assert torch.equal(loaded["model"]["head.weight"], shared)
+    assert torch.equal(loaded["model"]["embed.weight"], shared)

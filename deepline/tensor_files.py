@@ -1,0 +1,41 @@
+"""Tensors to and from safetensors files, including tied weights.
+
+safetensors refuses two names for one storage (a GPT's embedding tied to its output layer), so
+each shared tensor is written once and its other names are recorded as aliases.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, str]:
+    """Write ``tensors``; returns {alias: name written} for tensors that share storage."""
+    written: dict[tuple[int, int, tuple[int, ...]], str] = {}
+    unique: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    for name, tensor in tensors.items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if tensor.numel() and key in written:
+            aliases[name] = written[key]
+            continue
+        written[key] = name
+        unique[name] = tensor.detach().contiguous().cpu()
+    save_file(unique, str(path), metadata={f"alias:{a}": n for a, n in aliases.items()})
+    return aliases
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Read a file written by ``save_tensors`` (or any safetensors file), aliases restored."""
+    from safetensors import safe_open
+
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+    for key, name in metadata.items():
+        if key.startswith("alias:"):
+            tensors[key.removeprefix("alias:")] = tensors[name]
+    return tensors
