@@ -18,7 +18,11 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, str]
     unique: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
     for name, tensor in tensors.items():
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        key = (
+            tensor.untyped_storage().data_ptr(),
+            int(tensor.storage_offset()),
+            tuple(tensor.shape),
+        )
         if tensor.numel() and key in written:
             aliases[name] = written[key]
             continue

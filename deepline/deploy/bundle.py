@@ -16,10 +16,10 @@ from torch import nn
 from deepline.config import TaskConfig
 from deepline.data.bundle import DataMeta
 from deepline.errors import DeeplineError
-from deepline.tensor_files import load_tensors
 from deepline.registry import MODELS
 from deepline.runs import read_json
 from deepline.tasks import Task, build_task
+from deepline.tensor_files import load_tensors
 
 BUNDLE_FORMAT = "deepline-bundle/1"
 

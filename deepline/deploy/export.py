@@ -8,14 +8,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-
 from deepline import __version__
 from deepline.deploy.bundle import BUNDLE_FORMAT, sha256_text
 from deepline.deploy.onnx_export import export_onnx, max_abs_difference
 from deepline.errors import ExportError
-from deepline.tensor_files import save_tensors
 from deepline.evaluate.loading import TrainedRun, load_trained
 from deepline.runs import read_json, write_json
+from deepline.tensor_files import save_tensors
 
 PARITY_EXAMPLES = 256
 

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepline.models.rnn import dynamic_length_export
+
 
 def export_onnx(
     model: nn.Module,
@@ -30,7 +32,9 @@ def export_onnx(
         names[1] = torch.export.Dim("length", min=2, max=max_len or 65536)
     # the exporter logs a warning per missing torchvision op; none of ours needs them
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
-    with warnings.catch_warnings(), torch.no_grad():
+    # dynamic_length_export works around a torch 2.13 exporter bug that fixes the length of
+    # RNN inputs after the first export in a process; other models are unaffected
+    with warnings.catch_warnings(), torch.no_grad(), dynamic_length_export():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             model,

@@ -59,13 +59,12 @@ def _write_mistakes(run: TrainedRun, mistakes: list[tuple[torch.Tensor, int, int
     if not mistakes:
         (run.run_dir / "mistakes.npz").unlink(missing_ok=True)
         return
-    meta = run.data.meta
-    mean = torch.tensor(meta.mean).reshape(-1, 1, 1)
-    std = torch.tensor(meta.std).reshape(-1, 1, 1)
-    images = torch.stack([m[0] for m in mistakes]) * std + mean
+    images = run.task.as_images(torch.stack([m[0] for m in mistakes]))  # type: ignore[attr-defined]
+    if images is None:
+        return
     np.savez_compressed(
         run.run_dir / "mistakes.npz",
-        images=images.clamp(0, 1).numpy().astype(np.float32),
+        images=images.numpy().astype(np.float32),
         true=np.array([m[1] for m in mistakes], dtype=np.int64),
         pred=np.array([m[2] for m in mistakes], dtype=np.int64),
         prob=np.array([m[3] for m in mistakes], dtype=np.float32),

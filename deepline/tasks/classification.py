@@ -39,6 +39,19 @@ class ClassificationTask(Task):
     def monitor_default(self) -> tuple[str, str]:
         return "val/accuracy", "max"
 
+    def as_images(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Inputs (N, ...) as images (N, C, H, W) in [0, 1] to show people, or None.
+
+        Images and float sequences (a (T, F) sequence shows as a T x F picture) are
+        un-normalised; token ids have no picture.
+        """
+        if not x.is_floating_point() or x.ndim not in (3, 4):
+            return None
+        images = x[:, None] if x.ndim == 3 else x
+        mean = torch.tensor(self.meta.mean or [0.0]).reshape(-1, 1, 1)
+        std = torch.tensor(self.meta.std or [1.0]).reshape(-1, 1, 1)
+        return (images * std + mean).clamp(0, 1)
+
 
 class ClassificationEvaluator(Evaluator):
     """Accuracy, macro precision/recall/F1, AUROC, per-class scores and the confusion matrix."""

@@ -39,13 +39,11 @@ class TensorBoard(Callback):
             if key.startswith("val/") or key == "train/loss_epoch":
                 self.writer.add_scalar(key, value, trainer.step)
         mistakes = getattr(getattr(trainer, "last_evaluator", None), "mistakes", None)
-        if mistakes:
-            images = torch.stack([m[0] for m in mistakes]).float()
-            lo, hi = (
-                images.amin(dim=(1, 2, 3), keepdim=True),
-                images.amax(dim=(1, 2, 3), keepdim=True),
-            )
-            images = (images - lo) / (hi - lo).clamp_min(1e-8)  # per image, for display
+        as_images = getattr(trainer.task, "as_images", None)
+        images = (
+            as_images(torch.stack([m[0] for m in mistakes])) if mistakes and as_images else None
+        )
+        if mistakes and images is not None:
             self.writer.add_images("val/mistakes", images, trainer.step)
             classes = trainer.task.meta.classes
             captions = ", ".join(f"{classes[t]}→{classes[p]}" for _, t, p, _ in mistakes)
