@@ -134,7 +134,7 @@ class TrainConfig(Section):
         250, ge=1, description="streamed data (language models): batches between validations"
     )
     eval_batches: int = Field(
-        50, ge=1, description="streamed data: validation batches of fixed windows"
+        20, ge=1, description="streamed data: validation batches (of eval.batch_size windows)"
     )
     optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
     lr: float = Field(1e-3, gt=0.0, le=10.0)

@@ -86,7 +86,7 @@ def make_loaders(
         train: Loader = WindowLoader(
             data.train.x, context, batch, cfg.train.steps_per_epoch, cfg.seed, rank, world
         )
-        x, y = fixed_windows(data.val.x, context, cfg.train.eval_batches * cfg.train.batch_size)
+        x, y = fixed_windows(data.val.x, context, cfg.train.eval_batches * cfg.eval.batch_size)
         return train, BatchLoader(x, y, cfg.eval.batch_size, rank=rank, world_size=world)
     fill = [-m / s for m, s in zip(data.meta.mean, data.meta.std)]  # normalised background
     augment = BatchAugment(cfg.data.augment, fill=fill)
