@@ -19,7 +19,7 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.setdefault("DEEPLINE_DATA_DIR", str(SHARED_DATA))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "mnist").is_dir():
         pytest.skip(f"the real datasets are not at {SHARED_DATA}")

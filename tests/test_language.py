@@ -18,12 +18,21 @@ from deepline.training.experiment import run_training
 
 def lm_config(**train) -> dict:  # type: ignore[no-untyped-def]
     return {
-        "name": "tiny-gpt", "seed": 0,
+        "name": "tiny-gpt",
+        "seed": 0,
         "data": {"name": "tinyshakespeare", "context": 32, "limit": 50_000},
         "task": {"name": "language_modelling", "sample_prompt": "ROMEO:", "sample_tokens": 20},
         "model": {"name": "gpt", "n_layer": 2, "n_head": 2, "n_embd": 32},
-        "train": {"max_steps": 40, "steps_per_epoch": 20, "eval_batches": 2, "batch_size": 16,
-                  "lr": 3e-3, "num_threads": 1, "tensorboard": False, **train},
+        "train": {
+            "max_steps": 40,
+            "steps_per_epoch": 20,
+            "eval_batches": 2,
+            "batch_size": 16,
+            "lr": 3e-3,
+            "num_threads": 1,
+            "tensorboard": False,
+            **train,
+        },
         "eval": {"split": "val", "batch_size": 32},
     }
 
@@ -51,7 +60,8 @@ def test_trains_logs_bits_per_char_and_samples(lm_run: Path) -> None:
 def test_evaluate_language_model(lm_run: Path) -> None:
     result = evaluate_run(lm_run, split="val", checkpoint="last")
     assert result["metrics"]["bits_per_char"] == pytest.approx(
-        result["metrics"]["loss"] / 0.6931471805599453)
+        result["metrics"]["loss"] / 0.6931471805599453
+    )
 
 
 def test_export_parity_and_generation_backends_agree(lm_run: Path) -> None:
@@ -89,18 +99,27 @@ def test_tokenizer_file_must_match_bundle(lm_run: Path, tmp_path: Path) -> None:
 def test_generate_cli_streams(lm_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tests.cli.test_cli import deepline
 
-    code, out, err = deepline(["generate", str(lm_run / "bundle"), "--prompt", "ROMEO:",
-                               "--tokens", "30", "--seed", "1"], capsys)
+    code, out, err = deepline(
+        ["generate", str(lm_run / "bundle"), "--prompt", "ROMEO:", "--tokens", "30", "--seed", "1"],
+        capsys,
+    )
     assert code == 0, err
     assert out.startswith("ROMEO:") and len(out.strip()) >= 30
 
 
 def test_sequence_classification_lstm(tmp_path: Path, shared_data: Path) -> None:
-    cfg = load_config("smnist_lstm", {
-        "data.limit": 3000, "train.epochs": None, "train.max_steps": 60,
-        "model.hidden": 32, "model.layers": 1, "train.num_threads": 1,
-        "train.tensorboard": False,
-    })
+    cfg = load_config(
+        "smnist_lstm",
+        {
+            "data.limit": 3000,
+            "train.epochs": None,
+            "train.max_steps": 60,
+            "model.hidden": 32,
+            "model.layers": 1,
+            "train.num_threads": 1,
+            "train.tensorboard": False,
+        },
+    )
     exp = run_training(cfg, tmp_path)
     assert exp.trainer.logs["val/accuracy"] > 0.3
     result = evaluate_run(exp.run_dir, split="test", checkpoint="last")

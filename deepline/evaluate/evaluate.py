@@ -32,9 +32,7 @@ def evaluate_run(
 def evaluate_trained(run: TrainedRun, split: str, keep_mistakes: int = 32) -> dict[str, Any]:
     data = getattr(run.data, split)
     evaluator = run.task.evaluator(keep_mistakes=keep_mistakes)
-    bs = run.config.eval.batch_size
-    for i in range(0, len(data), bs):
-        x, y = data.x[i : i + bs], data.y[i : i + bs]
+    for x, y in run.task.batches(data.x, data.y, run.config.eval.batch_size):
         evaluator.update(x, run.model(x), y)
     result: dict[str, Any] = {
         "split": split,

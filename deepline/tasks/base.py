@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -52,6 +53,13 @@ class Task(ABC):
     @abstractmethod
     def signature(self) -> dict[str, Any]:
         """Input and output tensors: names, dtypes and shapes (-1 for dynamic axes)."""
+
+    def batches(
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """A whole split as (inputs, targets) batches, in order (for evaluation)."""
+        for i in range(0, len(x), batch_size):
+            yield x[i : i + batch_size], y[i : i + batch_size]
 
     def example_inputs(self, x: torch.Tensor, n: int) -> torch.Tensor:
         """Up to ``n`` model inputs from a split's ``x`` (export checks run on these)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from functools import cached_property
 from typing import Any
 
@@ -80,6 +81,16 @@ class LanguageModelling(Task):
         """``n`` consecutive windows of the token stream, (n, context)."""
         usable = (len(stream) // self.context) * self.context
         return stream[:usable].view(-1, self.context)[:n]
+
+    def batches(
+        self, stream: torch.Tensor, _: torch.Tensor, batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Every non-overlapping window of a token stream with its next-token targets."""
+        n = (len(stream) - 1) // self.context
+        x = stream[: n * self.context].view(n, self.context)
+        y = stream[1 : n * self.context + 1].view(n, self.context)
+        for i in range(0, n, batch_size):
+            yield x[i : i + batch_size], y[i : i + batch_size]
 
     def monitor_default(self) -> tuple[str, str]:
         return "val/loss", "min"
