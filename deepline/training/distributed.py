@@ -51,7 +51,12 @@ def init_distributed() -> DistEnv:
     if not dist.is_initialized():
         if backend == "nccl":
             torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend)
+        # torchrun's store outlives a restart; keys of this round under their own prefix keep
+        # the new workers from dialling the addresses of the ones that died
+        store, _, _ = next(dist.rendezvous("env://", rank, world_size))
+        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        store = dist.PrefixStore(f"deepline/restart-{restart}/", store)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world_size)
     return DistEnv(rank, world_size, local_rank, backend)
 
 
@@ -127,12 +132,17 @@ def check_nproc(nproc: int) -> None:
 def launch(nproc: int, deepline_args: list[str], torchrun_args: list[str] | None = None) -> int:
     """Run ``torchrun --nproc-per-node N [torchrun args] -m deepline ARGS``; its exit code."""
     check_nproc(nproc)
+    torchrun_args = list(torchrun_args or [])
+    if not any(a.startswith(("--nnodes", "--rdzv")) for a in torchrun_args):
+        # one machine: a c10d rendezvous on a free local port, fresh for every restart round
+        # (with the static default, restarted workers can be handed the dead ones' addresses)
+        torchrun_args.insert(0, "--standalone")
     command = [
         sys.executable,
         "-m",
         "torch.distributed.run",
         f"--nproc-per-node={nproc}",
-        *(torchrun_args or []),
+        *torchrun_args,
         "-m",
         "deepline",
         *deepline_args,
