@@ -39,14 +39,18 @@ def list_datasets(data_dir: str | None = DATA_DIR) -> None:
 def info(name: str = NAME, data_dir: str | None = DATA_DIR) -> None:
     """Show a dataset's classes, shapes, splits and files (URL, sha256, where found)."""
     spec = get_spec(name)
-    shape = "x".join(map(str, spec.input_shape)) if spec.input_shape else "read from data.path"
+    shape = (
+        "x".join(map(str, spec.input_shape)) + " (C x H x W)"
+        if spec.input_shape
+        else "set by the data and the config (data.path, data.context)"
+    )
     rows = [
         ("description", spec.description),
         ("licence", spec.licence),
         ("homepage", spec.homepage),
         ("citation", spec.citation),
-        ("input shape", f"{shape} (C x H x W)"),
-        ("classes", ", ".join(spec.classes) or "read from the data"),
+        ("input shape", shape),
+        ("classes", ", ".join(spec.classes) or "read from the data (none for language models)"),
         ("splits", _splits(spec)),
     ]
     for key, value in rows:
