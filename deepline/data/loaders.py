@@ -30,7 +30,33 @@ class Loader(Protocol):
     def set_generator_state(self, state: torch.Tensor) -> None: ...
 
 
-class BatchLoader:
+class ResumablePosition:
+    """Epoch and position bookkeeping shared by the loaders: the order of any epoch is rebuilt
+    from integers, so (epoch, position) plus the augmentation generator is the whole state."""
+
+    seed: int
+    epoch: int
+    position: int  # batches already yielded in this epoch
+    generator: torch.Generator
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch, self.position = epoch, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+    def generator_state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def set_generator_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state)
+
+
+class BatchLoader(ResumablePosition):
     """Yields ``(x, y)`` batches from tensors already in memory.
 
     >>> x, y = torch.randn(10, 1, 4, 4), torch.arange(10)
@@ -78,10 +104,6 @@ class BatchLoader:
             perm = torch.arange(n)
         return perm[self.rank :: self.world_size]
 
-    def set_epoch(self, epoch: int) -> None:
-        if epoch != self.epoch:
-            self.epoch, self.position = epoch, 0
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.order(self.epoch)
         for i in range(self.position, len(self)):
@@ -92,15 +114,3 @@ class BatchLoader:
             self.position = i + 1
             yield x, y
         self.epoch, self.position = self.epoch + 1, 0
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
-
-    def generator_state(self) -> torch.Tensor:
-        return self.generator.get_state()
-
-    def set_generator_state(self, state: torch.Tensor) -> None:
-        self.generator.set_state(state)

@@ -16,7 +16,6 @@ import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -24,6 +23,7 @@ from deepline.config import DataConfig
 from deepline.data.bundle import DataBundle, DataMeta, Split, register_bundle
 from deepline.data.catalog import DataFile, DatasetSpec
 from deepline.data.fetch import ensure_file
+from deepline.data.loaders import ResumablePosition
 from deepline.data.tokenizers import Tokenizer, fit_tokenizer, tokenizer_fingerprint
 from deepline.errors import DataError, InputError
 
@@ -150,7 +150,7 @@ def window_seed(seed: int, epoch: int, position: int, rank: int) -> int:
     return int.from_bytes(digest.digest()[:8], "little")
 
 
-class WindowLoader:
+class WindowLoader(ResumablePosition):
     """Random windows of a token stream, as nanoGPT's ``get_batch``, with an exact resume.
 
     Each batch is ``(x, y)``: x int64 (batch_size, context) windows starting at random offsets,
@@ -215,28 +215,12 @@ class WindowLoader:
         windows = self.tokens[starts[:, None] + self._span]  # (B, T + 1)
         return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
 
-    def set_epoch(self, epoch: int) -> None:
-        if epoch != self.epoch:
-            self.epoch, self.position = epoch, 0
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for i in range(self.position, len(self)):
             x, y = self.batch(self.epoch, i)
             self.position = i + 1
             yield x, y
         self.epoch, self.position = self.epoch + 1, 0
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
-
-    def generator_state(self) -> torch.Tensor:
-        return self.generator.get_state()
-
-    def set_generator_state(self, state: torch.Tensor) -> None:
-        self.generator.set_state(state)
 
 
 def eval_windows(
