@@ -10,7 +10,7 @@ import pytest
 
 from deepline.config import load_config
 from deepline.deploy.export import export_run
-from deepline.deploy.generator import TextGenerator
+from deepline.deploy.predictor import Predictor
 from deepline.errors import DeeplineError, InputError
 from deepline.evaluate.evaluate import evaluate_run
 from deepline.training.experiment import run_training
@@ -69,15 +69,15 @@ def test_export_parity_and_generation_backends_agree(lm_run: Path) -> None:
     assert exported["ok"] and exported["max_abs_diff"] <= 1e-4
     bundle = lm_run / "bundle"
     assert (bundle / "tokenizer.json").is_file()
-    onnx = "".join(TextGenerator(bundle, "onnx").stream("ROMEO:", 40, seed=3))
-    torch_ = "".join(TextGenerator(bundle, "torch").stream("ROMEO:", 40, seed=3))
+    onnx = "".join(Predictor(bundle, "onnx").stream("ROMEO:", 40, seed=3))
+    torch_ = "".join(Predictor(bundle, "torch").stream("ROMEO:", 40, seed=3))
     assert onnx == torch_ and len(onnx) == 40  # same seed, same text, on either backend
-    again = "".join(TextGenerator(bundle, "torch").stream("ROMEO:", 40, seed=3))
+    again = "".join(Predictor(bundle, "torch").stream("ROMEO:", 40, seed=3))
     assert again == torch_
 
 
 def test_prompt_errors_and_cropping(lm_run: Path) -> None:
-    generator = TextGenerator(lm_run / "bundle", "torch")
+    generator = Predictor(lm_run / "bundle", "torch")
     with pytest.raises(InputError, match="€"):
         list(generator.stream("ROMEO costs 5€", 5))
     with pytest.warns(UserWarning, match="longer than the model's context of 32"):
@@ -93,7 +93,7 @@ def test_tokenizer_file_must_match_bundle(lm_run: Path, tmp_path: Path) -> None:
     tokenizer = bundle / "tokenizer.json"
     tokenizer.write_text(tokenizer.read_text().replace('"a"', '"A"', 1))
     with pytest.raises(DeeplineError, match="does not match this bundle"):
-        TextGenerator(bundle, "torch")
+        Predictor(bundle, "torch")
 
 
 def test_generate_cli_streams(lm_run: Path, capsys: pytest.CaptureFixture[str]) -> None:

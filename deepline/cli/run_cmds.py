@@ -158,7 +158,7 @@ def export(
 def predict(
     bundle: Path = typer.Argument(..., help="a bundle folder (RUN_DIR/bundle)"),
     files: list[Path] = typer.Argument(..., help="PNG, JPEG or NPY files, any size"),
-    backend: str = typer.Option("onnx", help="onnx or torch"),
+    backend: str = typer.Option("onnx", help="onnx, torch, torchscript or int8"),
     top_k: int = typer.Option(3, min=1, help="classes to show per file"),
 ) -> None:
     """Predict the classes of image files with an exported bundle."""
@@ -192,7 +192,7 @@ def generate(
     top_k: int = typer.Option(None, min=1, help="sample among the k most likely tokens"),
     top_p: float = typer.Option(None, min=0.0, max=1.0, help="nucleus sampling mass"),
     seed: int = typer.Option(0, help="the same seed gives the same text"),
-    backend: str = typer.Option("onnx", help="onnx or torch"),
+    backend: str = typer.Option("onnx", help="onnx, torch, torchscript or int8"),
 ) -> None:
     """Generate text with a language model, streaming it to the terminal.
 
@@ -201,9 +201,9 @@ def generate(
     """
     import sys
 
-    from deepline.deploy.generator import TextGenerator
+    from deepline.deploy.predictor import Predictor
 
-    generator = TextGenerator(bundle, backend)
+    generator = Predictor(bundle, backend)
     sys.stdout.write(prompt)
     for piece in generator.stream(prompt, tokens, temperature, top_k, top_p, seed):
         sys.stdout.write(piece)

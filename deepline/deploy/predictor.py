@@ -1,7 +1,14 @@
-"""Predict from a bundle: raw files in, class names with probabilities out."""
+"""One Predictor for every task that serves: raw inputs in, answers out.
+
+Raw inputs are what a person or a client has: encoded images (PNG/JPEG bytes), numbers (pixels
+in [0, 1] or 0..255, sequences), text. The Predictor turns them into the model's input with the
+bundle's own preprocessing, runs one of the bundle's engines and returns answers (classes with
+probabilities, or generated text). It reads only the bundle: no pickles, no training code.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,87 +20,284 @@ from deepline.data.readers import load_image
 from deepline.deploy.bundle import Bundle, load_bundle
 from deepline.deploy.onnx_export import onnx_session
 from deepline.errors import DeeplineError, InputError
+from deepline.tasks.generation import generate
 
-Backend = Literal["onnx", "torch"]
+Backend = Literal["onnx", "torch", "torchscript", "int8"]
+BACKENDS: tuple[str, ...] = ("onnx", "torch", "torchscript", "int8")
+Engine = Callable[[np.ndarray], np.ndarray]
 
 
 class Predictor:
-    """Runs a bundle's model on ONNX Runtime (default) or PyTorch.
+    """Runs a bundle on ONNX Runtime (default), PyTorch, TorchScript or its int8 model.
 
-    >>> p = Predictor("runs/digits_lenet/<time>/bundle")            # doctest: +SKIP
-    >>> p.predict_files(["seven.png"])[0][0]["class"]                 # doctest: +SKIP
+    >>> p = Predictor("runs/digits_lenet/<time>/bundle")              # doctest: +SKIP
+    >>> p.predict([open("seven.png", "rb").read()])[0][0]["class"]    # doctest: +SKIP
     '7'
+    >>> lm = Predictor("runs/shakespeare_char/<time>/bundle")         # doctest: +SKIP
+    >>> "".join(lm.stream("ROMEO:", tokens=50))                     # doctest: +SKIP
     """
 
-    def __init__(self, bundle: str | Path | Bundle, backend: Backend = "onnx") -> None:
+    def __init__(
+        self, bundle: str | Path | Bundle, backend: str = "onnx", threads: int | None = None
+    ) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.backend = backend
         self.task = self.bundle.task()
+        self.signature: dict[str, Any] = self.bundle.spec["signature"]
         pre = self.bundle.preprocessing
-        self.channels, self.height, self.width = pre["input_shape"]
-        self.mean = np.asarray(pre["mean"], dtype=np.float32).reshape(-1, 1, 1)
-        self.std = np.asarray(pre["std"], dtype=np.float32).reshape(-1, 1, 1)
-        if backend == "onnx":
-            path = self.bundle.file("onnx")
-            if path is None or not path.is_file():
-                raise DeeplineError(
-                    f"bundle '{self.bundle.path}' has no ONNX model; "
-                    "use --backend torch or export with export.onnx: true"
-                )
-            self.session = onnx_session(path)
-        elif backend == "torch":
-            self.model = self.bundle.torch_model()
-        else:
-            raise DeeplineError(f"unknown backend '{backend}'. Allowed: onnx, torch")
+        self.kind: str = pre["kind"]
+        self.input_shape: tuple[int, ...] = tuple(pre["input_shape"])
+        self.input_scale = float(pre.get("input_scale", 1.0))
+        self.mean = np.asarray(pre.get("mean", [0.0]), dtype=np.float32)
+        self.std = np.asarray(pre.get("std", [1.0]), dtype=np.float32)
+        if self.kind == "image":  # per channel
+            self.mean, self.std = self.mean.reshape(-1, 1, 1), self.std.reshape(-1, 1, 1)
+        self.engine = self._engine(backend, threads)
 
-    def preprocess(self, images: list[np.ndarray]) -> np.ndarray:
-        """Images in [0, 1], shape (C, H, W) -> one normalised float32 batch (N, C, H, W)."""
-        batch = np.stack(images).astype(np.float32)
-        return (batch - self.mean) / self.std
+    # -- what it is ----------------------------------------------------------------------------
+
+    @property
+    def generates(self) -> bool:
+        """True for language models: they answer a prompt with text."""
+        return self.task.name == "language_modelling"
+
+    @property
+    def classes(self) -> list[str]:
+        return [] if self.generates else self.bundle.classes
+
+    @property
+    def input_dtype(self) -> str:
+        return str(self.signature["inputs"][0]["dtype"])
+
+    def describe(self) -> dict[str, Any]:
+        """What clients need to know: task, kind of input, signature, classes."""
+        return {
+            "name": self.bundle.spec.get("name"),
+            "task": self.task.name,
+            "input_kind": self.kind,
+            "input_shape": list(self.input_shape),
+            "signature": self.signature,
+            "classes": self.classes,
+            "backend": self.backend,
+            "metrics": self.bundle.spec.get("metrics", {}),
+        }
+
+    # -- raw inputs -> model inputs -------------------------------------------------------------
+
+    def prepare(self, inputs: Sequence[Any]) -> np.ndarray:
+        """Raw inputs -> one model-ready batch.
+
+        Images: encoded bytes or arrays of pixels ((H, W), (C, H, W) or (H, W, C); floats in
+        [0, 1] or integers 0..255), any size. Sequences: (T, F) numbers. Token models: text.
+        """
+        if not len(inputs):
+            raise InputError("no inputs given")
+        if self.kind == "image":
+            return self.normalise(np.stack([self._image(item) for item in inputs]))
+        if self.kind == "sequence":
+            return self.normalise(_stack([self._sequence(item) for item in inputs]))
+        if self.kind == "tokens":
+            return self._texts(inputs)
+        raise InputError(f"a {self.task.name} model answers prompts: use generate()")
+
+    def prepare_tensor(self, array: np.ndarray) -> np.ndarray:
+        """A whole batch of raw numbers shaped like the signature -> model-ready batch.
+
+        Checks the shape first (InputError naming expected and given shapes). Pixels and
+        sequence values are scaled like ``prepare``; token ids pass through.
+        """
+        expected = self.signature["inputs"][0]["shape"]
+        shape = tuple(array.shape)
+        if self.kind == "image" and self.input_shape[0] == 1 and len(shape) == 3:
+            array, shape = array[:, None], (shape[0], 1, *shape[1:])  # (N, H, W) for grey
+        if len(shape) != len(expected) or any(
+            want not in (-1, got) for want, got in zip(expected, shape)
+        ):
+            raise InputError(f"input shape {list(shape)} does not match the model's {expected}")
+        if shape[0] < 1:
+            raise InputError("the batch is empty")
+        if self.kind in ("tokens", "text"):
+            ids = np.asarray(array, dtype=np.int64)
+            vocab = int(self.bundle.preprocessing.get("vocab_size") or 0)
+            if vocab and (ids.min() < 0 or ids.max() >= vocab):
+                raise InputError(f"token ids must lie in [0, {vocab - 1}]")
+            return ids
+        return self.normalise(self._scaled(array))
+
+    def normalise(self, batch: np.ndarray) -> np.ndarray:
+        """Values in [0, 1] -> the model's normalised float32 input."""
+        return ((batch.astype(np.float32) - self.mean) / self.std).astype(np.float32)
 
     def load(self, source: str | Path) -> np.ndarray:
-        """A PNG/JPEG/NPY file as (C, H, W) floats in [0, 1] at the model's size."""
+        """A PNG/JPEG/NPY file as an image in [0, 1] at the model's size (C, H, W)."""
         path = Path(source)
-        if path.suffix.lower() == ".npy":
-            return self._load_npy(path)
-        return load_image(path, self.channels, (self.height, self.width))
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Model outputs for a preprocessed batch."""
-        if self.backend == "onnx":
-            return self.session.run(None, {"input": batch})[0]
-        with torch.no_grad():
-            return self.model(torch.from_numpy(batch)).numpy()
-
-    def predict_files(self, files: list[str | Path], top_k: int | None = None) -> list[Any]:
-        batch = self.preprocess([self.load(f) for f in files])
-        return self.task.answers(torch.from_numpy(self.run(batch)), top_k)
-
-    def _load_npy(self, path: Path) -> np.ndarray:
+        if path.suffix.lower() != ".npy":
+            return self._image(path)
         try:
             array = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as err:
             raise InputError(f"'{path}' is not a readable .npy array ({err})") from None
-        if array.dtype.kind not in "uif" or array.ndim not in (2, 3):
-            raise InputError(
-                f"'{path}': expected a 2-D or 3-D numeric array, got "
-                f"{array.dtype} of shape {array.shape}"
+        try:
+            return self._image(array)
+        except InputError as err:
+            raise InputError(f"'{path}': {err}") from None
+
+    # -- running --------------------------------------------------------------------------------
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Model outputs for a model-ready batch."""
+        return self.engine(batch)
+
+    def answers(self, outputs: np.ndarray, top_k: int | None = None) -> list[Any]:
+        return self.task.answers(torch.from_numpy(np.asarray(outputs)), top_k)
+
+    def predict(self, inputs: Sequence[Any], top_k: int | None = None) -> list[Any]:
+        """Raw inputs -> answers, one per input (see ``prepare``)."""
+        return self.answers(self.run(self.prepare(inputs)), top_k)
+
+    def predict_files(self, files: Sequence[str | Path], top_k: int | None = None) -> list[Any]:
+        batch = self.normalise(np.stack([self.load(f) for f in files]))
+        return self.answers(self.run(batch), top_k)
+
+    def stream(
+        self,
+        prompt: str,
+        tokens: int,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = 0,
+    ) -> Iterator[str]:
+        """Text a language model writes after ``prompt``, piece by piece (whole characters,
+        also for byte-level BPE)."""
+        if not self.generates:
+            raise DeeplineError(
+                f"bundle '{self.bundle.path}' is a {self.task.name} model, not a language model"
             )
-        x = torch.as_tensor(array.astype(np.float32))
+        tokenizer = self.task.tokenizer  # type: ignore[attr-defined]
+        ids = tokenizer.encode(prompt)  # InputError for characters it cannot encode
+        context = int(self.input_shape[0])
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(self.run(x.numpy().astype(np.int64)))
+
+        new: list[int] = []
+        shown = ""
+        fixed = self.backend != "torch"  # exported graphs take exactly `context` tokens
+        for token in generate(
+            forward, ids, tokens, context, temperature, top_k, top_p, seed, fixed
+        ):
+            new.append(token)
+            text = tokenizer.decode(new)
+            if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
+                yield text[len(shown) :]
+                shown = text
+
+    def generate(self, prompt: str, tokens: int, **sampling: Any) -> str:
+        return "".join(self.stream(prompt, tokens, **sampling))
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _engine(self, backend: str, threads: int | None) -> Engine:
+        if backend == "torch":
+            model = self.bundle.torch_model()
+            return _torch_engine(model)
+        if backend not in BACKENDS:
+            raise DeeplineError(f"unknown backend '{backend}'. Allowed: {', '.join(BACKENDS)}")
+        role = backend
+        runtime = "onnxruntime" if backend == "onnx" else "torchscript"
+        if backend == "int8":
+            runtime = str(self.bundle.spec.get("int8", {}).get("runtime", ""))
+        path = self.bundle.file(role)
+        if path is None or not path.is_file():
+            raise DeeplineError(
+                f"bundle '{self.bundle.path}' has no {backend} model; add it with "
+                f"`deepline export {self.bundle.path} --format {backend}` or pick another backend"
+            )
+        if runtime == "onnxruntime":
+            session = onnx_session(path, threads)
+            return lambda batch: session.run(None, {"input": batch})[0]
+        from deepline.deploy.torchscript_export import load_torchscript
+
+        return _torch_engine(load_torchscript(path))
+
+    def _scaled(self, array: Any) -> np.ndarray:
+        """Numbers -> float32 in model units before normalisation (integers are raw values)."""
+        try:
+            array = np.asarray(array)
+        except ValueError as err:  # ragged nested lists
+            raise InputError(f"inputs must be rectangular arrays of numbers ({err})") from None
+        if array.dtype.kind == "b" or array.dtype.kind not in "uif":
+            raise InputError(f"inputs must be numbers, got {array.dtype}")
+        scale = 255.0 if self.kind == "image" else self.input_scale
+        values = array.astype(np.float32)
         if array.dtype.kind in "ui":
-            x = x / 255.0  # integers are 8-bit pixels
+            values /= scale
+        if not np.isfinite(values).all():
+            raise InputError("inputs contain NaN or infinity")
+        return values
+
+    def _image(self, item: Any) -> np.ndarray:
+        channels, height, width = self.input_shape
+        if isinstance(item, (bytes, bytearray, Path)):
+            return load_image(
+                bytes(item) if not isinstance(item, Path) else item, channels, (height, width)
+            )
+        x = torch.from_numpy(self._scaled(item))
+        if x.ndim not in (2, 3):
+            raise InputError(
+                f"an image must be 2-D (H, W) or 3-D (C, H, W) / (H, W, C), got shape "
+                f"{list(x.shape)}"
+            )
         if x.ndim == 2:
             x = x[None]
         elif x.shape[-1] in (1, 3, 4) and x.shape[0] not in (1, 3, 4):
             x = x.permute(2, 0, 1)  # (H, W, C) -> (C, H, W)
         x = x[:3]
-        if x.shape[0] != self.channels:
-            x = x.mean(0, keepdim=True) if self.channels == 1 else x[:1].expand(3, -1, -1)
-        x = F.interpolate(
-            x[None],
-            size=(self.height, self.width),
-            mode="bilinear",
-            antialias=True,
-            align_corners=False,
-        )[0]
+        if x.shape[0] != channels:
+            x = x.mean(0, keepdim=True) if channels == 1 else x[:1].expand(3, -1, -1)
+        if x.shape[1:] != (height, width):
+            x = F.interpolate(
+                x[None],
+                size=(height, width),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            )[0]
         return x.clamp(0, 1).numpy()
+
+    def _sequence(self, item: Any) -> np.ndarray:
+        values = self._scaled(item)
+        features = self.input_shape[-1]
+        if values.ndim == 1 and features == 1:
+            values = values[:, None]
+        if values.ndim != 2 or values.shape[1] != features or len(values) < 1:
+            raise InputError(
+                f"a sequence must be (T, {features}) numbers, got shape {list(values.shape)}"
+            )
+        return values
+
+    def _texts(self, inputs: Sequence[Any]) -> np.ndarray:
+        from deepline.data.sequences import encode_texts
+        from deepline.data.tokenizers import load_tokenizer
+
+        if not all(isinstance(t, str) for t in inputs):
+            raise InputError("this model reads text: give strings")
+        if not hasattr(self, "_tokenizer"):
+            self._tokenizer = load_tokenizer(self.bundle.tokenizer_json())
+        return encode_texts(self._tokenizer, list(inputs), int(self.input_shape[0])).numpy()
+
+
+def _stack(items: list[np.ndarray]) -> np.ndarray:
+    shapes = {item.shape for item in items}
+    if len(shapes) > 1:
+        raise InputError(f"inputs in one request must have the same shape, got {sorted(shapes)}")
+    return np.stack(items)
+
+
+def _torch_engine(model: torch.nn.Module) -> Engine:
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+
+    return run
