@@ -1,0 +1,82 @@
+"""The FastAPI application: every protocol from one process, with its middleware and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from deepline import __version__
+from deepline.serve.errors import HANDLERS
+from deepline.serve.metrics import ServerMetrics
+from deepline.serve.middleware import BearerToken, BodyLimit, RequestMetrics
+from deepline.serve.repository import Entry, scan
+from deepline.serve.served import ModelSet
+from deepline.serve.settings import ServeSettings
+
+
+def create_app(
+    source: str | Path | Sequence[Entry], settings: ServeSettings | None = None
+) -> FastAPI:
+    """An app serving a bundle, a repository folder (``NAME/VERSION/``) or chosen entries."""
+    settings = settings or ServeSettings()
+    entries = scan(source) if isinstance(source, (str, Path)) else list(source)
+    metrics = ServerMetrics()
+    models = ModelSet(entries, settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await models.close()
+
+    app = FastAPI(
+        title="deepline model server",
+        version=__version__,
+        description="deepline's own API, TensorFlow Serving REST and KServe V2 inference.",
+        lifespan=lifespan,
+    )
+    app.state.models = models
+    app.state.settings = settings
+    app.state.metrics = metrics
+    for error, handler in HANDLERS.items():
+        app.add_exception_handler(error, handler)
+    for router in _routers():
+        app.include_router(router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # added innermost first: metrics see every answer, including 401 and 413
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.token:
+        app.add_middleware(BearerToken, token=settings.token)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    return app
+
+
+def _routers() -> list:  # type: ignore[type-arg]
+    """Every protocol's router (imported here so a protocol module stays self-contained)."""
+    from deepline.serve.protocols import deepline_api
+
+    routers = [deepline_api.router]
+    for module in ("tfserving", "kserve", "page"):
+        try:
+            imported = __import__(f"deepline.serve.protocols.{module}", fromlist=["router"])
+        except ModuleNotFoundError:
+            continue
+        routers.append(imported.router)
+    return routers

@@ -1,0 +1,136 @@
+"""ASGI middleware: request body cap, bearer token, and per-request metrics."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from deepline.serve.metrics import ServerMetrics
+
+OPEN_PATHS = frozenset({"/v2/health/live"})  # liveness answers without a token
+
+
+async def _send_error(send: Send, status: int, message: str, **headers: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.encode(), v.encode()) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Answers 413 when a request body (all inputs together) is over ``max_bytes``: at once when
+    Content-Length says so, otherwise as soon as the streamed body passes the cap."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        message = f"the request body is over the limit of {self.max_bytes} bytes"
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return await _send_error(send, 413, message)
+        seen = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return msg
+
+        async def tracked(msg: Message) -> None:
+            nonlocal started
+            started = started or msg["type"] == "http.response.start"
+            await send(msg)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except _TooLarge:
+            if not started:
+                await _send_error(send, 413, message)
+
+
+class BearerToken:
+    """Every route but liveness needs ``Authorization: Bearer TOKEN`` (the web page may take
+    ``?token=`` instead, since a browser cannot send headers when it opens a page)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+        self.token = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            return await self.app(scope, receive, send)
+        given = dict(scope["headers"]).get(b"authorization", b"")
+        ok = hmac.compare_digest(given, self.expected)
+        if not ok and scope["path"] == "/":
+            query = dict(
+                part.split(b"=", 1) for part in scope["query_string"].split(b"&") if b"=" in part
+            )
+            ok = hmac.compare_digest(query.get(b"token", b""), self.token)
+        if not ok:
+            return await _send_error(
+                send, 401, "missing or wrong bearer token", **{"www-authenticate": "Bearer"}
+            )
+        await self.app(scope, receive, send)
+
+
+def protocol_of(path: str) -> str:
+    if path.startswith("/v1/"):
+        return "tfserving"
+    if path.startswith("/v2"):
+        return "kserve"
+    if path.startswith(("/predict/", "/generate/", "/models", "/monitor/")):
+        return "deepline"
+    return "other"
+
+
+class RequestMetrics:
+    """Counts every answered request and its latency. Routes name the model they served in
+    ``request.state.model`` as ``(name, version)``; other requests count as model ``-``."""
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/metrics":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = 500
+        scope.setdefault("state", {})
+
+        async def tracked(msg: Message) -> None:
+            nonlocal status
+            if msg["type"] == "http.response.start":
+                status = msg["status"]
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, tracked)
+        finally:
+            name, version = _model_labels(scope["state"])
+            self.metrics.record_request(
+                name, version, protocol_of(scope["path"]), status, time.perf_counter() - start
+            )
+
+
+def _model_labels(state: dict[str, Any]) -> tuple[str, str]:
+    model = state.get("model")
+    return (str(model[0]), str(model[1])) if model else ("-", "-")

@@ -1,0 +1,1 @@
+"""The HTTP protocols the server speaks; each module builds one FastAPI router."""

@@ -1,0 +1,220 @@
+"""deepline's own API: friendly JSON (and multipart image upload) in, readable answers out.
+
+``POST /predict/{name}``  ``{"inputs": [...], "top_k": 3}`` where each input is an image as
+``{"b64": "<PNG/JPEG bytes in base64>"}``, numbers (pixels in [0, 1] or 0..255, a sequence) or a
+text; or ``multipart/form-data`` with one or more ``file`` parts.
+``POST /generate/{name}``  ``{"prompt": "...", "max_tokens": 200}`` for language models.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from deepline.serve.errors import BadRequest
+from deepline.serve.served import ModelSet, ServedModel
+
+MAX_INPUTS = 1024
+
+
+class Image64(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    b64: str = Field(description="an encoded image (PNG, JPEG, ...) in base64")
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inputs: list[Image64 | str | list[Any]] = Field(
+        min_length=1,
+        max_length=MAX_INPUTS,
+        description="images as {'b64': ...} or nested lists of pixels, sequences, or texts",
+    )
+    top_k: int | None = Field(None, ge=1, le=1000, description="answers per input")
+
+
+class Answer(BaseModel):
+    label: str = Field(alias="class")
+    index: int
+    probability: float
+
+
+class PredictResponse(BaseModel):
+    model: str
+    version: int
+    predictions: list[list[dict[str, Any]]]
+    latency_ms: float
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prompt: str = Field(max_length=100_000)
+    max_tokens: int = Field(200, ge=1, le=4096)
+    temperature: float = Field(0.8, gt=0.0, le=10.0)
+    top_k: int | None = Field(None, ge=1)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    seed: int | None = Field(0, ge=0, le=2**63 - 1)
+
+
+class GenerateResponse(BaseModel):
+    model: str
+    version: int
+    text: str
+    latency_ms: float
+
+
+router = APIRouter(tags=["deepline"])
+
+
+def models(request: Request) -> ModelSet:
+    return request.app.state.models  # type: ignore[no-any-return]
+
+
+def served(request: Request, name: str, version: int | str | None) -> ServedModel:
+    """The model for this request, noted on the request for the metrics."""
+    model = models(request).get(name, version)
+    request.state.model = model.labels
+    return model
+
+
+@router.get("/models", summary="The served models and their versions")
+async def list_models(request: Request) -> dict[str, Any]:
+    return {
+        "models": [
+            {
+                "name": name,
+                "versions": sorted(versions),
+                "latest": max(versions),
+                **{
+                    k: versions[max(versions)].metadata()[k]
+                    for k in ("task", "input_kind", "classes")
+                },
+            }
+            for name, versions in sorted(models(request).models.items())
+        ]
+    }
+
+
+@router.get("/models/{name}", summary="One model's metadata (latest or ?version=)")
+async def model_metadata(
+    request: Request, name: str, version: int | None = Query(None, ge=1)
+) -> dict[str, Any]:
+    model = served(request, name, version)
+    return {**model.metadata(), "versions": sorted(models(request).models[name])}
+
+
+@router.post(
+    "/predict/{name}",
+    response_model=PredictResponse,
+    summary="Classify images, sequences or texts",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": PredictRequest.model_json_schema()},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "file": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                            },
+                            "top_k": {"type": "integer", "minimum": 1},
+                        },
+                        "required": ["file"],
+                    }
+                },
+            },
+        }
+    },
+)
+async def predict(
+    request: Request, name: str, version: int | None = Query(None, ge=1)
+) -> dict[str, Any]:
+    start = time.perf_counter()
+    model = served(request, name, version)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        inputs, top_k = await _form_inputs(request)
+    else:
+        body = _parse(PredictRequest, await request.body())
+        inputs, top_k = [_raw(item) for item in body.inputs], body.top_k
+    predictions = await model.predict(inputs, top_k)
+    return {
+        "model": model.name,
+        "version": model.version,
+        "predictions": predictions,
+        "latency_ms": round((time.perf_counter() - start) * 1000, 3),
+    }
+
+
+@router.post(
+    "/generate/{name}", response_model=GenerateResponse, summary="Continue a prompt with text"
+)
+async def generate(
+    request: Request, name: str, body: GenerateRequest, version: int | None = Query(None, ge=1)
+) -> dict[str, Any]:
+    start = time.perf_counter()
+    model = served(request, name, version)
+    text = await model.generate(
+        body.prompt,
+        body.max_tokens,
+        temperature=body.temperature,
+        top_k=body.top_k,
+        top_p=body.top_p,
+        seed=body.seed,
+    )
+    return {
+        "model": model.name,
+        "version": model.version,
+        "text": text,
+        "latency_ms": round((time.perf_counter() - start) * 1000, 3),
+    }
+
+
+@router.get("/monitor/{name}", summary="Drift of live traffic against the training data")
+async def monitor(
+    request: Request, name: str, version: int | None = Query(None, ge=1)
+) -> dict[str, Any]:
+    model = served(request, name, version)
+    if model.drift is None:
+        return {"model": model.name, "version": model.version, "status": "no reference"}
+    return {"model": model.name, "version": model.version, **model.drift.report()}
+
+
+def _parse(schema: type[BaseModel], raw: bytes) -> Any:
+    try:
+        return schema.model_validate_json(raw or b"null")
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in err.errors()[:5]
+        )
+        raise BadRequest(f"invalid request: {problems}") from None
+
+
+def _raw(item: Image64 | str | list[Any]) -> Any:
+    if isinstance(item, Image64):
+        try:
+            return base64.b64decode(item.b64, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("an input's 'b64' is not valid base64") from None
+    return item
+
+
+async def _form_inputs(request: Request) -> tuple[list[Any], int | None]:
+    limit = request.app.state.settings.max_body_bytes
+    try:
+        form = await request.form(max_files=MAX_INPUTS, max_part_size=limit)
+    except Exception as err:  # the multipart parser's own errors
+        raise BadRequest(f"unreadable multipart body ({err})") from None
+    files = [part for part in form.getlist("file") if not isinstance(part, str)]
+    if not files:
+        raise BadRequest("a multipart request needs one or more 'file' parts")
+    top_k = form.get("top_k")
+    if top_k is not None and (not isinstance(top_k, str) or not top_k.isdigit()):
+        raise BadRequest("top_k must be a positive integer")
+    return [await f.read() for f in files], int(top_k) if top_k else None

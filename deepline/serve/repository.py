@@ -1,0 +1,74 @@
+"""A model repository: ``ROOT/NAME/VERSION/`` bundle folders, as TF Serving and Triton lay out.
+
+A single bundle folder is a repository of one model (its config name, version 1).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from deepline.deploy.bundle import Bundle, load_bundle
+from deepline.errors import DeeplineError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    version: int
+    path: Path
+
+    def bundle(self) -> Bundle:
+        return load_bundle(self.path)
+
+
+def check_name(name: str) -> str:
+    if not NAME.match(name):
+        raise DeeplineError(
+            f"model name '{name}' is not allowed: use letters, digits, '_', '.' and '-' "
+            "(up to 64, starting with a letter or digit)"
+        )
+    return name
+
+
+def scan(path: str | Path) -> list[Entry]:
+    """Every model version under ``path`` (or the bundle ``path`` itself), sorted."""
+    root = Path(path)
+    if (root / "bundle.json").is_file():
+        bundle = load_bundle(root)
+        return [Entry(check_name(str(bundle.spec.get("name") or root.name)), 1, root)]
+    if not root.is_dir():
+        raise DeeplineError(f"'{root}' is neither a bundle nor a model repository folder")
+    entries = [
+        Entry(model.name, int(version.name), version)
+        for model in root.iterdir()
+        if model.is_dir() and NAME.match(model.name)
+        for version in model.iterdir()
+        if version.name.isdigit() and (version / "bundle.json").is_file()
+    ]
+    if not entries:
+        raise DeeplineError(
+            f"no models in '{root}': expected NAME/VERSION/bundle.json folders "
+            "(add one with `deepline repo add BUNDLE --name NAME`) or a bundle folder"
+        )
+    return sorted(entries, key=lambda e: (e.name, e.version))
+
+
+def add_bundle(bundle: str | Path, repository: str | Path, name: str) -> Entry:
+    """Copy a bundle into ``REPOSITORY/NAME/<next version>/`` (atomically) and return it."""
+    check_name(name)
+    load_bundle(bundle)  # refuses folders that are not bundles
+    model_dir = Path(repository) / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    versions = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()]
+    version = max(versions, default=0) + 1
+    target = model_dir / str(version)
+    tmp = model_dir / f".{version}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(Path(bundle), tmp)
+    tmp.rename(target)
+    return Entry(name, version, target)

@@ -1,0 +1,133 @@
+"""The models a server holds: each version with its Predictor, batcher and drift monitor."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from deepline.deploy.drift import DriftMonitor
+from deepline.deploy.predictor import Predictor
+from deepline.serve.batching import Batcher
+from deepline.serve.errors import NotFound, ServeError
+from deepline.serve.metrics import ServerMetrics
+from deepline.serve.repository import Entry
+from deepline.serve.settings import ServeSettings
+
+
+@dataclass
+class ServedModel:
+    name: str
+    version: int
+    predictor: Predictor
+    batcher: Batcher
+    timeout_s: float
+    drift: DriftMonitor | None = None
+    ready: bool = field(default=True)
+
+    @property
+    def labels(self) -> tuple[str, str]:
+        return self.name, str(self.version)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        out = self.predictor.run(batch)
+        if self.drift is not None:
+            self.drift.observe(batch, out)
+        return out
+
+    async def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Model outputs for a model-ready batch, through the batcher, within the timeout."""
+        if self.predictor.generates:
+            raise ServeError(400, f"model '{self.name}' generates text: send a prompt")
+        return await self._within_timeout(self.batcher.submit(batch))
+
+    async def prepare(self, inputs: Sequence[Any]) -> np.ndarray:
+        """Raw inputs -> a model-ready batch (image decoding runs off the event loop)."""
+        if self.predictor.generates:
+            raise ServeError(400, f"model '{self.name}' generates text: send a prompt")
+        return await asyncio.to_thread(self.predictor.prepare, inputs)
+
+    async def predict(self, inputs: Sequence[Any], top_k: int | None = None) -> list[Any]:
+        outputs = await self.infer(await self.prepare(inputs))
+        return self.predictor.answers(outputs, top_k)
+
+    async def generate(self, prompt: str, tokens: int, **sampling: Any) -> str:
+        if not self.predictor.generates:
+            raise ServeError(400, f"model '{self.name}' classifies: send inputs, not a prompt")
+        return await self._within_timeout(
+            asyncio.to_thread(self.predictor.generate, prompt, tokens, **sampling)
+        )
+
+    async def _within_timeout(self, work: Any) -> Any:
+        try:
+            return await asyncio.wait_for(work, self.timeout_s)
+        except asyncio.TimeoutError:
+            raise ServeError(504, f"inference took longer than {self.timeout_s:g} s") from None
+
+    def metadata(self) -> dict[str, Any]:
+        return {"version": self.version, **self.predictor.describe()}
+
+
+class ModelSet:
+    """Every served model version, found by name and (optionally) version."""
+
+    def __init__(
+        self, entries: Sequence[Entry], settings: ServeSettings, metrics: ServerMetrics
+    ) -> None:
+        self.models: dict[str, dict[int, ServedModel]] = {}
+        for entry in entries:
+            predictor = Predictor(entry.bundle(), settings.backend, settings.threads)
+            reference = (
+                predictor.bundle.reference() if hasattr(predictor.bundle, "reference") else None
+            )
+            batcher = Batcher(
+                predictor.run,
+                settings.max_batch_size,
+                settings.max_delay_ms / 1000,
+                settings.workers,
+                metrics.batch_observer(entry.name, str(entry.version)),
+            )
+            served = ServedModel(
+                entry.name,
+                entry.version,
+                predictor,
+                batcher,
+                settings.timeout_s,
+                DriftMonitor(reference, settings.drift_window) if reference else None,
+            )
+            batcher.run = served._run
+            self.models.setdefault(entry.name, {})[entry.version] = served
+        metrics.watch_drift(self.drift_reports)
+
+    def __iter__(self) -> Iterator[ServedModel]:
+        for versions in self.models.values():
+            yield from versions.values()
+
+    def get(self, name: str, version: int | str | None = None) -> ServedModel:
+        """The named model at ``version``, or its latest version (404 when unknown)."""
+        versions = self.models.get(name)
+        if not versions:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise NotFound(f"no model named '{name}' (served: {known})")
+        if version is None:
+            return versions[max(versions)]
+        try:
+            number = int(version)
+        except ValueError:
+            raise NotFound(f"version '{version}' of model '{name}' is not a number") from None
+        if number not in versions:
+            have = ", ".join(str(v) for v in sorted(versions))
+            raise NotFound(f"model '{name}' has no version {number} (versions: {have})")
+        return versions[number]
+
+    def drift_reports(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        for model in self:
+            if model.drift is not None:
+                yield model.name, str(model.version), model.drift.report()
+
+    async def close(self) -> None:
+        for model in self:
+            await model.batcher.close()

@@ -1,0 +1,75 @@
+"""Run the app with Uvicorn: in the foreground (``deepline serve``) or on a background thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from types import TracebackType
+
+import uvicorn
+from fastapi import FastAPI
+
+from deepline.serve.settings import ServeSettings, is_loopback
+
+
+def uvicorn_config(
+    app: FastAPI, settings: ServeSettings, port: int | None = None
+) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port if port is None else port,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        timeout_keep_alive=30,
+        limit_concurrency=1024,
+    )
+
+
+def serve(app: FastAPI, settings: ServeSettings) -> None:
+    """Serve until interrupted. Warns when the address is reachable from other machines."""
+    if not is_loopback(settings.host):
+        warnings.warn(
+            f"serving on {settings.host}: other machines can reach this server"
+            + ("" if settings.token else "; consider --token"),
+            stacklevel=2,
+        )
+    uvicorn.Server(uvicorn_config(app, settings)).run()
+
+
+class BackgroundServer:
+    """A real server on 127.0.0.1 and a free port, on a thread (for tests and benchmarks).
+
+    >>> with BackgroundServer(app) as server:                     # doctest: +SKIP
+    ...     httpx.get(server.url + "/v2/health/live")
+    """
+
+    def __init__(self, app: FastAPI, settings: ServeSettings | None = None) -> None:
+        self.settings = settings or app.state.settings
+        self.server = uvicorn.Server(uvicorn_config(app, self.settings, port=0))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> BackgroundServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

@@ -1,0 +1,81 @@
+"""A real MNIST bundle served over real HTTP on 127.0.0.1, shared by the serving tests.
+
+The repository holds model ``mnist`` in versions 1 and 2 (the same bundle twice) and ``digits``
+(a second, 8x8 model), so every test sees several models and versions at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from deepline.config import load_config
+from deepline.deploy.export import export_run
+from deepline.serve.app import create_app
+from deepline.serve.repository import add_bundle
+from deepline.serve.server import BackgroundServer
+from deepline.serve.settings import ServeSettings
+from deepline.training.experiment import run_training
+from tests.conftest import tiny_config
+
+SMALL_LENET = {"name": "lenet", "channels": [8, 16], "hidden": 32, "dropout": 0.0}
+
+
+def _train_and_export(config: dict, root: Path) -> Path:
+    run = run_training(load_config(config), root / "runs").run_dir
+    return Path(export_run(run)["bundle"])
+
+
+@pytest.fixture(scope="session")
+def mnist_bundle(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small LeNet trained briefly on 6,000 MNIST images (about 95% test accuracy)."""
+    config = tiny_config(epochs=2, lr=0.003, optimizer="adamw", batch_size=64)
+    config.update(
+        name="mnist",
+        model=SMALL_LENET,
+        data={"name": "mnist", "limit": 6000, "data_dir": str(shared_data)},
+    )
+    return _train_and_export(config, tmp_path_factory.mktemp("mnist"))
+
+
+@pytest.fixture(scope="session")
+def digits_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train_and_export(tiny_config(epochs=1), tmp_path_factory.mktemp("digits"))
+
+
+@pytest.fixture(scope="session")
+def repository(
+    mnist_bundle: Path, digits_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    root = tmp_path_factory.mktemp("repository")
+    add_bundle(mnist_bundle, root, "mnist")
+    add_bundle(mnist_bundle, root, "mnist")
+    add_bundle(digits_bundle, root, "digits")
+    return root
+
+
+@pytest.fixture(scope="session")
+def server(repository: Path) -> Iterator[BackgroundServer]:
+    settings = ServeSettings(max_body_bytes=1024 * 1024, max_batch_size=16, max_delay_ms=5)
+    with BackgroundServer(create_app(repository, settings)) as running:
+        yield running
+
+
+@pytest.fixture
+def client(server: BackgroundServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def mnist_digits(shared_data: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The first 32 MNIST test images (uint8, (32, 28, 28)) and their labels."""
+    from deepline.data.readers import read_idx
+
+    images = read_idx(next((shared_data / "mnist").glob("t10k-images*")))[:32]
+    labels = read_idx(next((shared_data / "mnist").glob("t10k-labels*")))[:32]
+    return np.asarray(images, dtype=np.uint8), np.asarray(labels, dtype=np.int64)
