@@ -70,6 +70,28 @@ class ServedModel:
     def metadata(self) -> dict[str, Any]:
         return {"version": self.version, **self.predictor.describe()}
 
+    def output_specs(self) -> list[dict[str, Any]]:
+        """The tensors ``named_outputs`` returns: name, datatype (V2 names) and shape."""
+        k = len(self.predictor.classes)
+        return [
+            {"name": "logits", "datatype": "FP32", "shape": [-1, k]},
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, k]},
+            {"name": "label", "datatype": "BYTES", "shape": [-1]},
+        ]
+
+    def named_outputs(self, logits: np.ndarray) -> dict[str, np.ndarray]:
+        """A classifier's outputs as protocol tensors: logits, probabilities and the top label
+        (an object array of class names)."""
+        logits = np.asarray(logits, dtype=np.float32)
+        shifted = np.exp(logits - logits.max(-1, keepdims=True))
+        probabilities = (shifted / shifted.sum(-1, keepdims=True)).astype(np.float32)
+        classes = np.asarray(self.predictor.classes, dtype=object)
+        return {
+            "logits": logits,
+            "probabilities": probabilities,
+            "label": classes[logits.argmax(-1)],
+        }
+
 
 class ModelSet:
     """Every served model version, found by name and (optionally) version."""
