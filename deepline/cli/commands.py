@@ -6,5 +6,6 @@ from deepline.cli import (
     demo_cmd,  # noqa: F401
     run_cmds,  # noqa: F401
     runs_cmd,  # noqa: F401
+    serve_cmd,  # noqa: F401
     tune_cmd,  # noqa: F401
 )

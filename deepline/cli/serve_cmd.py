@@ -1,0 +1,134 @@
+"""``deepline serve | repo add | monitor``: serve bundles over HTTP and watch them."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from deepline.cli import app, console
+from deepline.errors import DeeplineError
+
+repo_app = typer.Typer(help="Manage a model repository (NAME/VERSION/ bundle folders).")
+app.add_typer(repo_app, name="repo")
+
+TOKEN_VARIABLE = "DEEPLINE_SERVE_TOKEN"
+
+
+@app.command()
+def serve(
+    path: Path = typer.Argument(
+        ..., help="a bundle folder, or a repository folder laid out as NAME/VERSION/"
+    ),
+    host: str = typer.Option("127.0.0.1", help="address to bind; other machines need 0.0.0.0"),
+    port: int = typer.Option(8000, min=0, max=65535),
+    token: str = typer.Option(
+        None,
+        envvar=TOKEN_VARIABLE,
+        help=f"require 'Authorization: Bearer TOKEN' (or ${TOKEN_VARIABLE})",
+    ),
+    backend: str = typer.Option("onnx", help="onnx, torch, torchscript or int8"),
+    max_batch_size: int = typer.Option(64, min=1, help="rows per model call; 1 turns batching off"),
+    max_delay_ms: float = typer.Option(2.0, min=0.0, help="how long a batch waits for more"),
+    max_body_mb: float = typer.Option(16.0, min=0.001, help="request body cap (413 above)"),
+    timeout: float = typer.Option(30.0, min=0.01, help="seconds a request may take"),
+    threads: int = typer.Option(None, min=1, help="inference threads per model"),
+    drift_window: int = typer.Option(1000, min=10, help="live examples the drift score covers"),
+    cors: list[str] = typer.Option(None, help="allow these browser origins (default: none)"),
+) -> None:
+    """Serve models over HTTP: deepline's own API, TensorFlow Serving REST and KServe V2.
+
+    Open http://HOST:PORT/ to try the models in a browser; /docs lists every route;
+    /metrics is for Prometheus; `deepline monitor URL` watches drift.
+    """
+    from deepline.serve.app import create_app
+    from deepline.serve.server import serve as run_server
+    from deepline.serve.settings import ServeSettings
+
+    settings = ServeSettings(
+        host=host,
+        port=port,
+        token=token or None,
+        max_body_bytes=int(max_body_mb * 1024 * 1024),
+        timeout_s=timeout,
+        backend=backend,
+        max_batch_size=max_batch_size,
+        max_delay_ms=max_delay_ms,
+        threads=threads,
+        drift_window=drift_window,
+        cors_origins=tuple(cors or ()),
+    )
+    application = create_app(path, settings)
+    table = Table(title=f"serving {path}")
+    for column in ("model", "version", "task", "input", "backend"):
+        table.add_column(column)
+    for model in application.state.models:
+        meta = model.metadata()
+        table.add_row(model.name, str(model.version), meta["task"], meta["input_kind"], backend)
+    console.print(table)
+    shown = "localhost" if host == "127.0.0.1" else host
+    console.print(
+        f"listening on http://{shown}:{port}/  (page /, API docs /docs, metrics /metrics"
+        + (", bearer token required" if token else "")
+        + ")  Ctrl+C stops"
+    )
+    run_server(application, settings)
+
+
+@repo_app.command("add")
+def repo_add(
+    bundle: Path = typer.Argument(..., help="a bundle folder (RUN_DIR/bundle)"),
+    name: str = typer.Option(..., help="the model's name in the repository"),
+    repository: Path = typer.Option(Path("models"), "--repo", help="the repository folder"),
+) -> None:
+    """Copy a bundle into REPO/NAME/<next version>/ (the latest version is served by default)."""
+    from deepline.serve.repository import add_bundle
+
+    entry = add_bundle(bundle, repository, name)
+    console.print(f"added {bundle} as {entry.name} version {entry.version}: {entry.path}")
+
+
+@repo_app.command("list")
+def repo_list(
+    repository: Path = typer.Argument(Path("models"), help="the repository folder"),
+) -> None:
+    """The models and versions in a repository."""
+    from deepline.serve.repository import scan
+
+    table = Table(title=str(repository))
+    for column in ("model", "version", "task", "created"):
+        table.add_column(column)
+    for entry in scan(repository):
+        spec = entry.bundle().spec
+        table.add_row(entry.name, str(entry.version), spec["task"]["name"], spec.get("created_at"))
+    console.print(table)
+
+
+@app.command()
+def monitor(
+    url: str = typer.Argument(..., help="the server, e.g. http://127.0.0.1:8000"),
+    every: float = typer.Option(2.0, min=0.1, help="seconds between refreshes"),
+    once: bool = typer.Option(False, help="print one table and exit"),
+    token: str = typer.Option(None, envvar=TOKEN_VARIABLE, help="the server's bearer token"),
+) -> None:
+    """Watch a server live: requests, latency and drift (PSI) per model."""
+    from rich.live import Live
+
+    from deepline.serve.watch import fetch_status, status_table
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if once:
+        console.print(status_table(url, fetch_status(url, headers)))
+        return
+    with Live(console=console, auto_refresh=False) as live:
+        try:
+            while True:
+                try:
+                    live.update(status_table(url, fetch_status(url, headers)), refresh=True)
+                except DeeplineError as err:
+                    live.update(f"[red]{err}[/] (retrying)", refresh=True)
+                time.sleep(every)
+        except KeyboardInterrupt:
+            pass
