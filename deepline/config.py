@@ -173,10 +173,45 @@ class EvalConfig(Section):
     batch_size: int = Field(512, ge=1)
 
 
+ExportFormat = Literal["onnx", "torchscript", "int8"]
+
+
+def _default_formats() -> list[ExportFormat]:
+    return ["onnx"]
+
+
 class ExportConfig(Section):
-    onnx: bool = True
+    formats: list[ExportFormat] = Field(
+        default_factory=_default_formats,
+        description="files besides the safetensors weights, each checked against eager PyTorch",
+    )
     opset: int = Field(18, ge=13, le=21)
-    atol: float = Field(1e-4, gt=0.0, description="largest allowed ONNX - PyTorch difference")
+    atol: float = Field(
+        1e-4, gt=0.0, description="largest allowed ONNX/TorchScript - PyTorch difference"
+    )
+    int8_max_drop: float = Field(
+        0.02,
+        ge=0.0,
+        description="int8: largest allowed drop of the task's primary metric (accuracy, or "
+        "a rise of the loss for language models), in the metric's units",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_onnx_flag(cls, data: Any) -> Any:
+        """``onnx: true|false``, as run folders saved before ``formats`` existed hold it."""
+        if isinstance(data, dict) and isinstance(data.get("onnx"), bool):
+            if "formats" in data:
+                raise ValueError("give export.formats, not also the old export.onnx")
+            onnx = data["onnx"]
+            data = {k: v for k, v in data.items() if k != "onnx"}
+            data["formats"] = ["onnx"] if onnx else []
+        return data
+
+    @field_validator("formats")
+    @classmethod
+    def _unique_formats(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))  # each once, in the order given
 
 
 class ExperimentConfig(Section):
