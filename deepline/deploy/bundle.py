@@ -1,4 +1,9 @@
-"""Bundles: what leaves the lab. ``model.safetensors`` + ``bundle.json`` (+ ``model.onnx``).
+"""Bundles: what leaves the lab. ``model.safetensors`` + ``bundle.json`` + the exported formats.
+
+``bundle.json``'s ``files`` maps a role to a file of the folder: ``weights``, ``examples`` (the
+inputs export checked on), ``reference`` (drift statistics), ``tokenizer`` (text models), and
+per exported format ``onnx``, ``torchscript``, ``int8`` (``model.int8.onnx`` for ONNX Runtime or
+``model.int8.pt`` for TorchScript, as ``bundle.json``'s ``int8.runtime`` says).
 
 Reading a bundle never unpickles anything and never touches training code: the model is rebuilt
 from the model registry and its config, and the weights come from safetensors.
@@ -11,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from deepline.config import TaskConfig
@@ -40,6 +46,26 @@ class Bundle:
     def file(self, key: str) -> Path | None:
         name = self.spec.get("files", {}).get(key)
         return self.path / name if name else None
+
+    def examples(self) -> dict[str, torch.Tensor]:
+        """The inputs export checked the bundle on: ``test_x``, ``test_y``, ``calibration``."""
+        path = self.file("examples")
+        if path is None or not path.is_file():
+            raise DeeplineError(
+                f"bundle '{self.path}' has no examples.safetensors (exported before bundles "
+                "kept their check inputs); re-export the run with `deepline export RUN_DIR`"
+            )
+        return load_tensors(path)
+
+    def reference(self) -> dict[str, Any] | None:
+        """The drift reference (``reference.json``), or None for a bundle without one."""
+        path = self.file("reference")
+        if path is None or not path.is_file():
+            return None
+        reference = read_json(path)
+        if not isinstance(reference, dict):
+            raise DeeplineError(f"'{path}' is not a readable drift reference (JSON object)")
+        return reference
 
     def task(self) -> Task:
         meta = DataMeta.from_dict(self.spec["data"])

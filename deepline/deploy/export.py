@@ -1,22 +1,58 @@
-"""``deepline export``: a run's model as a bundle folder, checked against eager PyTorch."""
+"""``deepline export``: a run's model as a bundle folder, each format checked against eager PyTorch.
+
+A bundle always holds the weights (``model.safetensors``), ``bundle.json``, the inputs the
+checks ran on (``examples.safetensors``: ``test_x``/``test_y``, up to 256 test inputs and their
+targets, and ``calibration``, up to 128 training inputs) and the drift reference
+(``reference.json``). ``export.formats`` adds, each checked on the test inputs:
+
+- ``onnx``: ``model.onnx``, max |ONNX Runtime - PyTorch| <= ``export.atol``;
+- ``torchscript``: ``model.torchscript.pt``, max |TorchScript - PyTorch| <= ``export.atol``;
+- ``int8``: ``model.int8.onnx`` (conv nets, static, ONNX Runtime; needs the fp32
+  ``model.onnx``, which is then exported and checked too) or ``model.int8.pt`` (the others,
+  dynamic, TorchScript); the task's primary metric (accuracy; the loss of a language model) may
+  get worse by at most ``export.int8_max_drop``.
+
+``export_bundle`` adds formats to an existing bundle from its own ``examples.safetensors``.
+"""
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+import torch
+from torch import nn
 
 from deepline import __version__
-from deepline.deploy.bundle import BUNDLE_FORMAT, sha256_text
-from deepline.deploy.onnx_export import export_onnx, max_abs_difference
+from deepline.config import ExportConfig, ExportFormat
+from deepline.deploy.bundle import BUNDLE_FORMAT, load_bundle, sha256_text
+from deepline.deploy.drift import reference_statistics
+from deepline.deploy.onnx_export import export_onnx, onnx_session
+from deepline.deploy.quantize import (
+    DYNAMIC_METHOD,
+    STATIC_METHOD,
+    int8_runtime,
+    quantize_dynamic_torchscript,
+    quantize_onnx_static,
+)
+from deepline.deploy.torchscript_export import export_torchscript, load_torchscript
 from deepline.errors import ExportError
-from deepline.evaluate.loading import TrainedRun, load_trained
+from deepline.evaluate.loading import TrainedRun, load_trained, predict_batches
 from deepline.runs import read_json, write_json
+from deepline.tasks import Task
 from deepline.tensor_files import save_tensors
 
 PARITY_EXAMPLES = 256
+CALIBRATION_EXAMPLES = 128
+REFERENCE_EXAMPLES = 2000
+FORMATS: tuple[ExportFormat, ...] = ("onnx", "torchscript", "int8")  # the order they run in
+
+Runner = Callable[[torch.Tensor], torch.Tensor]  # a batch of inputs -> outputs
 
 
 def export_run(
@@ -24,70 +60,323 @@ def export_run(
     checkpoint: str | None = None,
     data_dir: str | None = None,
     out: str | Path | None = None,
+    formats: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Write ``RUN_DIR/bundle/`` (weights, bundle.json, model.onnx) and ``export.json``.
+    """Write ``RUN_DIR/bundle/`` and ``RUN_DIR/export.json``; ``formats`` overrides the config's.
 
-    Raises ExportError when ONNX Runtime and PyTorch differ by more than ``export.atol``.
+    Raises ExportError when a format fails its check (after writing both, so the report shows
+    by how much).
     """
-    return export_trained(load_trained(run_dir, checkpoint, data_dir), out)
+    return export_trained(load_trained(run_dir, checkpoint, data_dir), out, formats)
 
 
-def export_trained(run: TrainedRun, out: str | Path | None = None) -> dict[str, Any]:
+def export_trained(
+    run: TrainedRun, out: str | Path | None = None, formats: Sequence[str] | None = None
+) -> dict[str, Any]:
     """Export an already loaded run (see ``export_run``)."""
+    config = _with_formats(run.config.export, formats)
     bundle_dir = Path(out) if out else run.run_dir / "bundle"
-    tmp = bundle_dir.with_name(f".{bundle_dir.name}.tmp")
+    tmp = bundle_dir.with_name(f".{bundle_dir.name}.tmp")  # renamed into place when complete
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_tensors(run.model.state_dict(), tmp / "model.safetensors")
-    report: dict[str, Any] = {
-        "bundle": str(bundle_dir),
-        "checkpoint": run.checkpoint.name,
-        "formats": {"safetensors": {"path": "model.safetensors"}},
-    }
     files = {"weights": "model.safetensors"}
     if run.data.meta.tokenizer:  # a file of its own, checked against bundle.json on load
         (tmp / "tokenizer.json").write_text(run.data.meta.tokenizer)
         files["tokenizer"] = "tokenizer.json"
-    if run.config.export.onnx:
-        report["formats"]["onnx"] = _export_onnx_checked(run, tmp / "model.onnx")
-        files["onnx"] = "model.onnx"
-    (tmp / "bundle.json").write_text(json.dumps(bundle_spec(run, files), indent=2))
+    examples = run_examples(run)
+    save_tensors(examples, tmp / "examples.safetensors")
+    files["examples"] = "examples.safetensors"
+    write_json(tmp / "reference.json", drift_reference(run))
+    files["reference"] = "reference.json"
+    checked, made = export_formats(run.model, run.task, examples, tmp, config.formats, config)
+    files.update(made)
+    report: dict[str, Any] = {
+        "bundle": str(bundle_dir),
+        "checkpoint": run.checkpoint.name,
+        "formats": {"safetensors": {"path": "model.safetensors"}, **checked},
+    }
+    spec = {**bundle_spec(run, files), **_format_spec(checked), "export": config.model_dump()}
+    write_json(tmp / "bundle.json", spec)
     shutil.rmtree(bundle_dir, ignore_errors=True)
     tmp.rename(bundle_dir)
     write_json(run.run_dir / "export.json", report)
-    failed = [k for k, v in report["formats"].items() if v.get("ok") is False]
-    if failed:
-        onnx = report["formats"]["onnx"]
-        raise ExportError(
-            f"ONNX output differs from PyTorch by {onnx['max_abs_diff']:.3g} "
-            f"(> export.atol {onnx['atol']:g}) on {onnx['examples']} test inputs"
-        )
+    raise_on_failures(report["formats"])
     return report
 
 
-def _export_onnx_checked(run: TrainedRun, path: Path) -> dict[str, Any]:
-    split = run.data.test if len(run.data.test.x) else run.data.train
-    inputs = run.task.example_inputs(split.x, PARITY_EXAMPLES)
-    shape = run.task.signature()["inputs"][0]["shape"]
+def export_bundle(
+    bundle_dir: str | Path,
+    formats: Sequence[str] | None = None,
+    config: ExportConfig | None = None,
+) -> dict[str, Any]:
+    """Add ``formats`` to an existing bundle, checked on its ``examples.safetensors``.
+
+    The export settings (atol, opset, int8_max_drop) are ``config``'s, else those the bundle was
+    exported with. New files are written, then ``bundle.json`` is replaced atomically; the
+    report is merged into ``BUNDLE/export.json``. Raises ExportError like ``export_run``.
+
+    >>> export_bundle("runs/digits_lenet/<time>/bundle", ["torchscript"])  # doctest: +SKIP
+    """
+    bundle = load_bundle(bundle_dir)
+    config = _with_formats(config or ExportConfig(**bundle.spec.get("export", {})), formats)
+    examples = bundle.examples()
+    model, task = bundle.torch_model(), bundle.task()
+    tmp = bundle.path / ".export.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        checked, made = export_formats(model, task, examples, tmp, config.formats, config)
+        for name in made.values():
+            os.replace(tmp / name, bundle.path / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    spec = {
+        **bundle.spec,
+        "files": {**bundle.spec.get("files", {}), **made},
+        **_format_spec(checked),
+        "export": config.model_dump(),
+    }
+    write_json(bundle.path / "bundle.json", spec)  # atomic: a temporary name, then os.replace
+    previous = read_json(bundle.path / "export.json", {}) or {}
+    report = {
+        "bundle": str(bundle.path),
+        "checkpoint": bundle.spec.get("checkpoint"),
+        "formats": {**previous.get("formats", {}), **checked},
+    }
+    write_json(bundle.path / "export.json", report)
+    raise_on_failures(checked)
+    return report
+
+
+# ------------------------------------------------------------------------------- formats
+
+
+@dataclass
+class _Job:
+    """What every format's exporter needs: the eager model and the inputs to check it on."""
+
+    model: nn.Module
+    task: Task
+    examples: dict[str, torch.Tensor]
+    out: Path
+    config: ExportConfig
+
+    @property
+    def test_x(self) -> torch.Tensor:
+        return self.examples["test_x"]
+
+
+def export_formats(
+    model: nn.Module,
+    task: Task,
+    examples: dict[str, torch.Tensor],
+    out: Path,
+    formats: Sequence[str],
+    config: ExportConfig,
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Write each format into ``out`` and check it: (report per format, {files key: name}).
+
+    Formats run in the order onnx, torchscript, int8; int8 of a conv net adds onnx (its source).
+    """
+    model.eval()
+    wanted = set(check_formats(formats))
+    if "int8" in wanted and int8_runtime(model) == "onnxruntime":
+        wanted.add("onnx")
+    job = _Job(model, task, examples, out, config)
+    report: dict[str, dict[str, Any]] = {
+        name: EXPORTERS[name](job) for name in FORMATS if name in wanted
+    }
+    return report, {name: entry["path"] for name, entry in report.items()}
+
+
+def _export_onnx(job: _Job) -> dict[str, Any]:
+    path = job.out / "model.onnx"
+    shape = job.task.signature()["inputs"][0]["shape"]
     dynamic = tuple(axis for axis, size in enumerate(shape) if size == -1)
-    export_onnx(
-        run.model,
-        inputs[:2],
-        path,
-        run.config.export.opset,
-        dynamic,
-        max_len=int(run.data.meta.input_shape[0]),
-    )
-    diff = max_abs_difference(run.model, path, inputs)
-    atol = run.config.export.atol
+    max_len = int(job.task.meta.input_shape[0])
+    export_onnx(job.model, job.test_x[:2], path, job.config.opset, dynamic, max_len=max_len)
+    return _parity(job, path, _onnx_runner(path))
+
+
+def _export_torchscript(job: _Job) -> dict[str, Any]:
+    path = export_torchscript(job.model, job.test_x[:2], job.out / "model.torchscript.pt")
+    return _parity(job, path, load_torchscript(path))
+
+
+def _export_int8(job: _Job) -> dict[str, Any]:
+    runtime = int8_runtime(job.model)
+    if runtime == "onnxruntime":
+        fp32 = job.out / "model.onnx"  # written (and checked) first, see export_formats
+        path = quantize_onnx_static(fp32, job.examples["calibration"], job.out / "model.int8.onnx")
+        run, method, fp32_bytes = _onnx_runner(path), STATIC_METHOD, fp32.stat().st_size
+    else:
+        path = quantize_dynamic_torchscript(job.model, job.test_x[:2], job.out / "model.int8.pt")
+        run, method, fp32_bytes = (
+            load_torchscript(path),
+            DYNAMIC_METHOD,
+            _fp32_torchscript_bytes(job),
+        )
+    name, mode = primary_metric(job.task)
+    eager, int8 = _outputs(job.model, job.test_x), _outputs(run, job.test_x)
+    fp32_score, int8_score = _score(job, name, eager), _score(job, name, int8)
+    change = int8_score - fp32_score
+    drop = -change if mode == "max" else change  # how much worse, in the metric's units
+    size = path.stat().st_size
     return {
-        "path": "model.onnx",
+        "path": path.name,
+        "runtime": runtime,
+        "method": method,
+        "metric": name,
+        "higher_is_better": mode == "max",
+        "fp32": fp32_score,
+        "int8": int8_score,
+        "change": change,
+        "max_drop": job.config.int8_max_drop,
+        "ok": drop <= job.config.int8_max_drop,
+        "max_abs_diff": float((int8 - eager).abs().max()),  # for information: not a check
+        "examples": len(job.test_x),
+        "bytes": size,
+        "fp32_bytes": fp32_bytes,
+        "size_ratio": size / fp32_bytes,
+    }
+
+
+EXPORTERS: dict[str, Callable[[_Job], dict[str, Any]]] = {
+    "onnx": _export_onnx,
+    "torchscript": _export_torchscript,
+    "int8": _export_int8,
+}
+
+
+def primary_metric(task: Task) -> tuple[str, str]:
+    """The metric int8 is judged by and 'max' or 'min': the one that picks the best checkpoint."""
+    name, mode = task.monitor_default()
+    return name.removeprefix("val/"), mode
+
+
+def _parity(job: _Job, path: Path, run: Runner) -> dict[str, Any]:
+    """Largest |format - eager PyTorch| on the test inputs, against ``export.atol``."""
+    diff = max_abs_difference(job.model, run, job.test_x)
+    return {
+        "path": path.name,
         "max_abs_diff": diff,
-        "atol": atol,
-        "ok": diff <= atol,
-        "examples": len(inputs),
+        "atol": job.config.atol,
+        "ok": diff <= job.config.atol,
+        "examples": len(job.test_x),
         "bytes": path.stat().st_size,
     }
+
+
+@torch.no_grad()
+def max_abs_difference(model: nn.Module, run: Runner, inputs: torch.Tensor) -> float:
+    """Largest |run(x) - model(x)|, on one example alone and in batches of up to 64 (a format
+    traced on a batch of 2 must take any other)."""
+    worst = 0.0
+    for x in [inputs[:1], *inputs.split(64)]:
+        worst = max(worst, float((run(x) - model(x)).abs().max()))
+    return worst
+
+
+@torch.no_grad()
+def _outputs(run: Runner, inputs: torch.Tensor) -> torch.Tensor:
+    return torch.cat([run(x) for x in inputs.split(64)])
+
+
+def _score(job: _Job, name: str, outputs: torch.Tensor) -> float:
+    """The task's metric ``name`` of ``outputs`` on the test examples."""
+    evaluator = job.task.evaluator()
+    evaluator.update(job.test_x, outputs, job.examples["test_y"])
+    return float(evaluator.compute()[name])
+
+
+def _onnx_runner(path: Path) -> Runner:
+    session = onnx_session(path)
+    return lambda x: torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+
+
+def _fp32_torchscript_bytes(job: _Job) -> int:
+    """Size of the fp32 model as TorchScript: the file int8 TorchScript replaces."""
+    existing = job.out / "model.torchscript.pt"
+    if existing.is_file():
+        return existing.stat().st_size
+    scratch = job.out / ".fp32.torchscript.pt"
+    try:
+        return export_torchscript(job.model, job.test_x[:2], scratch).stat().st_size
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def raise_on_failures(formats: dict[str, dict[str, Any]]) -> None:
+    """ExportError naming each failed check and its numbers."""
+    problems = []
+    for name, info in formats.items():
+        if info.get("ok") is not False:
+            continue
+        if name == "int8":
+            worse = "lower" if info["higher_is_better"] else "higher"
+            problems.append(
+                f"int8 {info['metric']} is {info['int8']:.4g} against {info['fp32']:.4g} in fp32 "
+                f"({worse} by {abs(info['change']):.4g} > export.int8_max_drop "
+                f"{info['max_drop']:g}) on {info['examples']} test inputs"
+            )
+        else:
+            label = {"onnx": "ONNX", "torchscript": "TorchScript"}.get(name, name)
+            problems.append(
+                f"{label} output differs from PyTorch by {info['max_abs_diff']:.3g} "
+                f"(> export.atol {info['atol']:g}) on {info['examples']} test inputs"
+            )
+    if problems:
+        raise ExportError("; ".join(problems))
+
+
+def check_formats(formats: Sequence[str]) -> list[ExportFormat]:
+    """``formats`` (each once, in order), or an ExportError naming a bad one and the allowed."""
+    for name in formats:
+        if name not in FORMATS:
+            raise ExportError(f"unknown export format '{name}'. Allowed: {', '.join(FORMATS)}")
+    return list(dict.fromkeys(cast(Sequence[ExportFormat], formats)))
+
+
+def _with_formats(config: ExportConfig, formats: Sequence[str] | None) -> ExportConfig:
+    if formats is None:
+        return config
+    return config.model_copy(update={"formats": check_formats(formats)})
+
+
+def _format_spec(checked: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What bundle.json says about the formats beyond their files: how int8 runs."""
+    int8 = checked.get("int8")
+    return {"int8": {"runtime": int8["runtime"], "method": int8["method"]}} if int8 else {}
+
+
+# ------------------------------------------------------------------------------ examples
+
+
+def run_examples(run: TrainedRun) -> dict[str, torch.Tensor]:
+    """The inputs a bundle is checked on: ``test_x``, ``test_y`` and ``calibration``.
+
+    Test inputs and targets come as the task batches them (for a language model, windows of the
+    token stream and the next-token windows), from the test split, else val, else train.
+    """
+    data = run.data
+    split = next((s for s in (data.test, data.val, data.train) if len(s.x)), data.train)
+    test_x, test_y = next(iter(run.task.batches(split.x, split.y, PARITY_EXAMPLES)))
+    calibration = run.task.example_inputs(data.train.x, CALIBRATION_EXAMPLES)
+    # clones: tensors of their own (views of one token stream would share storage)
+    return {
+        "test_x": test_x.clone(),
+        "test_y": test_y.clone(),
+        "calibration": calibration.clone(),
+    }
+
+
+def drift_reference(run: TrainedRun) -> dict[str, Any]:
+    """``reference.json``: summaries of up to 2000 model-ready training inputs and of the
+    model's fp32 outputs on them (see ``deepline.deploy.drift``)."""
+    inputs = run.task.example_inputs(run.data.train.x, REFERENCE_EXAMPLES)
+    outputs = predict_batches(run.model, inputs, 256)
+    return reference_statistics(inputs.numpy(), outputs.numpy())
 
 
 def bundle_spec(run: TrainedRun, files: dict[str, str]) -> dict[str, Any]:
