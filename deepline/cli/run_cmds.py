@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -133,25 +134,66 @@ def evaluate(
 
 @app.command()
 def export(
-    run_dir: Path = typer.Argument(..., help="a run folder"),
-    checkpoint: str = typer.Option(None, help="best or last (default: the config's)"),
-    out: Path = typer.Option(None, help="bundle folder (default RUN_DIR/bundle)"),
-    data_dir: str = typer.Option(None, help="look for dataset files here first"),
+    path: Path = typer.Argument(..., help="a run folder, or a bundle folder to add formats to"),
+    format_: str = typer.Option(
+        None,
+        "--format",
+        help="comma-separated: onnx, torchscript, int8 (default: the config's export.formats)",
+    ),
+    checkpoint: str = typer.Option(None, help="runs: best or last (default: the config's)"),
+    out: Path = typer.Option(None, help="runs: bundle folder (default RUN_DIR/bundle)"),
+    data_dir: str = typer.Option(None, help="runs: look for dataset files here first"),
 ) -> None:
-    """Export a run's model as a bundle (safetensors + bundle.json + ONNX, checked vs PyTorch)."""
-    from deepline.deploy.export import export_run
-    from deepline.report import write_report
+    """Export a model as a bundle, each format checked against eager PyTorch.
 
-    report = export_run(run_dir, checkpoint, data_dir, out)
-    onnx = report["formats"].get("onnx")
-    if onnx:
-        console.print(
-            f"ONNX vs PyTorch on {onnx['examples']} test inputs: "
-            f"max |diff| = {onnx['max_abs_diff']:.2e} (limit {onnx['atol']:g}) "
-            f"[green]ok[/]"
-        )
+    From a run folder: weights, bundle.json, check examples, drift reference and the formats.
+    From a bundle folder: adds the formats, checked on the bundle's own examples. int8 of a
+    conv net is made from ONNX, so it exports (and checks) model.onnx too.
+    """
+    from deepline.deploy.export import check_formats, export_bundle, export_run
+    from deepline.errors import ExportError
+    from deepline.report import write_report
+    from deepline.runs import read_json
+
+    formats = None
+    if format_ is not None:
+        formats = check_formats([f.strip() for f in format_.split(",") if f.strip()])
+    is_bundle = (path / "bundle.json").is_file()
+    try:
+        if is_bundle:
+            report = export_bundle(path, formats)
+        else:
+            report = export_run(path, checkpoint, data_dir, out, formats)
+    except ExportError:
+        # a failed check: export.json has the numbers; show them before the error
+        written = read_json(path / "export.json")
+        if written:
+            _export_table(written)
+        raise
+    _export_table(report)
     console.print(f"bundle: {report['bundle']}")
-    write_report(run_dir)
+    if not is_bundle:
+        write_report(path)
+
+
+def _export_table(report: dict[str, Any]) -> None:
+    table = Table(title="export: each format checked against eager PyTorch")
+    for column in ("format", "file", "size", "check", "ok"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for name, info in report["formats"].items():
+        if "metric" in info:  # int8: the task's metric, fp32 -> int8
+            check = (
+                f"{info['metric']} {info['fp32']:.4f} -> {info['int8']:.4f} "
+                f"(max drop {info['max_drop']:g}), {info['size_ratio']:.2f}x size"
+            )
+        elif "max_abs_diff" in info:
+            check = f"max |diff| {info['max_abs_diff']:.2e} (atol {info['atol']:g})"
+        else:
+            check = "-"
+        ok = {True: "[green]ok[/]", False: "[red]failed[/]"}.get(info.get("ok"), "-")
+        size = f"{info['bytes'] / 1024:.1f} KiB" if "bytes" in info else "-"
+        table.add_row(name, info["path"], size, check, ok)
+    console.print(table)
 
 
 @app.command()

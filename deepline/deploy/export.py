@@ -94,7 +94,13 @@ def export_trained(
     report: dict[str, Any] = {
         "bundle": str(bundle_dir),
         "checkpoint": run.checkpoint.name,
-        "formats": {"safetensors": {"path": "model.safetensors"}, **checked},
+        "formats": {
+            "safetensors": {
+                "path": "model.safetensors",
+                "bytes": (tmp / "model.safetensors").stat().st_size,
+            },
+            **checked,
+        },
     }
     spec = {**bundle_spec(run, files), **_format_spec(checked), "export": config.model_dump()}
     write_json(tmp / "bundle.json", spec)
