@@ -41,7 +41,7 @@ from deepline.deploy.quantize import (
     quantize_onnx_static,
 )
 from deepline.deploy.torchscript_export import export_torchscript, load_torchscript
-from deepline.errors import ExportError
+from deepline.errors import DeeplineError, ExportError
 from deepline.evaluate.loading import TrainedRun, load_trained, predict_batches
 from deepline.runs import read_json, write_json
 from deepline.tasks import Task
@@ -104,6 +104,7 @@ def export_trained(
     }
     spec = {**bundle_spec(run, files), **_format_spec(checked), "export": config.model_dump()}
     write_json(tmp / "bundle.json", spec)
+    write_json(tmp / "export.json", report)  # the bundle's own copy, which export_bundle extends
     shutil.rmtree(bundle_dir, ignore_errors=True)
     tmp.rename(bundle_dir)
     write_json(run.run_dir / "export.json", report)
@@ -137,11 +138,13 @@ def export_bundle(
             os.replace(tmp / name, bundle.path / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    had = bundle.spec.get("export", {}).get("formats", [])
     spec = {
         **bundle.spec,
         "files": {**bundle.spec.get("files", {}), **made},
         **_format_spec(checked),
-        "export": config.model_dump(),
+        # the settings of the latest export, and every format the bundle now holds
+        "export": {**config.model_dump(), "formats": check_formats([*had, *checked])},
     }
     write_json(bundle.path / "bundle.json", spec)  # atomic: a temporary name, then os.replace
     previous = read_json(bundle.path / "export.json", {}) or {}
@@ -190,9 +193,14 @@ def export_formats(
     if "int8" in wanted and int8_runtime(model) == "onnxruntime":
         wanted.add("onnx")
     job = _Job(model, task, examples, out, config)
-    report: dict[str, dict[str, Any]] = {
-        name: EXPORTERS[name](job) for name in FORMATS if name in wanted
-    }
+    report: dict[str, dict[str, Any]] = {}
+    for name in (f for f in FORMATS if f in wanted):
+        try:
+            report[name] = EXPORTERS[name](job)
+        except DeeplineError:
+            raise
+        except Exception as err:  # tracing, ONNX Runtime, torch.jit: errors of many classes
+            raise ExportError(f"{name} export failed: {type(err).__name__}: {err}") from err
     return report, {name: entry["path"] for name, entry in report.items()}
 
 

@@ -57,8 +57,8 @@ def quantize_onnx_static(fp32: Path, calibration: torch.Tensor, path: Path) -> P
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     # normalisation layers keep float weights: their 1-D scales have no per-channel axis
-    ops = sorted(set(QDQRegistry) - {"BatchNormalization", "InstanceNormalization",
-                                     "LayerNormalization"})  # fmt: skip
+    norms = {"BatchNormalization", "InstanceNormalization", "LayerNormalization"}
+    ops = sorted(set(QDQRegistry) - norms)
     with tempfile.TemporaryDirectory() as tmp, _quiet_onnxruntime():
         prepared = Path(tmp) / "prepared.onnx"
         # shape inference and graph clean-up first, as ONNX Runtime advises: fewer, better
@@ -95,10 +95,8 @@ class _CalibrationReader:
     """Feeds calibration inputs to ONNX Runtime's calibrator in batches (its reader protocol)."""
 
     def __init__(self, inputs: np.ndarray) -> None:
-        self.batches = iter(
-            [{"input": inputs[i : i + CALIBRATION_BATCH]}
-             for i in range(0, len(inputs), CALIBRATION_BATCH)]
-        )  # fmt: skip
+        starts = range(0, len(inputs), CALIBRATION_BATCH)
+        self.batches = iter([{"input": inputs[i : i + CALIBRATION_BATCH]} for i in starts])
 
     def get_next(self) -> dict[str, Any] | None:
         return next(self.batches, None)
