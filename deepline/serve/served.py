@@ -23,16 +23,34 @@ class ServedModel:
     name: str
     version: int
     predictor: Predictor
-    batcher: Batcher
     timeout_s: float
     drift: DriftMonitor | None = None
-    ready: bool = field(default=True)
+    batcher: Batcher = field(init=False)
+    ready: bool = True
+
+    @classmethod
+    def load(cls, entry: Entry, settings: ServeSettings, metrics: ServerMetrics) -> ServedModel:
+        """A repository entry with its engine, batcher and (when the bundle has a reference)
+        drift monitor."""
+        predictor = Predictor(entry.bundle(), settings.backend, settings.threads)
+        reference = predictor.bundle.reference()
+        drift = DriftMonitor(reference, settings.drift_window) if reference else None
+        model = cls(entry.name, entry.version, predictor, settings.timeout_s, drift)
+        model.batcher = Batcher(
+            model.run_batch,
+            settings.max_batch_size,
+            settings.max_delay_ms / 1000,
+            settings.workers,
+            metrics.batch_observer(*model.labels),
+        )
+        return model
 
     @property
     def labels(self) -> tuple[str, str]:
         return self.name, str(self.version)
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def run_batch(self, batch: np.ndarray) -> np.ndarray:
+        """One model call (on an inference thread), watched for drift."""
         out = self.predictor.run(batch)
         if self.drift is not None:
             self.drift.observe(batch, out)
@@ -101,26 +119,7 @@ class ModelSet:
     ) -> None:
         self.models: dict[str, dict[int, ServedModel]] = {}
         for entry in entries:
-            predictor = Predictor(entry.bundle(), settings.backend, settings.threads)
-            reference = (
-                predictor.bundle.reference() if hasattr(predictor.bundle, "reference") else None
-            )
-            batcher = Batcher(
-                predictor.run,
-                settings.max_batch_size,
-                settings.max_delay_ms / 1000,
-                settings.workers,
-                metrics.batch_observer(entry.name, str(entry.version)),
-            )
-            served = ServedModel(
-                entry.name,
-                entry.version,
-                predictor,
-                batcher,
-                settings.timeout_s,
-                DriftMonitor(reference, settings.drift_window) if reference else None,
-            )
-            batcher.run = served._run
+            served = ServedModel.load(entry, settings, metrics)
             self.models.setdefault(entry.name, {})[entry.version] = served
         metrics.watch_drift(self.drift_reports)
 
