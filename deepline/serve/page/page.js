@@ -1,0 +1,395 @@
+// The model server's page: pick a model, draw / upload / type an input, see the answer.
+// Talks only to this server's own API (/models, /predict, /generate); no outside resources.
+"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  // A tokened server lets the browser open /?token=...; every API call then sends the header.
+  const token = new URLSearchParams(location.search).get("token");
+  const TOP_K = 5;
+  const state = { models: [], meta: null, drawn: false, file: null, busy: false, asked: 0 };
+  window.lastInput = null; // what the last request sent (tests read it back)
+
+  class ServerError extends Error {}
+
+  async function call(method, path, body) {
+    const headers = {};
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const init = { method, headers };
+    if (body instanceof FormData) {
+      init.body = body;
+    } else if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const start = performance.now();
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (err) {
+      throw new ServerError(`cannot reach the server (${err.message})`);
+    }
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (_) {
+      data = null;
+    }
+    const ms = performance.now() - start;
+    if (!response.ok) {
+      const reason = data && data.error ? data.error : response.statusText;
+      throw new ServerError(`${response.status}: ${reason}`);
+    }
+    return { data, ms };
+  }
+
+  const versionQuery = () => `?version=${encodeURIComponent($("version").value)}`;
+  const modelPath = (route) => `/${route}/${encodeURIComponent($("model").value)}${versionQuery()}`;
+
+  // -- results ------------------------------------------------------------------------------
+
+  function setState(name) {
+    $("result").dataset.state = name;
+    state.busy = name === "busy";
+    for (const id of ["predict", "generate", "predict-input"]) $(id).disabled = state.busy;
+  }
+
+  function showError(message) {
+    $("error").textContent = message;
+    $("error").hidden = false;
+    setState("error");
+  }
+
+  function clearResult() {
+    $("error").hidden = true;
+    $("top-class").textContent = "";
+    $("bars").replaceChildren();
+    $("generated").hidden = true;
+    $("generated-prompt").textContent = "";
+    $("generated-text").textContent = "";
+    for (const id of ["latency", "server-latency"]) $(id).textContent = "–";
+    $("answered-by").textContent = "";
+    delete $("result").dataset.topClass;
+    setState("idle");
+  }
+
+  function showTiming(data, ms) {
+    $("latency").textContent = ms.toFixed(1);
+    $("latency").dataset.ms = ms.toFixed(3);
+    $("server-latency").textContent = Number(data.latency_ms).toFixed(1);
+    $("answered-by").textContent = `answered by ${data.model} v${data.version}`;
+    $("result").dataset.version = data.version;
+  }
+
+  function showPrediction(data, ms) {
+    const answers = data.predictions[0] || [];
+    const label = (a) => String(a.class ?? a.token ?? a.label ?? a.index);
+    const bars = answers.map((a) => {
+      const pct = 100 * a.probability;
+      const li = document.createElement("li");
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = label(a);
+      name.title = label(a);
+      const track = document.createElement("span");
+      track.className = "track";
+      const fill = document.createElement("span");
+      fill.className = "fill";
+      fill.style.width = `${Math.max(0, Math.min(100, pct)).toFixed(1)}%`;
+      track.append(fill);
+      const value = document.createElement("span");
+      value.className = "pct";
+      value.textContent = `${pct.toFixed(1)}%`;
+      li.append(name, track, value);
+      return li;
+    });
+    $("bars").replaceChildren(...bars);
+    const top = answers.length ? label(answers[0]) : "";
+    $("top-class").textContent = top;
+    $("result").dataset.topClass = top;
+    showTiming(data, ms);
+    setState("done");
+  }
+
+  async function run(request) {
+    if (state.busy) return;
+    clearResult();
+    setState("busy");
+    try {
+      await request();
+    } catch (err) {
+      showError(err instanceof ServerError ? err.message : `error: ${err.message}`);
+    }
+  }
+
+  // -- models -------------------------------------------------------------------------------
+
+  function option(value, text) {
+    const o = document.createElement("option");
+    o.value = value;
+    o.textContent = text;
+    return o;
+  }
+
+  async function loadModels() {
+    const { data } = await call("GET", "/models");
+    state.models = data.models;
+    $("model").replaceChildren(
+      ...state.models.map((m) => option(m.name, `${m.name} · ${m.task}`)),
+    );
+    const n = state.models.length;
+    $("status").textContent = `${n} model${n === 1 ? "" : "s"} served`;
+    if (n) await chooseModel();
+  }
+
+  async function chooseModel() {
+    const model = state.models.find((m) => m.name === $("model").value);
+    const versions = [...model.versions].sort((a, b) => b - a);
+    $("version").replaceChildren(
+      ...versions.map((v) => option(v, v === model.latest ? `${v} (latest)` : String(v))),
+    );
+    $("version").value = String(model.latest);
+    await chooseVersion();
+  }
+
+  async function chooseVersion() {
+    clearResult();
+    document.body.dataset.ready = "false";
+    const asked = ++state.asked; // a later pick wins over a slower, earlier answer
+    const path = `/models/${encodeURIComponent($("model").value)}${versionQuery()}`;
+    const { data: meta } = await call("GET", path);
+    if (asked !== state.asked) return;
+    state.meta = meta;
+    const shape = meta.input_shape ? `[${meta.input_shape.join(", ")}]` : "?";
+    const classes = meta.classes && meta.classes.length ? ` · ${meta.classes.length} classes` : "";
+    $("model-info").textContent =
+      `${meta.task} · ${meta.input_kind} input ${shape}${classes} · ${meta.backend || ""} backend`;
+    for (const panel of ["image-panel", "text-panel", "input-panel"]) $(panel).hidden = true;
+    if (meta.input_kind === "image") {
+      const [, h, w] = meta.input_shape;
+      $("preview").width = w;
+      $("preview").height = h;
+      $("image-panel").hidden = false;
+    } else if (meta.input_kind === "text") {
+      $("text-panel").hidden = false;
+    } else {
+      const sequence = meta.input_kind === "sequence";
+      $("input-title").textContent = sequence ? "A sequence of numbers" : "Text to classify";
+      $("input-hint").textContent = sequence
+        ? `JSON numbers, a (T, ${meta.input_shape[meta.input_shape.length - 1]}) array`
+        : "";
+      $("input-text").placeholder = sequence ? "[[0.1], [0.5], [0.2]]" : "Type a sentence";
+      $("input-panel").hidden = false;
+    }
+    document.body.dataset.ready = "true";
+  }
+
+  // -- drawing ------------------------------------------------------------------------------
+
+  const canvas = $("canvas");
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  let last = null;
+
+  function blank() {
+    ctx.fillStyle = "#000";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+  }
+
+  function at(event) {
+    const rect = canvas.getBoundingClientRect();
+    return {
+      x: ((event.clientX - rect.left) * canvas.width) / rect.width,
+      y: ((event.clientY - rect.top) * canvas.height) / rect.height,
+    };
+  }
+
+  function stroke(to) {
+    ctx.strokeStyle = "#fff";
+    ctx.fillStyle = "#fff";
+    ctx.lineWidth = canvas.width / 12;
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+    ctx.beginPath();
+    if (last) {
+      ctx.moveTo(last.x, last.y);
+      ctx.lineTo(to.x, to.y);
+      ctx.stroke();
+    } else {
+      ctx.arc(to.x, to.y, ctx.lineWidth / 2, 0, 2 * Math.PI);
+      ctx.fill();
+    }
+    last = to;
+  }
+
+  canvas.addEventListener("pointerdown", (event) => {
+    if (event.pointerType === "mouse" && event.button !== 0) return;
+    event.preventDefault();
+    canvas.setPointerCapture(event.pointerId);
+    state.drawn = true; // drawing over an upload sends the drawing, not the file
+    last = null;
+    stroke(at(event));
+  });
+  canvas.addEventListener("pointermove", (event) => {
+    if (!canvas.hasPointerCapture(event.pointerId)) return;
+    const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [];
+    for (const e of events.length ? events : [event]) stroke(at(e));
+  });
+  for (const name of ["pointerup", "pointercancel"]) {
+    canvas.addEventListener(name, (event) => {
+      if (!canvas.hasPointerCapture(event.pointerId)) return;
+      canvas.releasePointerCapture(event.pointerId);
+      last = null;
+      modelInput(); // refresh "what the model sees"
+    });
+  }
+
+  function clearCanvas() {
+    blank();
+    state.drawn = false;
+    state.file = null;
+    $("file").value = "";
+    modelInput();
+    clearResult();
+  }
+
+  // The canvas -> the model's input size: [H][W] grey or [C][H][W] integers 0..255.
+  // With "fit", the drawing's bounding box is scaled to 20/28 of the input and its centre of
+  // mass put in the middle, as MNIST's digits were made.
+  function modelInput() {
+    const [channels, h, w] = state.meta ? state.meta.input_shape : [1, 28, 28];
+    const preview = $("preview");
+    const out = preview.getContext("2d", { willReadFrequently: true });
+    out.fillStyle = "#000";
+    out.fillRect(0, 0, w, h);
+    out.imageSmoothingEnabled = true;
+    out.imageSmoothingQuality = "high";
+    const box = $("fit").checked ? inkBox() : null;
+    if (box) {
+      const scale = (0.714 * Math.min(w, h)) / Math.max(box.w, box.h);
+      const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
+      const dx = clamp(w / 2 - (box.cx - box.x) * scale, 0, w - box.w * scale);
+      const dy = clamp(h / 2 - (box.cy - box.y) * scale, 0, h - box.h * scale);
+      out.drawImage(canvas, box.x, box.y, box.w, box.h, dx, dy, box.w * scale, box.h * scale);
+    } else {
+      out.drawImage(canvas, 0, 0, w, h);
+    }
+    const rgba = out.getImageData(0, 0, w, h).data;
+    const plane = (pick) =>
+      Array.from({ length: h }, (_, y) =>
+        Array.from({ length: w }, (_, x) => pick(4 * (y * w + x))),
+      );
+    if (channels === 1) {
+      return plane((i) => Math.round(0.299 * rgba[i] + 0.587 * rgba[i + 1] + 0.114 * rgba[i + 2]));
+    }
+    return [0, 1, 2].slice(0, channels).map((c) => plane((i) => rgba[i + c]));
+  }
+
+  // The bounding box of the ink and its centre of mass, in canvas pixels (null when blank).
+  function inkBox() {
+    const { width, height } = canvas;
+    const rgba = ctx.getImageData(0, 0, width, height).data;
+    let x0 = width, y0 = height, x1 = -1, y1 = -1, mass = 0, mx = 0, my = 0;
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const v = rgba[4 * (y * width + x)];
+        if (v <= 8) continue;
+        x0 = Math.min(x0, x); x1 = Math.max(x1, x);
+        y0 = Math.min(y0, y); y1 = Math.max(y1, y);
+        mass += v; mx += v * x; my += v * y;
+      }
+    }
+    if (x1 < 0) return null;
+    return { x: x0, y: y0, w: x1 - x0 + 1, h: y1 - y0 + 1, cx: mx / mass + 0.5, cy: my / mass + 0.5 };
+  }
+
+  async function showUpload(file) {
+    blank();
+    try {
+      const image = await createImageBitmap(file);
+      const scale = Math.min(canvas.width / image.width, canvas.height / image.height);
+      const [w, h] = [image.width * scale, image.height * scale];
+      ctx.drawImage(image, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+    } catch (_) {
+      // not an image the browser reads: send it anyway and show what the server says
+    }
+  }
+
+  async function predictImage() {
+    await run(async () => {
+      const topK = Math.min(TOP_K, (state.meta.classes || []).length || TOP_K);
+      const pixels = modelInput();
+      let body;
+      if (state.file && !state.drawn) {
+        body = new FormData();
+        body.append("file", state.file, state.file.name);
+        body.append("top_k", String(topK));
+        window.lastInput = { kind: "file", name: state.file.name };
+      } else {
+        body = { inputs: [pixels], top_k: topK };
+        window.lastInput = { kind: "pixels", pixels };
+      }
+      const { data, ms } = await call("POST", modelPath("predict"), body);
+      showPrediction(data, ms);
+    });
+  }
+
+  // -- text and number inputs -------------------------------------------------------------
+
+  async function generate() {
+    await run(async () => {
+      const body = {
+        prompt: $("prompt").value,
+        max_tokens: Number($("max-tokens").value),
+        temperature: Number($("temperature").value),
+        seed: Number($("seed").value),
+      };
+      window.lastInput = { kind: "prompt", ...body };
+      const { data, ms } = await call("POST", modelPath("generate"), body);
+      $("generated-prompt").textContent = body.prompt;
+      $("generated-text").textContent = data.text;
+      $("generated").hidden = false;
+      showTiming(data, ms);
+      setState("done");
+    });
+  }
+
+  async function predictInput() {
+    await run(async () => {
+      const text = $("input-text").value;
+      let input = text;
+      if (state.meta.input_kind === "sequence") {
+        try {
+          input = JSON.parse(text);
+        } catch (err) {
+          throw new ServerError(`the input is not JSON numbers (${err.message})`);
+        }
+      }
+      window.lastInput = { kind: state.meta.input_kind, input };
+      const { data, ms } = await call("POST", modelPath("predict"), { inputs: [input], top_k: TOP_K });
+      showPrediction(data, ms);
+    });
+  }
+
+  // -- wiring -------------------------------------------------------------------------------
+
+  $("model").addEventListener("change", () => chooseModel().catch((e) => showError(e.message)));
+  $("version").addEventListener("change", () => chooseVersion().catch((e) => showError(e.message)));
+  $("fit").addEventListener("change", () => modelInput());
+  $("clear").addEventListener("click", clearCanvas);
+  $("predict").addEventListener("click", predictImage);
+  $("generate").addEventListener("click", generate);
+  $("predict-input").addEventListener("click", predictInput);
+  $("file").addEventListener("change", async () => {
+    const file = $("file").files[0];
+    if (!file) return;
+    state.file = file;
+    state.drawn = false;
+    await showUpload(file);
+    await predictImage();
+  });
+
+  blank();
+  loadModels().catch((err) => {
+    $("status").textContent = "no models";
+    showError(err.message);
+  });
+})();

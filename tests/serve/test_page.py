@@ -1,0 +1,384 @@
+"""The web page at ``/`` in a real headless Chromium: a digit drawn with the mouse on the canvas
+is answered as the server's ``/predict`` answers the same pixels; uploads, errors, versions and a
+tokened server work from the page too.
+
+The browser tests need Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them);
+they are skipped without. Selenium is pointed at both binaries, so it never downloads a driver.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from selenium import webdriver
+from selenium.webdriver import Chrome
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.actions import interaction
+from selenium.webdriver.common.actions.action_builder import ActionBuilder
+from selenium.webdriver.common.actions.pointer_input import PointerInput
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.select import Select
+from selenium.webdriver.support.wait import WebDriverWait
+
+from deepline.config import load_config
+from deepline.deploy.export import export_run
+from deepline.serve.app import create_app
+from deepline.serve.repository import add_bundle
+from deepline.serve.server import BackgroundServer
+from deepline.serve.settings import ServeSettings
+from deepline.training.experiment import run_training
+
+CHROMIUM = next(
+    (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
+)
+CHROMEDRIVER = shutil.which("chromedriver")
+needs_chromium = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="no Chromium: install Debian's chromium and chromium-driver (.ci/run does)",
+)
+TOKEN = "s3cret"
+WAIT_S = 15
+
+# Strokes in canvas pixels (the canvas is 280 x 280 on the page).
+Strokes = list[list[tuple[float, float]]]
+ONE: Strokes = [[(140, 45), (142, 235)]]
+SEVEN: Strokes = [[(75, 60), (205, 60), (125, 235)]]
+ZERO: Strokes = [
+    [
+        (140 + 65 * float(np.sin(a)), 140 - 90 * float(np.cos(a)))
+        for a in np.linspace(0, 2 * np.pi, 25)  # an upright ellipse, closed
+    ]
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    options.add_argument("--window-size=1000,1400")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(WAIT_S)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def tokened(repository: Path) -> Iterator[BackgroundServer]:
+    app = create_app(repository, ServeSettings(token=TOKEN, max_batch_size=1))
+    with BackgroundServer(app) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def text_server(
+    shared_data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BackgroundServer]:
+    """A two-step character GPT (``gpt``, a text model) and a text classifier (``reviews``, a
+    tokens model), served by the torch backend: no ONNX export, seconds to make, enough to
+    drive the page's text panels."""
+    root = tmp_path_factory.mktemp("page-text")
+    data = str(shared_data)
+    train = {"batch_size": 8, "num_threads": 1, "tensorboard": False}
+    gpt = {
+        "name": "gpt",
+        "seed": 0,
+        "data": {"name": "tinyshakespeare", "context": 16, "limit": 2000, "data_dir": data},
+        "task": {"name": "language_modelling", "sample_prompt": "A", "sample_tokens": 4},
+        "model": {"name": "gpt", "n_layer": 1, "n_head": 1, "n_embd": 16},
+        "train": {"max_steps": 2, "steps_per_epoch": 2, "eval_batches": 1, **train},
+        "eval": {"split": "val", "batch_size": 8},
+    }
+    reviews = root / "reviews.csv"
+    with reviews.open("w", newline="") as fh:
+        rows = [("a fine warm film", "pos"), ("dull and far too long", "neg")]
+        csv.writer(fh).writerows([("text", "label"), *(rows[i % 2] for i in range(20))])
+    classifier = {
+        "name": "reviews",
+        "seed": 0,
+        "task": {"name": "sequence_classification"},
+        "data": {"name": "text-csv", "path": str(reviews), "context": 16},
+        "model": {"name": "transformer", "d_model": 16, "heads": 1, "layers": 1, "dropout": 0.0},
+        "train": {"epochs": 1, **train},
+    }
+    repository = root / "repository"
+    for config in (gpt, classifier):
+        run = run_training(load_config(config), root / "runs").run_dir
+        add_bundle(export_run(run, formats=[])["bundle"], repository, str(config["name"]))
+    settings = ServeSettings(backend="torch", max_batch_size=1)
+    with BackgroundServer(create_app(repository, settings)) as running:
+        yield running
+
+
+def wait(driver: WebDriver, condition: Callable[[WebDriver], Any], message: str) -> None:
+    WebDriverWait(driver, WAIT_S).until(lambda d: condition(d), message)
+
+
+def open_page(driver: WebDriver, url: str, model: str, version: int | None = None) -> None:
+    """Open the page and pick a model (and version); returns once the model's panel is up."""
+    driver.get(url)
+    body = driver.find_element(By.TAG_NAME, "body")
+    for select, value in (("model", None), ("model", model), ("version", version)):
+        if value is not None:
+            Select(driver.find_element(By.ID, select)).select_by_value(str(value))
+        wait(
+            driver,
+            lambda d: body.get_attribute("data-ready") == "true",
+            f"the page did not load {model} {version}",
+        )
+    panel = "image-panel" if model == "mnist" else "text-panel" if model == "gpt" else "input-panel"
+    wait(driver, lambda d: d.find_element(By.ID, panel).is_displayed(), f"no {panel}")
+
+
+def draw(driver: WebDriver, strokes: Strokes) -> None:
+    """Real mouse strokes on the canvas (offsets from its centre, as Selenium 4 counts them)."""
+    canvas = driver.find_element(By.ID, "canvas")
+    assert canvas.size == {"width": 280, "height": 280}
+    for points in strokes:
+        actions = ActionChains(driver, duration=10)
+        x, y = points[0]
+        actions.move_to_element_with_offset(canvas, round(x - 140), round(y - 140))
+        actions.click_and_hold()
+        for nx, ny in points[1:]:
+            steps = max(1, int(np.hypot(nx - x, ny - y) // 15))  # a pointermove every ~15 px
+            for i in range(1, steps + 1):
+                tx, ty = x + (nx - x) * i / steps, y + (ny - y) * i / steps
+                px, py = x + (nx - x) * (i - 1) / steps, y + (ny - y) * (i - 1) / steps
+                actions.move_by_offset(round(tx) - round(px), round(ty) - round(py))
+            x, y = nx, ny
+        actions.release().perform()
+
+
+def press(driver: WebDriver, button: str) -> dict[str, Any]:
+    """Click a button and wait for the answer: what the page shows in #result."""
+    driver.find_element(By.ID, button).click()
+    result = driver.find_element(By.ID, "result")
+    wait(
+        driver,
+        lambda d: result.get_attribute("data-state") in ("done", "error"),
+        "no answer on the page",
+    )
+    return {
+        "state": result.get_attribute("data-state"),
+        "top": driver.find_element(By.ID, "top-class").text,
+        "version": result.get_attribute("data-version"),
+        "latency_ms": float(driver.find_element(By.ID, "latency").get_attribute("data-ms") or 0),
+        "error": driver.find_element(By.ID, "error").text,
+        "bars": [
+            (
+                li.find_element(By.CLASS_NAME, "name").text,
+                li.find_element(By.CLASS_NAME, "pct").text,
+            )
+            for li in driver.find_elements(By.CSS_SELECTOR, "#bars li")
+        ],
+        "sent": driver.execute_script("return window.lastInput"),
+    }
+
+
+def severe_logs(driver: Chrome) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+# -- the page itself, no browser ------------------------------------------------------------
+
+
+def test_page_is_self_contained_with_a_strict_policy(client: httpx.Client) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "connect-src 'self'" in policy
+    assert re.search(r"script-src 'sha256-[A-Za-z0-9+/=]+'(;|$)", policy)
+    assert "unsafe" not in policy
+    html = response.text
+    assert not re.search(r"""(src|href|url)\s*[=(]\s*["']?(https?:)?//""", html)
+    for element_id in ("model", "version", "canvas", "predict", "result", "top-class", "latency"):
+        assert f'id="{element_id}"' in html
+    assert "/" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_page_needs_the_token_on_a_tokened_server(tokened: BackgroundServer) -> None:
+    assert httpx.get(tokened.url + "/").status_code == 401
+    assert httpx.get(tokened.url + "/?token=wrong").status_code == 401
+    assert httpx.get(f"{tokened.url}/?token={TOKEN}").status_code == 200
+    # the page's own API calls need the header: the query token opens only the page
+    assert httpx.get(f"{tokened.url}/models?token={TOKEN}").status_code == 401
+
+
+# -- in the browser -------------------------------------------------------------------------
+
+
+def _server_top(client: httpx.Client, version: str, pixels: list[Any]) -> list[dict[str, Any]]:
+    response = client.post(f"/predict/mnist?version={version}", json={"inputs": [pixels]})
+    assert response.status_code == 200, response.text
+    return response.json()["predictions"][0]  # type: ignore[no-any-return]
+
+
+@needs_chromium
+def test_drawn_one_is_answered_like_the_server_answers_its_pixels(
+    browser: Chrome, server: BackgroundServer, client: httpx.Client
+) -> None:
+    severe_logs(browser)  # reading the log empties it
+    open_page(browser, server.url + "/", "mnist")
+    assert "image input [1, 28, 28]" in browser.find_element(By.ID, "model-info").text
+    draw(browser, ONE)
+    shown = press(browser, "predict")
+    assert shown["state"] == "done", shown["error"]
+    assert shown["version"] == "2"  # the latest unless picked
+    assert shown["latency_ms"] > 0
+    assert len(shown["bars"]) == 5 and shown["bars"][0][0] == shown["top"]
+
+    sent = shown["sent"]
+    pixels = np.asarray(sent["pixels"])
+    assert sent["kind"] == "pixels" and pixels.shape == (28, 28)
+    assert pixels.dtype.kind == "i" and pixels.min() >= 0 and pixels.max() > 200
+    # a vertical stroke fills the middle columns of the (centred) 28 x 28 input
+    assert pixels[4:24, 12:16].mean() > pixels[:, :8].mean() + 100
+
+    answers = _server_top(client, "2", sent["pixels"])
+    assert shown["top"] == answers[0]["class"] == "1"
+    assert shown["bars"][0][1] == f"{100 * answers[0]['probability']:.1f}%"
+    track, fill = (
+        browser.find_element(By.CSS_SELECTOR, f"#bars li .{c}") for c in ("track", "fill")
+    )
+    assert fill.size["width"] == pytest.approx(
+        answers[0]["probability"] * track.size["width"], abs=2
+    )
+    assert not severe_logs(browser)  # nothing blocked by the page's policy, no script errors
+
+    browser.find_element(By.ID, "clear").click()
+    assert browser.find_element(By.ID, "top-class").text == ""
+    ink = browser.execute_script(
+        "const c = document.getElementById('canvas');"
+        "return c.getContext('2d').getImageData(0, 0, c.width, c.height).data"
+        ".reduce((s, v, i) => s + (i % 4 === 3 ? 0 : v), 0);"
+    )
+    assert ink == 0
+
+
+@needs_chromium
+def test_a_finger_draws_too(browser: Chrome, server: BackgroundServer) -> None:
+    open_page(browser, server.url + "/", "mnist")
+    canvas = browser.find_element(By.ID, "canvas")
+    finger = ActionBuilder(
+        browser, mouse=PointerInput(interaction.POINTER_TOUCH, "finger"), duration=10
+    )
+    finger.pointer_action.move_to(canvas, 0, -90).pointer_down()
+    for _ in range(12):
+        finger.pointer_action.move_by(0, 15)
+    finger.pointer_action.pointer_up()
+    finger.perform()
+    shown = press(browser, "predict")
+    assert shown["state"] == "done", shown["error"]
+    assert np.asarray(shown["sent"]["pixels"]).max() > 200
+    assert shown["top"] == "1"
+
+
+@needs_chromium
+@pytest.mark.parametrize(("digit", "strokes"), [("7", SEVEN), ("0", ZERO)], ids=["seven", "zero"])
+def test_drawn_digits_on_a_picked_version(
+    browser: Chrome, server: BackgroundServer, client: httpx.Client, digit: str, strokes: Strokes
+) -> None:
+    open_page(browser, server.url + "/", "mnist", version=1)
+    draw(browser, strokes)
+    shown = press(browser, "predict")
+    assert shown["state"] == "done", shown["error"]
+    assert shown["version"] == "1"
+    # the trained model is sure of these shapes (over 95%), so the digit itself is checked too
+    assert shown["top"] == _server_top(client, "1", shown["sent"]["pixels"])[0]["class"] == digit
+
+
+@needs_chromium
+def test_uploads_and_server_errors_show_on_the_page(
+    browser: Chrome,
+    server: BackgroundServer,
+    client: httpx.Client,
+    mnist_digits: tuple[np.ndarray, np.ndarray],
+    tmp_path: Path,
+) -> None:
+    open_page(browser, server.url + "/", "mnist")
+    image = tmp_path / "digit.png"
+    Image.fromarray(mnist_digits[0][0]).resize((84, 84)).save(image)
+    browser.find_element(By.ID, "file").send_keys(str(image))  # the page predicts at once
+    result = browser.find_element(By.ID, "result")
+    wait(browser, lambda d: result.get_attribute("data-state") == "done", "no upload answer")
+    assert browser.execute_script("return window.lastInput") == {
+        "kind": "file",
+        "name": "digit.png",
+    }
+    with image.open("rb") as f:
+        answer = client.post("/predict/mnist", files={"file": ("digit.png", f, "image/png")})
+    top = answer.json()["predictions"][0][0]["class"]
+    assert browser.find_element(By.ID, "top-class").text == top
+
+    notes = tmp_path / "notes.png"  # not an image, whatever its name says
+    notes.write_bytes(b"these are not pixels")
+    browser.find_element(By.ID, "file").send_keys(str(notes))
+    wait(browser, lambda d: result.get_attribute("data-state") == "error", "no error shown")
+    shown = browser.find_element(By.ID, "error").text
+    assert shown.startswith("400: ") and "image" in shown
+    assert browser.find_element(By.ID, "top-class").text == ""
+
+
+@needs_chromium
+def test_page_on_a_tokened_server(browser: Chrome, tokened: BackgroundServer) -> None:
+    browser.get(tokened.url + "/")
+    assert "missing or wrong bearer token" in browser.find_element(By.TAG_NAME, "body").text
+    assert not browser.find_elements(By.ID, "canvas")
+
+    open_page(browser, f"{tokened.url}/?token={TOKEN}", "mnist")
+    draw(browser, ONE)
+    shown = press(browser, "predict")
+    assert shown["state"] == "done", shown["error"]
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    response = httpx.post(
+        f"{tokened.url}/predict/mnist", json={"inputs": [shown["sent"]["pixels"]]}, headers=headers
+    )
+    assert shown["top"] == response.json()["predictions"][0][0]["class"]
+
+
+@needs_chromium
+def test_text_models_on_the_page(browser: Chrome, text_server: BackgroundServer) -> None:
+    open_page(browser, text_server.url + "/", "gpt")
+    assert not browser.find_element(By.ID, "image-panel").is_displayed()
+    prompt = browser.find_element(By.ID, "prompt")
+    prompt.clear()
+    prompt.send_keys("ROMEO:")
+    tokens = browser.find_element(By.ID, "max-tokens")
+    tokens.clear()
+    tokens.send_keys("12")
+    shown = press(browser, "generate")
+    assert shown["state"] == "done", shown["error"]
+    assert shown["sent"] == {"kind": "prompt", "prompt": "ROMEO:", "max_tokens": 12,
+                             "temperature": 0.8, "seed": 0}  # fmt: skip
+    request = {k: v for k, v in shown["sent"].items() if k != "kind"}
+    answer = httpx.post(f"{text_server.url}/generate/gpt", json=request, timeout=30)
+    text = browser.execute_script("return document.getElementById('generated-text').textContent")
+    assert text == answer.json()["text"] and len(text) > 0
+    assert shown["latency_ms"] > 0
+
+    open_page(browser, text_server.url + "/", "reviews")
+    browser.find_element(By.ID, "input-text").send_keys("a fine warm film")
+    shown = press(browser, "predict-input")
+    assert shown["state"] == "done", shown["error"]
+    answer = httpx.post(
+        f"{text_server.url}/predict/reviews", json={"inputs": ["a fine warm film"]}, timeout=30
+    )
+    assert shown["top"] == answer.json()["predictions"][0][0]["class"]
+    assert {name for name, _ in shown["bars"]} == {"pos", "neg"}
