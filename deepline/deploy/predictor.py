@@ -126,7 +126,11 @@ class Predictor:
 
     def normalise(self, batch: np.ndarray) -> np.ndarray:
         """Values in [0, 1] -> the model's normalised float32 input."""
-        return ((batch.astype(np.float32) - self.mean) / self.std).astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = ((batch.astype(np.float32) - self.mean) / self.std).astype(np.float32)
+        if not np.isfinite(out).all():
+            raise InputError("inputs contain NaN, infinity or numbers too large for float32")
+        return out
 
     def load(self, source: str | Path) -> np.ndarray:
         """A PNG/JPEG/NPY file as an image in [0, 1] at the model's size (C, H, W)."""
@@ -230,11 +234,12 @@ class Predictor:
         if array.dtype.kind == "b" or array.dtype.kind not in "uif":
             raise InputError(f"inputs must be numbers, got {array.dtype}")
         scale = 255.0 if self.kind == "image" else self.input_scale
-        values = array.astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            values = array.astype(np.float32)
         if array.dtype.kind in "ui":
             values /= scale
         if not np.isfinite(values).all():
-            raise InputError("inputs contain NaN or infinity")
+            raise InputError("inputs contain NaN, infinity or numbers too large for float32")
         return values
 
     def _image(self, item: Any) -> np.ndarray:
