@@ -1,0 +1,440 @@
+"""KServe V2 (the Open Inference Protocol) over HTTP, as KServe and Triton speak it.
+
+``GET  /v2``                                      server metadata and extensions
+``GET  /v2/health/live``, ``/v2/health/ready``    liveness; readiness of every model
+``GET  /v2/models/{name}[/versions/{v}]``         inputs and outputs with V2 datatypes
+``GET  /v2/models/{name}[/versions/{v}]/ready``   200 when the model is ready
+``POST /v2/models/{name}[/versions/{v}]/infer``   tensors in, tensors out
+``POST /v2/repository/index``                     every model version and its state
+
+Inputs hold raw values: images as pixels (FP32 in [0, 1], or UINT8 0..255) shaped like the
+signature, token ids (INT64/INT32) or texts (BYTES) for text classifiers, and a BYTES
+``prompt`` for language models, with ``max_tokens``, ``temperature``, ``top_k``, ``top_p`` and
+``seed`` in the request's ``parameters``; they answer a BYTES tensor ``text``. Classifiers answer
+``logits``, ``probabilities`` and ``label``.
+
+Extensions: ``binary_tensor_data`` (an ``Inference-Header-Content-Length`` header, raw
+little-endian tensors after the JSON, BYTES elements behind a 4-byte length), ``classification``
+(``{"classification": k}`` on a requested output: the top k as ``"value:index:label"``) and
+``model_repository``, read-only like Triton with ``--model-control-mode=none``: the index
+answers, load and unload are refused. Errors are ``{"error": "..."}``.
+
+Parsing and encoding are pure functions in ``kserve_payload`` (``parse_infer_request``,
+``plan_outputs``, ``encode_response``); the routes only find the model and run it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, ValidationError
+
+from deepline import __version__
+from deepline.serve.errors import BadRequest, ServeError
+from deepline.serve.protocols.deepline_api import GenerateRequest, models, served
+from deepline.serve.protocols.kserve_payload import (
+    HEADER,
+    InferInput,
+    InferRequest,
+    build_outputs,
+    encode_response,
+    parse_header_length,
+    parse_index_request,
+    parse_infer_request,
+    plan_outputs,
+)
+from deepline.serve.served import ServedModel
+
+V2_NAMES = {"float32": "FP32", "float64": "FP64", "float16": "FP16", "int64": "INT64"}
+IMAGE_TYPES = ("FP32", "FP64", "FP16", "UINT8")  # UINT8 pixels are divided by 255
+TOKEN_TYPES = ("INT64", "INT32", "BYTES")  # token ids, or texts the server tokenizes
+MAX_PROMPTS = 16
+LARGE_BODY = 256 * 1024
+SAMPLING = ("max_tokens", "temperature", "top_k", "top_p", "seed")
+EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
+
+
+# -- the model side --------------------------------------------------------------------------
+
+
+def input_specs(model: ServedModel) -> list[dict[str, Any]]:
+    if model.predictor.generates:
+        return [{"name": "prompt", "datatype": "BYTES", "shape": [-1]}]
+    return [
+        {"name": s["name"], "datatype": V2_NAMES.get(s["dtype"], "FP32"), "shape": s["shape"]}
+        for s in model.predictor.signature["inputs"]
+    ]
+
+
+def output_specs(model: ServedModel) -> list[dict[str, Any]]:
+    if model.predictor.generates:
+        return [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    return model.output_specs()
+
+
+def _only_input(model: ServedModel, request: InferRequest, allowed: Sequence[str]) -> InferInput:
+    expected = input_specs(model)[0]["name"]
+    given = [tensor.name for tensor in request.inputs]
+    if given != [expected]:
+        raise BadRequest(f"model '{model.name}' takes one input '{expected}', got {given}")
+    tensor = request.inputs[0]
+    if tensor.datatype not in allowed:
+        raise BadRequest(
+            f"input '{expected}' of model '{model.name}' takes {', '.join(allowed)}, "
+            f"not {tensor.datatype}"
+        )
+    if tensor.data.size == 0:
+        raise BadRequest(f"input '{expected}' has no elements")
+    return tensor
+
+
+def _texts(tensor: InferInput) -> list[str]:
+    try:
+        return [bytes(item).decode("utf-8") for item in tensor.data.reshape(-1)]
+    except UnicodeDecodeError:
+        raise BadRequest(f"input '{tensor.name}': BYTES elements must be UTF-8 text") from None
+
+
+async def _classify_inputs(model: ServedModel, request: InferRequest) -> dict[str, np.ndarray]:
+    predictor = model.predictor
+    tokens = predictor.kind == "tokens"
+    tensor = _only_input(model, request, TOKEN_TYPES if tokens else IMAGE_TYPES)
+    if tensor.datatype == "BYTES":
+        if tensor.data.ndim != 1:
+            raise BadRequest(f"input '{tensor.name}' as texts must have shape [N]")
+        batch = await model.prepare(_texts(tensor))
+    else:
+        if tokens and tensor.data.ndim == 2 and tensor.shape[1] > predictor.input_shape[0]:
+            raise BadRequest(
+                f"input '{tensor.name}' has {tensor.shape[1]} tokens; the model reads at most "
+                f"{predictor.input_shape[0]}"
+            )
+        batch = predictor.prepare_tensor(tensor.data)
+    return model.named_outputs(await model.infer(batch))
+
+
+async def _generate(model: ServedModel, request: InferRequest) -> dict[str, np.ndarray]:
+    tensor = _only_input(model, request, ("BYTES",))
+    prompts = _texts(tensor)
+    if len(prompts) > MAX_PROMPTS:
+        raise BadRequest(f"at most {MAX_PROMPTS} prompts in one request, got {len(prompts)}")
+    given = {key: request.parameters[key] for key in SAMPLING if key in request.parameters}
+    try:  # every prompt checked before any is answered
+        requests = [
+            GenerateRequest.model_validate({"prompt": prompt, **given}, strict=True)
+            for prompt in prompts
+        ]
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()[:3]
+        )
+        raise BadRequest(f"invalid generation parameters: {problems}") from None
+    texts = [
+        await model.generate(
+            one.prompt,
+            one.max_tokens,
+            temperature=one.temperature,
+            top_k=one.top_k,
+            top_p=one.top_p,
+            seed=one.seed,
+        )
+        for one in requests
+    ]
+    return {"text": np.array(texts, dtype=object).reshape(tensor.shape)}
+
+
+# -- documentation models --------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    error: str
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: str = Field(description="BOOL, UINT8..UINT64, INT8..INT64, FP16, FP32, FP64, BYTES")
+    shape: list[int] = Field(description="-1 for a dimension of any size")
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class RequestInput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any] | None = Field(None, description="binary_data_size: bytes")
+    data: list[Any] | None = Field(None, description="row-major elements, flat or nested")
+
+
+class RequestOutputDoc(BaseModel):
+    name: str
+    parameters: dict[str, Any] | None = Field(
+        None, description="binary_data: bool; classification: top k"
+    )
+
+
+class InferenceRequestDoc(BaseModel):
+    id: str | None = None
+    parameters: dict[str, Any] | None = Field(
+        None, description="binary_data_output; max_tokens, temperature, top_k, top_p, seed"
+    )
+    inputs: list[RequestInput]
+    outputs: list[RequestOutputDoc] | None = None
+
+
+class ResponseOutput(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = None
+
+
+class InferenceResponseDoc(BaseModel):
+    model_name: str
+    model_version: str
+    id: str | None = None
+    outputs: list[ResponseOutput]
+
+
+class IndexEntry(BaseModel):
+    name: str
+    version: str
+    state: str
+    reason: str
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic JSON schema with its ``$defs`` put in place (OpenAPI cannot see them)."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    return resolve(schema)  # type: ignore[no-any-return]
+
+
+BINARY = {"type": "string", "format": "binary"}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "a request the server cannot read"},
+    404: {"model": ErrorBody, "description": "no such model or version"},
+}
+INFER_DOCS: dict[str, Any] = {
+    "openapi_extra": {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _inline(InferenceRequestDoc.model_json_schema())},
+                "application/octet-stream": {"schema": BINARY},
+            },
+        },
+        "parameters": [
+            {
+                "name": HEADER,
+                "in": "header",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1},
+                "description": "binary requests: the size of the JSON header at the body's start",
+            }
+        ],
+    },
+    "responses": {
+        200: {
+            "model": InferenceResponseDoc,
+            "description": "the outputs (binary outputs: application/octet-stream)",
+            "content": {"application/octet-stream": {"schema": BINARY}},
+        },
+        **ERRORS,
+    },
+    "response_class": Response,
+}
+
+# -- routes ----------------------------------------------------------------------------------
+
+router = APIRouter(tags=["KServe V2"])
+
+
+@router.get("/v2", response_model=ServerMetadata, summary="V2 server metadata")
+async def server_metadata() -> dict[str, Any]:
+    return {"name": "deepline", "version": __version__, "extensions": EXTENSIONS}
+
+
+@router.get("/v2/health/live", summary="V2 liveness: 200 while the server answers")
+async def live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@router.get(
+    "/v2/health/ready",
+    summary="V2 readiness: 200 when every model is ready, else 503",
+    responses={503: {"description": "a model is not ready"}},
+)
+async def ready(request: Request) -> JSONResponse:
+    ok = all(model.ready for model in models(request))
+    return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+
+def _metadata(request: Request, name: str, version: str | None) -> dict[str, Any]:
+    model = served(request, name, version)
+    return {
+        "name": model.name,
+        "versions": [str(v) for v in sorted(models(request).models[name])],
+        "platform": f"deepline_{model.predictor.backend}",
+        "inputs": input_specs(model),
+        "outputs": output_specs(model),
+    }
+
+
+@router.get(
+    "/v2/models/{name}",
+    response_model=ModelMetadata,
+    responses=ERRORS,
+    summary="V2 model metadata (latest version)",
+)
+async def model_metadata(request: Request, name: str) -> dict[str, Any]:
+    return _metadata(request, name, None)
+
+
+@router.get(
+    "/v2/models/{name}/versions/{version}",
+    response_model=ModelMetadata,
+    responses=ERRORS,
+    summary="V2 model metadata of one version",
+)
+async def version_metadata(request: Request, name: str, version: str) -> dict[str, Any]:
+    return _metadata(request, name, version)
+
+
+def _ready(request: Request, name: str, version: str | None) -> JSONResponse:
+    model = served(request, name, version)
+    body = {"name": model.name, "ready": model.ready}
+    return JSONResponse(body, status_code=200 if model.ready else 503)
+
+
+@router.get("/v2/models/{name}/ready", responses=ERRORS, summary="V2 model readiness (latest)")
+async def model_ready(request: Request, name: str) -> JSONResponse:
+    return _ready(request, name, None)
+
+
+@router.get(
+    "/v2/models/{name}/versions/{version}/ready",
+    responses=ERRORS,
+    summary="V2 readiness of one model version",
+)
+async def version_ready(request: Request, name: str, version: str) -> JSONResponse:
+    return _ready(request, name, version)
+
+
+async def _infer(request: Request, name: str, version: str | None) -> Response:
+    model = served(request, name, version)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise ServeError(415, f"compressed bodies (Content-Encoding: {encoding}) are not read")
+    body = await request.body()
+    length = parse_header_length(request.headers.get(HEADER))
+    if len(body) > LARGE_BODY:  # parse big bodies off the event loop: probes stay answered
+        parsed = await asyncio.to_thread(parse_infer_request, body, length)
+    else:
+        parsed = parse_infer_request(body, length)
+    specs = output_specs(model)
+    plan = plan_outputs(parsed, specs)
+    if model.predictor.generates:
+        tensors = await _generate(model, parsed)
+    else:
+        tensors = await _classify_inputs(model, parsed)
+    outputs = build_outputs(plan, tensors, specs, model.predictor.classes)
+    body, headers = encode_response(model.name, model.version, outputs, parsed.id)
+    return Response(body, headers=headers)
+
+
+@router.post("/v2/models/{name}/infer", summary="V2 inference (latest version)", **INFER_DOCS)
+async def infer(request: Request, name: str) -> Response:
+    return await _infer(request, name, None)
+
+
+@router.post(
+    "/v2/models/{name}/versions/{version}/infer",
+    summary="V2 inference with one model version",
+    **INFER_DOCS,
+)
+async def version_infer(request: Request, name: str, version: str) -> Response:
+    return await _infer(request, name, version)
+
+
+@router.post(
+    "/v2/repository/index",
+    response_model=list[IndexEntry],
+    responses={400: ERRORS[400]},
+    summary="Every model version in the repository and its state",
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "properties": {"ready": {"type": "boolean"}}}
+                }
+            },
+        }
+    },
+)
+async def repository_index(request: Request) -> list[dict[str, str]]:
+    ready_only = parse_index_request(await request.body())
+    return [
+        {
+            "name": model.name,
+            "version": str(model.version),
+            "state": "READY" if model.ready else "UNAVAILABLE",
+            "reason": "",
+        }
+        for model in sorted(models(request), key=lambda m: (m.name, m.version))
+        if model.ready or not ready_only
+    ]
+
+
+REFUSED = (
+    "models are not loaded or unloaded over HTTP: this server serves a fixed repository "
+    "(restart it to change models)"
+)
+
+
+@router.post(
+    "/v2/repository/models/{name}/load",
+    status_code=403,
+    responses={403: {"model": ErrorBody, "description": "always: models are fixed"}},
+    summary="Refused: models are fixed when the server starts",
+)
+async def load(name: str) -> None:
+    raise ServeError(403, REFUSED)
+
+
+@router.post(
+    "/v2/repository/models/{name}/unload",
+    status_code=403,
+    responses={403: {"model": ErrorBody, "description": "always: models are fixed"}},
+    summary="Refused: models are fixed when the server starts",
+)
+async def unload(name: str) -> None:
+    raise ServeError(403, REFUSED)

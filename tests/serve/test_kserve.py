@@ -1,0 +1,686 @@
+"""KServe V2 over real HTTP: metadata, health, JSON and binary inference (checked against a
+local Predictor and against Triton's own Python client), the repository index, and every
+error a client can cause."""
+
+from __future__ import annotations
+
+import csv
+import json
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from deepline.deploy.predictor import Predictor
+from deepline.serve.app import create_app
+from deepline.serve.server import BackgroundServer
+from deepline.serve.settings import ServeSettings
+from tests.serve.conftest import _train_and_export
+
+HEADER = "Inference-Header-Content-Length"
+KINDS = {"FP32": "<f4", "UINT8": "u1", "INT64": "<i8", "INT32": "<i4"}
+
+
+@pytest.fixture(scope="module")
+def predictor(mnist_bundle: Path) -> Predictor:
+    return Predictor(mnist_bundle)
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_digits: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    return mnist_digits[0][:8]  # (8, 28, 28) uint8
+
+
+def image_input(pixels: np.ndarray, datatype: str = "FP32", flat: bool = True) -> dict[str, Any]:
+    batch = pixels[:, None]  # (N, 1, 28, 28)
+    values = batch / 255.0 if datatype == "FP32" else batch
+    data = values.reshape(-1).tolist() if flat else values.tolist()
+    return {"name": "input", "shape": list(batch.shape), "datatype": datatype, "data": data}
+
+
+def infer(client: httpx.Client, body: dict[str, Any], path: str = "mnist") -> dict[str, Any]:
+    response = client.post(f"/v2/models/{path}/infer", json=body)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    return response.json()  # type: ignore[no-any-return]
+
+
+def outputs(answer: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Response tensors by name, shaped (JSON data)."""
+    return {
+        o["name"]: np.array(o["data"], dtype=object if o["datatype"] == "BYTES" else None).reshape(
+            o["shape"]
+        )
+        for o in answer["outputs"]
+    }
+
+
+def expected_labels(predictor: Predictor, pixels: np.ndarray) -> list[str]:
+    return [answer[0]["class"] for answer in predictor.predict(list(pixels))]
+
+
+def pack_bytes(items: list[bytes]) -> bytes:
+    return b"".join(struct.pack("<I", len(item)) + item for item in items)
+
+
+def binary_request(header: dict[str, Any], *chunks: bytes) -> tuple[bytes, dict[str, str]]:
+    head = json.dumps(header).encode()
+    return head + b"".join(chunks), {
+        HEADER: str(len(head)),
+        "content-type": "application/octet-stream",
+    }
+
+
+def read_binary(response: httpx.Response) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Our own reading of a binary response (independent of the server's encoder)."""
+    assert response.headers["content-type"] == "application/octet-stream"
+    size = int(response.headers[HEADER])
+    doc = json.loads(response.content[:size])
+    tensors, position = {}, size
+    for out in doc["outputs"]:
+        if "data" in out:
+            continue
+        n = out["parameters"]["binary_data_size"]
+        raw = response.content[position : position + n]
+        position += n
+        if out["datatype"] == "BYTES":
+            items, i = [], 0
+            while i < len(raw):
+                (length,) = struct.unpack_from("<I", raw, i)
+                items.append(raw[i + 4 : i + 4 + length].decode())
+                i += 4 + length
+            tensors[out["name"]] = np.array(items, dtype=object).reshape(out["shape"])
+        else:
+            dtype = {"FP32": "<f4", "INT64": "<i8"}[out["datatype"]]
+            tensors[out["name"]] = np.frombuffer(raw, dtype=dtype).reshape(out["shape"])
+    assert position == len(response.content)
+    return doc, tensors
+
+
+# ---------------------------------------------------------------------------- metadata, health
+
+
+def test_server_metadata_and_health(client: httpx.Client) -> None:
+    meta = client.get("/v2").json()
+    assert meta["name"] == "deepline" and isinstance(meta["version"], str)
+    assert {"binary_tensor_data", "model_repository", "classification"} <= set(meta["extensions"])
+    live = client.get("/v2/health/live")
+    assert live.status_code == 200 and live.json() == {"live": True}
+    ready = client.get("/v2/health/ready")
+    assert ready.status_code == 200 and ready.json() == {"ready": True}
+
+
+def test_model_metadata_and_versions(client: httpx.Client) -> None:
+    meta = client.get("/v2/models/mnist").json()
+    assert meta["name"] == "mnist" and meta["versions"] == ["1", "2"]
+    assert meta["platform"] == "deepline_onnx"
+    assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 1, 28, 28]}]
+    assert meta["outputs"] == [
+        {"name": "logits", "datatype": "FP32", "shape": [-1, 10]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
+        {"name": "label", "datatype": "BYTES", "shape": [-1]},
+    ]
+    for version in ("1", "2"):
+        assert client.get(f"/v2/models/mnist/versions/{version}").json() == meta
+    small = client.get("/v2/models/digits").json()
+    assert small["versions"] == ["1"] and small["inputs"][0]["shape"] == [-1, 1, 8, 8]
+    for path in ("/v2/models/mnist/versions/3", "/v2/models/mnist/versions/x", "/v2/models/no"):
+        missing = client.get(path)
+        assert missing.status_code == 404 and missing.json()["error"]
+    assert "versions: 1, 2" in client.get("/v2/models/mnist/versions/3").json()["error"]
+
+
+def test_model_ready(client: httpx.Client) -> None:
+    for path in ("mnist", "mnist/versions/1", "mnist/versions/2", "digits"):
+        ready = client.get(f"/v2/models/{path}/ready")
+        assert ready.status_code == 200 and ready.json()["ready"] is True
+    assert client.get("/v2/models/mnist/ready").json()["name"] == "mnist"
+    for path in ("mnist/versions/7", "nope"):
+        missing = client.get(f"/v2/models/{path}/ready")
+        assert missing.status_code == 404 and "error" in missing.json()
+
+
+# ---------------------------------------------------------------------------- JSON inference
+
+
+def test_fp32_json_agrees_with_predictor(
+    client: httpx.Client, predictor: Predictor, digits: np.ndarray
+) -> None:
+    answer = infer(client, {"id": "req-7", "inputs": [image_input(digits, "FP32", flat=False)]})
+    assert answer["model_name"] == "mnist" and answer["model_version"] == "2"
+    assert answer["id"] == "req-7"
+    assert [o["name"] for o in answer["outputs"]] == ["logits", "probabilities", "label"]
+    got = outputs(answer)
+    assert got["logits"].shape == (8, 10) and got["label"].shape == (8,)
+    assert list(got["label"]) == expected_labels(predictor, digits)
+    local = predictor.run(predictor.prepare_tensor(digits[:, None] / 255.0))
+    np.testing.assert_allclose(got["logits"].astype(np.float32), local, atol=1e-5)
+    np.testing.assert_allclose(got["probabilities"].astype(float).sum(1), 1.0, atol=1e-5)
+
+
+def test_uint8_flat_nested_and_versions_agree(
+    client: httpx.Client, predictor: Predictor, digits: np.ndarray
+) -> None:
+    fp32 = outputs(infer(client, {"inputs": [image_input(digits, "FP32")]}))
+    flat = infer(client, {"inputs": [image_input(digits, "UINT8")]}, "mnist/versions/1")
+    nested = infer(client, {"inputs": [image_input(digits, "UINT8", flat=False)]})
+    assert flat["model_version"] == "1" and "id" not in flat
+    for answer in (flat, nested):
+        got = outputs(answer)
+        np.testing.assert_allclose(
+            got["logits"].astype(float), fp32["logits"].astype(float), atol=1e-5
+        )
+        assert list(got["label"]) == expected_labels(predictor, digits)
+    # a large body (parsed off the event loop) gives the same answer
+    padded = json.dumps({"inputs": [image_input(digits, "UINT8")]}).encode() + b" " * 300_000
+    large = client.post("/v2/models/mnist/infer", content=padded)
+    assert outputs(large.json())["label"].tolist() == expected_labels(predictor, digits)
+    # grey images may leave out the channel: (N, 28, 28)
+    grey = {"name": "input", "shape": [8, 28, 28], "datatype": "UINT8"}
+    got = outputs(infer(client, {"inputs": [{**grey, "data": digits.reshape(-1).tolist()}]}))
+    assert list(got["label"]) == expected_labels(predictor, digits)
+
+
+def test_requested_outputs_and_classification(client: httpx.Client, digits: np.ndarray) -> None:
+    body = {"inputs": [image_input(digits[:3])], "outputs": [{"name": "label"}]}
+    answer = infer(client, body)
+    assert [o["name"] for o in answer["outputs"]] == ["label"]
+    assert answer["outputs"][0]["datatype"] == "BYTES" and answer["outputs"][0]["shape"] == [3]
+    body["outputs"] = [{"name": "probabilities"}, {"name": "logits"}]
+    assert [o["name"] for o in infer(client, body)["outputs"]] == ["probabilities", "logits"]
+    body["outputs"] = [{"name": "probabilities", "parameters": {"classification": 3}}]
+    ranked = infer(client, body)["outputs"][0]
+    assert ranked["datatype"] == "BYTES" and ranked["shape"] == [3, 3]
+    full = outputs(infer(client, {"inputs": [image_input(digits[:3])]}))
+    for row, strings in enumerate(np.array(ranked["data"]).reshape(3, 3)):
+        values = [float(s.split(":")[0]) for s in strings]
+        assert values == sorted(values, reverse=True)
+        value, index, label = strings[0].split(":")
+        assert int(index) == int(np.argmax(full["probabilities"][row].astype(float)))
+        assert label == full["label"][row] and float(value) == pytest.approx(max(values))
+
+
+# ---------------------------------------------------------------------------- binary extension
+
+
+def test_binary_request_and_response_by_hand(
+    client: httpx.Client, predictor: Predictor, digits: np.ndarray
+) -> None:
+    pixels = digits[:, None]  # (8, 1, 28, 28) uint8
+    header = {
+        "id": "bin",
+        "inputs": [
+            {
+                "name": "input",
+                "shape": list(pixels.shape),
+                "datatype": "UINT8",
+                "parameters": {"binary_data_size": pixels.nbytes},
+            }
+        ],
+        "outputs": [
+            {"name": "logits", "parameters": {"binary_data": True}},
+            {"name": "probabilities"},  # JSON, between two binary outputs
+            {"name": "label", "parameters": {"binary_data": True}},
+        ],
+    }
+    body, headers = binary_request(header, pixels.tobytes())
+    response = client.post("/v2/models/mnist/infer", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    doc, tensors = read_binary(response)
+    assert doc["id"] == "bin" and doc["outputs"][1]["name"] == "probabilities"
+    assert "data" in doc["outputs"][1] and "parameters" not in doc["outputs"][1]
+    assert doc["outputs"][0]["parameters"]["binary_data_size"] == 8 * 10 * 4
+    assert list(tensors["label"]) == expected_labels(predictor, digits)
+    json_answer = outputs(infer(client, {"inputs": [image_input(digits, "UINT8")]}))
+    np.testing.assert_allclose(tensors["logits"], json_answer["logits"].astype(float), atol=1e-6)
+
+    # FP32 binary input; binary_data_output makes every output binary
+    floats = (pixels / 255.0).astype("<f4")
+    header2: dict[str, Any] = {
+        "parameters": {"binary_data_output": True},
+        "inputs": [
+            {
+                "name": "input",
+                "shape": list(floats.shape),
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": floats.nbytes},
+            }
+        ],
+    }
+    body, headers = binary_request(header2, floats.tobytes())
+    doc, tensors = read_binary(client.post("/v2/models/mnist/infer", content=body, headers=headers))
+    assert [o["name"] for o in doc["outputs"]] == ["logits", "probabilities", "label"]
+    assert all("data" not in o for o in doc["outputs"])
+    np.testing.assert_allclose(tensors["logits"], json_answer["logits"].astype(float), atol=1e-5)
+    # a binary header with nothing binary after it is still a valid request
+    body, headers = binary_request({"inputs": [image_input(digits[:1])]})
+    response = client.post("/v2/models/mnist/infer", content=body, headers=headers)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+
+
+def test_tritonclient_talks_to_us(
+    server: BackgroundServer, predictor: Predictor, digits: np.ndarray
+) -> None:
+    """NVIDIA's own V2 client, binary in and out: the strongest proof of the protocol."""
+    triton = pytest.importorskip("tritonclient.http")
+    from tritonclient.utils import InferenceServerException
+
+    client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+    try:
+        assert client.is_server_live() and client.is_server_ready()
+        assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+        assert client.is_model_ready("mnist") and client.is_model_ready("mnist", "1")
+        assert not client.is_model_ready("mnist", "9")
+        assert client.get_model_metadata("mnist", "1")["inputs"][0]["datatype"] == "FP32"
+        index = client.get_model_repository_index()
+        assert [(m["name"], m["version"]) for m in index] == [
+            ("digits", "1"),
+            ("mnist", "1"),
+            ("mnist", "2"),
+        ]
+
+        floats = (digits[:, None] / 255.0).astype(np.float32)
+        tensor = triton.InferInput("input", list(floats.shape), "FP32")
+        tensor.set_data_from_numpy(floats, binary_data=True)
+        wanted = [
+            triton.InferRequestedOutput("logits", binary_data=True),
+            triton.InferRequestedOutput("label", binary_data=True),
+            triton.InferRequestedOutput("probabilities", binary_data=False),
+        ]
+        result = client.infer("mnist", [tensor], model_version="1", outputs=wanted, request_id="t")
+        assert result.get_response()["model_version"] == "1" and result.get_response()["id"] == "t"
+        labels = [item.decode() for item in result.as_numpy("label")]
+        assert labels == expected_labels(predictor, digits)
+        local = predictor.run(predictor.prepare_tensor(floats))
+        np.testing.assert_allclose(result.as_numpy("logits"), local, atol=1e-5)
+        assert result.as_numpy("probabilities").shape == (8, 10)
+
+        # UINT8 pixels, no outputs named: the client asks for every output in binary
+        pixels = triton.InferInput("input", [8, 1, 28, 28], "UINT8")
+        pixels.set_data_from_numpy(digits[:, None], binary_data=True)
+        result = client.infer("mnist", [pixels])
+        assert [item.decode() for item in result.as_numpy("label")] == labels
+        assert result.as_numpy("logits").dtype == np.float32
+        # JSON input, classification output (the client's class_count)
+        pixels.set_shape([2, 1, 28, 28])
+        pixels.set_data_from_numpy(digits[:2, None], binary_data=False)
+        top = triton.InferRequestedOutput("probabilities", binary_data=True, class_count=2)
+        ranked = client.infer("mnist", [pixels], outputs=[top]).as_numpy("probabilities")
+        assert ranked.shape == (2, 2) and ranked[0, 0].decode().endswith(":" + labels[0])
+
+        for call, fragment in [
+            (lambda: client.infer("nope", [tensor]), "no model named 'nope'"),
+            (lambda: client.infer("mnist", [tensor], model_version="5"), "has no version 5"),
+            (lambda: client.load_model("mnist"), "not loaded or unloaded"),
+            (lambda: client.unload_model("mnist"), "not loaded or unloaded"),
+        ]:
+            with pytest.raises(InferenceServerException, match=fragment):
+                call()
+    finally:
+        client.close()
+
+
+# ---------------------------------------------------------------------------- repository
+
+
+def test_repository_index_and_refused_loads(client: httpx.Client) -> None:
+    expected = [
+        {"name": "digits", "version": "1", "state": "READY", "reason": ""},
+        {"name": "mnist", "version": "1", "state": "READY", "reason": ""},
+        {"name": "mnist", "version": "2", "state": "READY", "reason": ""},
+    ]
+    assert client.post("/v2/repository/index").json() == expected
+    assert client.post("/v2/repository/index", json={"ready": True}).json() == expected
+    assert client.post("/v2/repository/index", json={}).json() == expected
+    for bad in (b"{", b"[]", b'{"ready": "yes"}', b'{"readyy": true}'):
+        response = client.post("/v2/repository/index", content=bad)
+        assert response.status_code == 400 and response.json()["error"]
+    for action in ("load", "unload"):
+        for name in ("mnist", "unknown"):
+            refused = client.post(f"/v2/repository/models/{name}/{action}", json={})
+            assert refused.status_code == 403
+            assert "not loaded or unloaded over HTTP" in refused.json()["error"]
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def _binary_case(size: int, extra: bytes = b"", length: str | None = None) -> dict[str, Any]:
+    header = {
+        "inputs": [
+            {
+                "name": "input",
+                "shape": [1, 1, 28, 28],
+                "datatype": "UINT8",
+                "parameters": {"binary_data_size": size},
+            }
+        ]
+    }
+    body, headers = binary_request(header, bytes(784)[:size] + extra)
+    if length is not None:
+        headers[HEADER] = length
+    return {"content": body, "headers": headers}
+
+
+def _json_case(**changes: Any) -> dict[str, Any]:
+    tensor = {"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [0.5] * 784}
+    body: dict[str, Any] = {"inputs": [{**tensor, **changes.pop("input", {})}], **changes}
+    return {"json": body}
+
+
+ERROR_CASES = {
+    "unknown model": ("nope", _json_case(), 404, "no model named 'nope'"),
+    "unknown version": ("mnist/versions/4", _json_case(), 404, "has no version 4"),
+    "wrong datatype": (
+        "mnist",
+        _json_case(input={"datatype": "INT64", "data": [1] * 784}),
+        400,
+        "takes FP32, FP64, FP16, UINT8, not INT64",
+    ),
+    "unknown datatype": ("mnist", _json_case(input={"datatype": "FLOAT"}), 400, "known: BOOL"),
+    "BYTES to an image model": (
+        "mnist",
+        _json_case(input={"datatype": "BYTES", "shape": [1], "data": ["x"]}),
+        400,
+        "not BYTES",
+    ),
+    "wrong shape": ("mnist", _json_case(input={"shape": [1, 28, 1, 28]}), 400, "does not match"),
+    "element count": (
+        "mnist",
+        _json_case(input={"data": [0.5] * 783}),
+        400,
+        "has 783 elements but shape [1, 1, 28, 28] holds 784",
+    ),
+    "strings as numbers": (
+        "mnist",
+        _json_case(input={"data": ["0.5"] * 784}),
+        400,
+        "must be numbers",
+    ),
+    "NaN": (
+        "mnist",
+        {"content": json.dumps(_json_case(input={"data": [float("nan")] * 784})["json"]).encode()},
+        400,
+        "NaN",
+    ),
+    "wrong input name": (
+        "mnist",
+        _json_case(input={"name": "image"}),
+        400,
+        "takes one input 'input', got ['image']",
+    ),
+    "no inputs": ("mnist", {"json": {"inputs": []}}, 400, "'inputs' must be a non-empty list"),
+    "bad JSON": ("mnist", {"content": b'{"inputs": ['}, 400, "not valid JSON"),
+    "not an object": ("mnist", {"content": b"[1, 2]"}, 400, "must be a JSON object"),
+    "unknown field": ("mnist", _json_case(inputz=1), 400, "unknown field(s) 'inputz'"),
+    "unknown output": (
+        "mnist",
+        _json_case(outputs=[{"name": "scores"}]),
+        400,
+        "unknown output 'scores'",
+    ),
+    "classification of labels": (
+        "mnist",
+        _json_case(outputs=[{"name": "label", "parameters": {"classification": 2}}]),
+        400,
+        "no classes to rank",
+    ),
+    "too many classes": (
+        "mnist",
+        _json_case(outputs=[{"name": "logits", "parameters": {"classification": 11}}]),
+        400,
+        "the model has 10",
+    ),
+    "shared memory": (
+        "mnist",
+        _json_case(outputs=[{"name": "logits", "parameters": {"shared_memory_region": "r"}}]),
+        400,
+        "shared memory",
+    ),
+    "binary sizes do not add up": (
+        "mnist",
+        _binary_case(784, extra=b"\0" * 5),
+        400,
+        "add up to 784",
+    ),
+    "binary size wrong for shape": (
+        "mnist",
+        _binary_case(700),
+        400,
+        "binary_data_size is 700 bytes but 784 UINT8",
+    ),
+    "binary data cut short": (
+        "mnist",
+        {**_binary_case(784), "content": _binary_case(784)["content"][:-10]},
+        400,
+        "only 774 are left",
+    ),
+    "header length past the body": (
+        "mnist",
+        _binary_case(784, length="99999"),
+        400,
+        "is 99999 but the body has",
+    ),
+    "header length not a number": (
+        "mnist",
+        _binary_case(784, length="12a"),
+        400,
+        "must be a byte count",
+    ),
+    "header length cuts the JSON": ("mnist", _binary_case(784, length="10"), 400, "not valid JSON"),
+    "binary size without the header": (
+        "mnist",
+        {
+            "json": _json_case()["json"]
+            | {
+                "inputs": [
+                    {
+                        "name": "input",
+                        "shape": [1],
+                        "datatype": "UINT8",
+                        "parameters": {"binary_data_size": 1},
+                    }
+                ]
+            }
+        },
+        400,
+        "has no Inference-Header-Content-Length",
+    ),
+    "compressed body": (
+        "mnist",
+        {**_json_case(), "headers": {"content-encoding": "gzip"}},
+        415,
+        "Content-Encoding: gzip",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ERROR_CASES), ids=list(ERROR_CASES))
+def test_errors_are_json_and_the_server_goes_on(
+    client: httpx.Client, digits: np.ndarray, case: str
+) -> None:
+    path, request, status, fragment = ERROR_CASES[case]
+    response = client.post(f"/v2/models/{path}/infer", **request)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert fragment in response.json()["error"]
+    assert client.get("/v2/health/ready").status_code == 200
+    assert infer(client, {"inputs": [image_input(digits[:1])]})["outputs"]
+
+
+def test_openapi_documents_the_routes(client: httpx.Client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in (
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/{name}",
+        "/v2/models/{name}/versions/{version}/ready",
+        "/v2/models/{name}/versions/{version}/infer",
+        "/v2/repository/index",
+    ):
+        assert path in paths, path
+    infer_doc = paths["/v2/models/{name}/infer"]["post"]
+    assert infer_doc["summary"]
+    schema = infer_doc["requestBody"]["content"]["application/json"]["schema"]
+    assert "inputs" in schema["required"] and "$ref" not in json.dumps(schema)
+
+
+# ---------------------------------------------------------------------------- text models
+
+REVIEWS = [
+    ("a fine warm film", "pos"),
+    ("dull and far too long", "neg"),
+    ("great fun", "pos"),
+    ("boring", "neg"),
+]
+
+
+@pytest.fixture(scope="module")
+def text_bundles(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A few-step character GPT on Tiny Shakespeare and a text classifier on a small CSV."""
+    root = tmp_path_factory.mktemp("kserve-text")
+    lm = {
+        "name": "gpt",
+        "seed": 0,
+        "data": {
+            "name": "tinyshakespeare",
+            "context": 16,
+            "limit": 5000,
+            "data_dir": str(shared_data),
+        },
+        "task": {"name": "language_modelling", "sample_prompt": "A", "sample_tokens": 4},
+        "model": {"name": "gpt", "n_layer": 1, "n_head": 1, "n_embd": 16},
+        "train": {
+            "max_steps": 2,
+            "steps_per_epoch": 2,
+            "eval_batches": 1,
+            "batch_size": 8,
+            "num_threads": 1,
+            "tensorboard": False,
+        },
+        "eval": {"split": "val", "batch_size": 8},
+    }
+    path = root / "reviews.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(("text", "label"))
+        writer.writerows((f"{REVIEWS[i % 4][0]} {i}", REVIEWS[i % 4][1]) for i in range(40))
+    classifier = {
+        "name": "reviews",
+        "seed": 0,
+        "task": {"name": "sequence_classification"},
+        "data": {"name": "text-csv", "path": str(path), "context": 16},
+        "model": {"name": "transformer", "d_model": 16, "heads": 1, "layers": 1, "dropout": 0.0},
+        "train": {"epochs": 1, "batch_size": 16, "num_threads": 1, "tensorboard": False},
+    }
+    return {
+        "gpt": _train_and_export(lm, root / "lm"),
+        "reviews": _train_and_export(classifier, root / "tc"),
+    }
+
+
+@pytest.fixture(scope="module")
+def text_client(
+    text_bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[httpx.Client]:
+    from deepline.serve.repository import add_bundle
+
+    repository = tmp_path_factory.mktemp("kserve-text-repository")
+    for name, bundle in text_bundles.items():
+        add_bundle(bundle, repository, name)
+    app = create_app(repository, ServeSettings(max_batch_size=4))
+    with BackgroundServer(app) as running, httpx.Client(base_url=running.url, timeout=60) as c:
+        yield c
+
+
+def test_language_model_prompts(text_client: httpx.Client, text_bundles: dict[str, Path]) -> None:
+    meta = text_client.get("/v2/models/gpt").json()
+    assert meta["inputs"] == [{"name": "prompt", "datatype": "BYTES", "shape": [-1]}]
+    assert meta["outputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    local = Predictor(text_bundles["gpt"])
+    body = {
+        "parameters": {"max_tokens": 12, "seed": 3, "temperature": 0.9, "top_k": 20},
+        "inputs": [{"name": "prompt", "shape": [1], "datatype": "BYTES", "data": ["ROMEO:"]}],
+    }
+    answer = infer(text_client, body, "gpt")
+    text = answer["outputs"][0]
+    assert text["name"] == "text" and text["datatype"] == "BYTES" and text["shape"] == [1]
+    assert text["data"] == [local.generate("ROMEO:", 12, seed=3, temperature=0.9, top_k=20)]
+
+    # two prompts as binary BYTES, the answer as binary BYTES
+    prompts = [b"ROMEO:", b"JULIET:\n"]
+    header = {
+        "parameters": {"max_tokens": 5, "seed": 1},
+        "inputs": [
+            {
+                "name": "prompt",
+                "shape": [2],
+                "datatype": "BYTES",
+                "parameters": {"binary_data_size": len(pack_bytes(prompts))},
+            }
+        ],
+        "outputs": [{"name": "text", "parameters": {"binary_data": True}}],
+    }
+    body_bytes, headers = binary_request(header, pack_bytes(prompts))
+    response = text_client.post("/v2/models/gpt/infer", content=body_bytes, headers=headers)
+    assert response.status_code == 200, response.text
+    _, tensors = read_binary(response)
+    assert list(tensors["text"]) == [local.generate(p.decode(), 5, seed=1) for p in prompts]
+
+    for parameters, fragment in [
+        ({"temperature": 0}, "temperature"),
+        ({"max_tokens": "many"}, "max_tokens"),
+        ({"top_p": 2.0}, "top_p"),
+    ]:
+        bad = text_client.post("/v2/models/gpt/infer", json={**body, "parameters": parameters})
+        assert bad.status_code == 400 and fragment in bad.json()["error"]
+    dash = {"name": "prompt", "shape": [1], "datatype": "BYTES", "data": ["JULIET \u2014"]}
+    bad = text_client.post("/v2/models/gpt/infer", json={"inputs": [dash]})
+    assert bad.status_code == 400 and "not in this tokenizer's vocabulary" in bad.json()["error"]
+    numbers = {"name": "prompt", "shape": [1], "datatype": "FP32", "data": [1.0]}
+    bad = text_client.post("/v2/models/gpt/infer", json={"inputs": [numbers]})
+    assert bad.status_code == 400 and "takes BYTES" in bad.json()["error"]
+    unknown = text_client.post("/v2/models/gpt/infer", json={**body, "outputs": [{"name": "x"}]})
+    assert unknown.status_code == 400 and "unknown output 'x'" in unknown.json()["error"]
+
+
+def test_text_classifier_reads_texts_and_token_ids(
+    text_client: httpx.Client, text_bundles: dict[str, Path]
+) -> None:
+    local = Predictor(text_bundles["reviews"])
+    texts = ["great fun 3", "boring 7", "dull and far too long"]
+    meta = text_client.get("/v2/models/reviews").json()
+    assert meta["inputs"] == [{"name": "input", "datatype": "INT64", "shape": [-1, -1]}]
+    answer = infer(
+        text_client,
+        {"inputs": [{"name": "input", "shape": [3], "datatype": "BYTES", "data": texts}]},
+        "reviews",
+    )
+    got = outputs(answer)
+    assert list(got["label"]) == [a[0]["class"] for a in local.predict(texts)]
+    ids = local.prepare(texts)  # (3, 16) int64 token ids
+    for datatype in ("INT64", "INT32"):
+        tensor = {"name": "input", "shape": list(ids.shape), "datatype": datatype}
+        by_ids = outputs(
+            infer(text_client, {"inputs": [{**tensor, "data": ids.tolist()}]}, "reviews")
+        )
+        np.testing.assert_allclose(
+            by_ids["logits"].astype(float), got["logits"].astype(float), atol=1e-5
+        )
+    short = {"name": "input", "shape": [1, 4], "datatype": "INT64", "data": ids[0, :4].tolist()}
+    assert outputs(infer(text_client, {"inputs": [short]}, "reviews"))["label"].shape == (1,)
+    too_long = {"name": "input", "shape": [1, 40], "datatype": "INT64", "data": [3] * 40}
+    bad = text_client.post("/v2/models/reviews/infer", json={"inputs": [too_long]})
+    assert bad.status_code == 400 and "at most 16" in bad.json()["error"]
+    outside = {"name": "input", "shape": [1, 2], "datatype": "INT64", "data": [3, 10**6]}
+    bad = text_client.post("/v2/models/reviews/infer", json={"inputs": [outside]})
+    assert bad.status_code == 400 and "token ids must lie in" in bad.json()["error"]
+    pixels = {"name": "input", "shape": [1, 2], "datatype": "FP32", "data": [0.1, 0.2]}
+    bad = text_client.post("/v2/models/reviews/infer", json={"inputs": [pixels]})
+    assert bad.status_code == 400 and "takes INT64, INT32, BYTES" in bad.json()["error"]
+    assert text_client.get("/v2/health/ready").json() == {"ready": True}
