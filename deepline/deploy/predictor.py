@@ -117,11 +117,7 @@ class Predictor:
         if shape[0] < 1:
             raise InputError("the batch is empty")
         if self.kind in ("tokens", "text"):
-            ids = np.asarray(array, dtype=np.int64)
-            vocab = int(self.bundle.preprocessing.get("vocab_size") or 0)
-            if vocab and (ids.min() < 0 or ids.max() >= vocab):
-                raise InputError(f"token ids must lie in [0, {vocab - 1}]")
-            return ids
+            return self._token_ids(array)
         return self.normalise(self._scaled(array))
 
     def normalise(self, batch: np.ndarray) -> np.ndarray:
@@ -281,6 +277,18 @@ class Predictor:
                 f"a sequence must be (T, {features}) numbers, got shape {list(values.shape)}"
             )
         return values
+
+    def _token_ids(self, array: np.ndarray) -> np.ndarray:
+        if array.dtype.kind not in "ui":
+            raise InputError(f"token ids must be integers, got {array.dtype}")
+        context = int(self.input_shape[0])
+        length = array.shape[1]
+        if not 1 <= length <= context:
+            raise InputError(f"sequences must hold 1 to {context} tokens, got {length}")
+        vocab = int(self.bundle.preprocessing.get("vocab_size") or 0)
+        if vocab and (array.min() < 0 or array.max() >= vocab):
+            raise InputError(f"token ids must lie in [0, {vocab - 1}]")
+        return array.astype(np.int64)
 
     def _texts(self, inputs: Sequence[Any]) -> np.ndarray:
         from deepline.data.sequences import encode_texts

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deepline.serve.errors import BadRequest
+from deepline.serve.openapi import body_schema
 from deepline.serve.served import ModelSet, ServedModel
 
 MAX_INPUTS = 1024
@@ -115,7 +116,7 @@ async def model_metadata(
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": PredictRequest.model_json_schema()},
+                "application/json": {"schema": body_schema(PredictRequest)},
                 "multipart/form-data": {
                     "schema": {
                         "type": "object",

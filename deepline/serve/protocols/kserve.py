@@ -36,6 +36,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from deepline import __version__
 from deepline.serve.errors import BadRequest, ServeError
+from deepline.serve.openapi import body_schema
 from deepline.serve.protocols.deepline_api import GenerateRequest, models, served
 from deepline.serve.protocols.kserve_payload import (
     HEADER,
@@ -221,22 +222,6 @@ class IndexEntry(BaseModel):
     reason: str
 
 
-def _inline(schema: dict[str, Any]) -> dict[str, Any]:
-    """A pydantic JSON schema with its ``$defs`` put in place (OpenAPI cannot see them)."""
-    defs = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            if "$ref" in node:
-                return resolve(defs[node["$ref"].rsplit("/", 1)[-1]])
-            return {key: resolve(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [resolve(value) for value in node]
-        return node
-
-    return resolve(schema)  # type: ignore[no-any-return]
-
-
 BINARY = {"type": "string", "format": "binary"}
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "a request the server cannot read"},
@@ -247,7 +232,7 @@ INFER_DOCS: dict[str, Any] = {
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": _inline(InferenceRequestDoc.model_json_schema())},
+                "application/json": {"schema": body_schema(InferenceRequestDoc)},
                 "application/octet-stream": {"schema": BINARY},
             },
         },
