@@ -14,6 +14,7 @@ from deepline import __version__
 from deepline.serve.errors import HANDLERS
 from deepline.serve.metrics import ServerMetrics
 from deepline.serve.middleware import BearerToken, BodyLimit, RequestMetrics
+from deepline.serve.protocols import deepline_api, kserve, page, tfserving
 from deepline.serve.repository import Entry, scan
 from deepline.serve.served import ModelSet
 from deepline.serve.settings import ServeSettings
@@ -44,8 +45,8 @@ def create_app(
     app.state.metrics = metrics
     for error, handler in HANDLERS.items():
         app.add_exception_handler(error, handler)
-    for router in _routers():
-        app.include_router(router)
+    for protocol in (deepline_api, tfserving, kserve, page):  # the page last
+        app.include_router(protocol.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
@@ -66,17 +67,3 @@ def create_app(
         app.add_middleware(BearerToken, token=settings.token)
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app
-
-
-def _routers() -> list:  # type: ignore[type-arg]
-    """Every protocol's router (imported here so a protocol module stays self-contained)."""
-    from deepline.serve.protocols import deepline_api
-
-    routers = [deepline_api.router]
-    for module in ("tfserving", "kserve", "page"):
-        try:
-            imported = __import__(f"deepline.serve.protocols.{module}", fromlist=["router"])
-        except ModuleNotFoundError:
-            continue
-        routers.append(imported.router)
-    return routers
