@@ -261,6 +261,8 @@ def _rows(instances: Any) -> dict[str, Tensor]:
     if not all(named):
         raise BadRequest("'instances' mixes objects of named inputs with plain values")
     keys = list(instances[0])
+    if not keys:
+        raise BadRequest("instance 0 is an empty object: name at least one input")
     for i, item in enumerate(instances):
         if set(item) != set(keys):
             raise BadRequest(
