@@ -3,8 +3,9 @@
 Each request carries a batch of one or more rows. The batcher waits up to ``max_delay_s`` after
 the first request for others, joins requests whose rows have the same shape and dtype up to
 ``max_batch_size`` rows, runs them in one call on an inference thread, and hands each request
-exactly its own rows back. With ``max_batch_size`` 1 every request runs on its own, on a pool of
-``workers`` threads.
+exactly its own rows back. Given the server's ``Arrivals``, it waits only while other requests
+are on their way, so a lone request runs at once. With ``max_batch_size`` 1 every request runs
+on its own, on a pool of ``workers`` threads.
 """
 
 from __future__ import annotations
@@ -21,6 +22,22 @@ import numpy as np
 
 Run = Callable[[np.ndarray], np.ndarray]
 OnBatch = Callable[[int, list[float]], None]  # (rows, queue seconds of each request)
+
+
+class Arrivals:
+    """Requests the server is handling that have not reached a batcher yet.
+
+    The server counts every request in flight; batchers count those they hold. A batcher waits
+    for more requests only while others are on their way, so a lone request never waits.
+    """
+
+    def __init__(self) -> None:
+        self.in_flight = 0  # requests being handled (the HTTP middleware counts them)
+        self.held = 0  # requests inside a batcher, queued or running
+
+    @property
+    def expected(self) -> int:
+        return self.in_flight - self.held
 
 
 @dataclass
@@ -42,8 +59,10 @@ class Batcher:
         max_delay_s: float = 0.002,
         workers: int = 4,
         on_batch: OnBatch | None = None,
+        arrivals: Arrivals | None = None,
     ) -> None:
         self.run = run
+        self.arrivals = arrivals  # None: always wait up to max_delay_s for company
         self.max_batch_size = max(1, max_batch_size)
         self.max_delay_s = max_delay_s
         self.on_batch = on_batch
@@ -71,7 +90,13 @@ class Batcher:
         pending = _Pending(batch, loop.create_future())
         self._pending.append(pending)
         self._arrived.set()
-        return await pending.future
+        if self.arrivals is None:
+            return await pending.future
+        self.arrivals.held += 1
+        try:
+            return await pending.future
+        finally:
+            self.arrivals.held -= 1
 
     async def close(self) -> None:
         if self._task is not None:
@@ -88,7 +113,7 @@ class Batcher:
                 await self._arrived.wait()
             key = self._pending[0].key
             deadline = loop.time() + self.max_delay_s
-            while self._rows(key) < self.max_batch_size:
+            while self._rows(key) < self.max_batch_size and self._company_coming():
                 timeout = deadline - loop.time()
                 if timeout <= 0:
                     break
@@ -100,6 +125,9 @@ class Batcher:
             group = self._take(key)
             if group:
                 await self._run_group(loop, group)
+
+    def _company_coming(self) -> bool:
+        return self.arrivals is None or self.arrivals.expected > 0
 
     def _rows(self, key: tuple[tuple[int, ...], str]) -> int:
         return sum(len(p.batch) for p in self._pending if p.key == key)

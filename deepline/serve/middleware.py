@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from deepline.serve.batching import Arrivals
 from deepline.serve.metrics import ServerMetrics
 
 OPEN_PATHS = frozenset({"/v2/health/live"})  # liveness answers without a token
@@ -102,12 +103,14 @@ def protocol_of(path: str) -> str:
 
 
 class RequestMetrics:
-    """Counts every answered request and its latency. Routes name the model they served in
+    """Counts every answered request and its latency, and the requests in flight (for the
+    batchers). Routes name the model they served in
     ``request.state.model`` as ``(name, version)``; other requests count as model ``-``."""
 
-    def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics, arrivals: Arrivals) -> None:
         self.app = app
         self.metrics = metrics
+        self.arrivals = arrivals
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] == "/metrics":
@@ -122,9 +125,11 @@ class RequestMetrics:
                 status = msg["status"]
             await send(msg)
 
+        self.arrivals.in_flight += 1
         try:
             await self.app(scope, receive, tracked)
         finally:
+            self.arrivals.in_flight -= 1
             name, version = _model_labels(scope["state"])
             self.metrics.record_request(
                 name, version, protocol_of(scope["path"]), status, time.perf_counter() - start

@@ -117,3 +117,45 @@ def test_works_with_no_delay_and_across_event_loops(delay: float) -> None:
 
     assert asyncio.run(once(1.0))[0, 0] == 1.0
     assert asyncio.run(once(2.0))[0, 0] == 2.0  # a new loop: the batcher starts over on it
+
+
+def test_a_lone_request_does_not_wait_for_company() -> None:
+    from deepline.serve.batching import Arrivals
+
+    arrivals = Arrivals()
+    model = Recorder()
+    batcher = Batcher(model, max_batch_size=8, max_delay_s=60.0, arrivals=arrivals)
+
+    async def alone() -> np.ndarray:
+        arrivals.in_flight += 1  # as the HTTP middleware counts it
+        try:
+            return await asyncio.wait_for(batcher.submit(np.ones((1, 2))), timeout=20)
+        finally:
+            arrivals.in_flight -= 1
+            await batcher.close()
+
+    assert asyncio.run(alone())[0, 0] == 2  # with 60 s of patience it would have timed out
+    assert arrivals.held == 0
+
+
+def test_requests_on_their_way_are_waited_for() -> None:
+    from deepline.serve.batching import Arrivals
+
+    arrivals = Arrivals()
+    model = Recorder()
+    batcher = Batcher(model, max_batch_size=8, max_delay_s=5.0, arrivals=arrivals)
+
+    async def two() -> list[np.ndarray]:
+        arrivals.in_flight += 2  # two requests in flight; the second is still being parsed
+
+        async def late() -> np.ndarray:
+            await asyncio.sleep(0.05)
+            return await batcher.submit(np.ones((1, 2)))
+
+        try:
+            return await asyncio.gather(batcher.submit(np.ones((1, 2))), late())
+        finally:
+            await batcher.close()
+
+    asyncio.run(two())
+    assert model.calls == [(2, 2)]  # the first waited for the second
