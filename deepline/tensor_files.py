@@ -6,6 +6,7 @@ each shared tensor is written once and its other names are recorded as aliases.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -29,7 +30,14 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, str]
         written[key] = name
         unique[name] = tensor.detach().contiguous().cpu()
     save_file(unique, str(path), metadata={f"alias:{a}": n for a, n in aliases.items()})
+    os.chmod(path, 0o666 & ~_umask())  # as any file written with open(), not owner-only
     return aliases
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -157,7 +157,7 @@ def export(
 
     formats = None
     if format_ is not None:
-        formats = check_formats([f.strip() for f in format_.split(",") if f.strip()])
+        formats = check_formats([f for f in format_.split(",") if f.strip()])
     is_bundle = (path / "bundle.json").is_file()
     try:
         if is_bundle:

@@ -34,7 +34,9 @@ def serve(
     max_delay_ms: float = typer.Option(2.0, min=0.0, help="how long a batch waits for more"),
     max_body_mb: float = typer.Option(16.0, min=0.001, help="request body cap (413 above)"),
     timeout: float = typer.Option(30.0, min=0.01, help="seconds a request may take"),
-    threads: int = typer.Option(None, min=1, help="inference threads per model"),
+    threads: int = typer.Option(
+        None, min=1, help="threads inside each model call (default: the runtime's choice)"
+    ),
     drift_window: int = typer.Option(1000, min=10, help="live examples the drift score covers"),
     cors: list[str] = typer.Option(None, help="allow these browser origins (default: none)"),
 ) -> None:
@@ -44,8 +46,11 @@ def serve(
     /metrics is for Prometheus; `deepline monitor URL` watches drift.
     """
     from deepline.serve.app import create_app
+    from deepline.serve.server import check_port_free, exposure_warning
     from deepline.serve.server import serve as run_server
     from deepline.serve.settings import ServeSettings
+
+    check_port_free(host, port)
 
     settings = ServeSettings(
         host=host,
@@ -68,11 +73,14 @@ def serve(
         meta = model.metadata()
         table.add_row(model.name, str(model.version), meta["task"], meta["input_kind"], backend)
     console.print(table)
-    shown = "localhost" if host == "127.0.0.1" else host
+    warning = exposure_warning(settings)
+    if warning:
+        console.print(f"[bold yellow]warning:[/] {warning}")
+    page = f"http://{host}:{port}/" + ("?token=TOKEN" if token else "")
     console.print(
-        f"listening on http://{shown}:{port}/  (page /, API docs /docs, metrics /metrics"
-        + (", bearer token required" if token else "")
-        + ")  Ctrl+C stops"
+        f"listening on http://{host}:{port}  page {page}  API docs /docs  metrics /metrics"
+        + ("  (bearer token required)" if token else "")
+        + "  Ctrl+C stops"
     )
     run_server(application, settings)
 
@@ -92,7 +100,7 @@ def repo_add(
 
 @repo_app.command("list")
 def repo_list(
-    repository: Path = typer.Argument(Path("models"), help="the repository folder"),
+    repository: Path = typer.Option(Path("models"), "--repo", help="the repository folder"),
 ) -> None:
     """The models and versions in a repository."""
     from deepline.serve.repository import scan

@@ -278,25 +278,43 @@ def _peek(paths: Iterable[Path]) -> tuple[dict[tuple[int, int], Path], bool]:
 # ---------------------------------------------------------------------------- single images
 
 
-def load_image(source: str | Path | bytes, channels: int, size: tuple[int, int]) -> np.ndarray:
+MAX_IMAGE_PIXELS = 25_000_000  # 5000 x 5000: larger images are refused before decoding
+
+
+def load_image(
+    source: str | Path | bytes,
+    channels: int,
+    size: tuple[int, int],
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> np.ndarray:
     """An image file (or its bytes) as float32 (channels, H, W) in [0, 1], resized bilinearly.
 
     Reads any Pillow format and mode (grey, RGB, RGBA, palette, 16-bit); raises ``InputError``
-    naming the file when it is not a readable image.
+    naming the file when it is not a readable image, or when it has more than ``max_pixels``
+    pixels (decoding is checked before it starts: a small file can hold a huge image).
 
     >>> load_image("digit.png", channels=1, size=(28, 28)).shape  # doctest: +SKIP
     (1, 28, 28)
     """
-    name = "the given bytes" if isinstance(source, bytes) else str(source)
+    name = "the uploaded image" if isinstance(source, bytes) else str(source)
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise InputError(
+                    f"{name} is {width}x{height} pixels, more than the {max_pixels:,} allowed: "
+                    "scale it down first"
+                )
             img.load()
             planes = _planes(img, channels)
     except FileNotFoundError:
         raise InputError(f"image file {name} does not exist") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError:
+        raise InputError(f"{name} is too large to decode safely: scale it down first") from None
+    except (OSError, ValueError, SyntaxError) as err:
+        reason = "unknown format" if isinstance(err, Image.UnidentifiedImageError) else err
         raise InputError(
-            f"{name} is not a readable image ({err}); give a PNG, JPEG, BMP, GIF, TIFF or WebP"
+            f"{name} is not a readable image ({reason}); give a PNG, JPEG, BMP, GIF, TIFF or WebP"
         ) from None
     return resize(torch.from_numpy(planes[None]), size)[0].clamp_(0.0, 1.0).numpy()
 

@@ -18,6 +18,7 @@ import numpy as np
 BINS = 10
 EPSILON = 1e-4  # floor for empty bins, so the log stays finite
 MODERATE, MAJOR = 0.1, 0.25
+MIN_EXAMPLES = 100  # fewer live examples than this: PSI is mostly sampling noise, no verdict
 
 
 def input_summaries(inputs: np.ndarray) -> dict[str, np.ndarray]:
@@ -103,11 +104,13 @@ class DriftMonitor:
             counts = np.bincount(predictions, minlength=len(ref_shares))[: len(ref_shares)]
             scores["predictions"] = psi(ref_shares, counts / n)
         score = max(scores.values(), default=0.0)
+        needed = min(MIN_EXAMPLES, self.window)
         return {
             "window": n,
             "window_size": self.window,
             "reference_examples": self.reference.get("examples"),
             "psi": scores,
             "score": score,
-            "status": verdict(score) if n else "no data",
+            "enough": n >= needed,
+            "status": verdict(score) if n >= needed else f"collecting ({n}/{needed})",
         }

@@ -121,7 +121,8 @@ def export_bundle(
 
     The export settings (atol, opset, int8_max_drop) are ``config``'s, else those the bundle was
     exported with. New files are written, then ``bundle.json`` is replaced atomically; the
-    report is merged into ``BUNDLE/export.json``. Raises ExportError like ``export_run``.
+    report is merged into ``BUNDLE/export.json`` (and the run's, for ``RUN_DIR/bundle``).
+    Raises ExportError like ``export_run``.
 
     >>> export_bundle("runs/digits_lenet/<time>/bundle", ["torchscript"])  # doctest: +SKIP
     """
@@ -154,6 +155,9 @@ def export_bundle(
         "formats": {**previous.get("formats", {}), **checked},
     }
     write_json(bundle.path / "export.json", report)
+    run_dir = bundle.path.parent
+    if bundle.path.name == "bundle" and (run_dir / "export.json").is_file():
+        write_json(run_dir / "export.json", report)  # the run's copy stays in step
     raise_on_failures(checked)
     return report
 
@@ -346,7 +350,14 @@ def raise_on_failures(formats: dict[str, dict[str, Any]]) -> None:
 
 def check_formats(formats: Sequence[str]) -> list[ExportFormat]:
     """``formats`` (each once, in order), or an ExportError naming a bad one and the allowed."""
+    formats = [name.strip().lower() for name in formats]
+    if not formats:
+        raise ExportError(f"no export format given. Allowed: {', '.join(FORMATS)}")
     for name in formats:
+        if name == "safetensors":
+            raise ExportError(
+                "safetensors weights are always written; --format adds " + ", ".join(FORMATS)
+            )
         if name not in FORMATS:
             raise ExportError(f"unknown export format '{name}'. Allowed: {', '.join(FORMATS)}")
     return list(dict.fromkeys(cast(Sequence[ExportFormat], formats)))

@@ -8,6 +8,7 @@ probabilities, or generated text). It reads only the bundle: no pickles, no trai
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from deepline.tasks.generation import generate
 Backend = Literal["onnx", "torch", "torchscript", "int8"]
 BACKENDS: tuple[str, ...] = ("onnx", "torch", "torchscript", "int8")
 Engine = Callable[[np.ndarray], np.ndarray]
+PIXEL_SLACK = 1e-3  # rounding tolerance around [0, 1] for fractional pixels
 
 
 class Predictor:
@@ -219,23 +221,44 @@ class Predictor:
             return lambda batch: session.run(None, {"input": batch})[0]
         from deepline.deploy.torchscript_export import load_torchscript
 
+        if backend == "int8":  # torch warns at every call that its quantized ops are deprecated
+            warnings.filterwarnings("ignore", message=".*quantize_per_(tensor|channel).*")
         return _torch_engine(load_torchscript(path))
 
     def _scaled(self, array: Any) -> np.ndarray:
-        """Numbers -> float32 in model units before normalisation (integers are raw values)."""
+        """Numbers -> float32 in [0, 1] units before normalisation.
+
+        Integers are raw values (image pixels 0..255, sequences 0..``input_scale``); floats are
+        taken as already scaled, and image pixels given as floats must lie in [0, 1].
+        """
         try:
             array = np.asarray(array)
-        except ValueError as err:  # ragged nested lists
-            raise InputError(f"inputs must be rectangular arrays of numbers ({err})") from None
-        if array.dtype.kind == "b" or array.dtype.kind not in "uif":
-            raise InputError(f"inputs must be numbers, got {array.dtype}")
+        except ValueError:  # ragged nested lists
+            raise InputError(
+                "inputs must be rectangular arrays of numbers: some rows have different lengths"
+            ) from None
+        if array.dtype.kind not in "uif":
+            kind = {"U": "text", "S": "bytes", "b": "true/false", "O": "mixed values"}
+            raise InputError(
+                f"inputs must be numbers, got {kind.get(array.dtype.kind, str(array.dtype))}"
+            )
+        if array.size == 0:
+            raise InputError("an input is empty")
         scale = 255.0 if self.kind == "image" else self.input_scale
         with np.errstate(over="ignore", invalid="ignore"):
             values = array.astype(np.float32)
-        if array.dtype.kind in "ui":
-            values /= scale
         if not np.isfinite(values).all():
             raise InputError("inputs contain NaN, infinity or numbers too large for float32")
+        low, high = float(values.min()), float(values.max())
+        if array.dtype.kind in "ui":
+            if self.kind == "image" and (low < 0 or high > 255):
+                raise InputError(f"whole-number pixels must lie in 0..255, got {low:g}..{high:g}")
+            values /= scale
+        elif self.kind == "image" and (low < -PIXEL_SLACK or high > 1 + PIXEL_SLACK):
+            raise InputError(
+                f"pixels given as fractions must lie in [0, 1], got {low:g}..{high:g}: send "
+                "whole numbers for 0..255 pixels, or divide by 255"
+            )
         return values
 
     def _image(self, item: Any) -> np.ndarray:

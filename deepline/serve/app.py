@@ -42,6 +42,8 @@ def create_app(
         version=__version__,
         description="deepline's own API, TensorFlow Serving REST and KServe V2 inference.",
         lifespan=lifespan,
+        docs_url=None,  # served below from local files: no CDN, works offline
+        redoc_url=None,
     )
     app.state.models = models
     app.state.settings = settings
@@ -50,6 +52,8 @@ def create_app(
         app.add_exception_handler(error, handler)
     for protocol in (deepline_api, tfserving, kserve, page):  # the page last
         app.include_router(protocol.router)
+
+    _add_api_docs(app)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
@@ -74,3 +78,23 @@ def create_app(
     gc.collect()
     gc.freeze()
     return app
+
+
+def _add_api_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` from the files of the ``swagger-ui-bundle`` package."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )

@@ -28,6 +28,8 @@ class _DriftCollector(Collector):
             labels=["model", "version", "signal"],
         )
         for name, version, report in self.reports():
+            if not report["enough"]:  # too few examples for a meaningful score
+                continue
             for signal, value in report["psi"].items():
                 family.add_metric([name, version, signal], value)
         yield family

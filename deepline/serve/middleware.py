@@ -72,14 +72,13 @@ class BearerToken:
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
         self.token = token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             return await self.app(scope, receive, send)
-        given = dict(scope["headers"]).get(b"authorization", b"")
-        ok = hmac.compare_digest(given, self.expected)
+        scheme, _, given = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
+        ok = scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token)
         if not ok and scope["path"] == "/":
             query = dict(
                 part.split(b"=", 1) for part in scope["query_string"].split(b"&") if b"=" in part

@@ -38,6 +38,8 @@ def check_name(name: str) -> str:
 def scan(path: str | Path) -> list[Entry]:
     """Every model version under ``path`` (or the bundle ``path`` itself), sorted."""
     root = Path(path)
+    if (root / "bundle" / "bundle.json").is_file() and (root / "config.yaml").is_file():
+        root = root / "bundle"  # a run folder: serve its bundle
     if (root / "bundle.json").is_file():
         bundle = load_bundle(root)
         return [Entry(check_name(str(bundle.spec.get("name") or root.name)), 1, root)]

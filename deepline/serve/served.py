@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,9 +86,20 @@ class ServedModel:
     async def generate(self, prompt: str, tokens: int, **sampling: Any) -> str:
         if not self.predictor.generates:
             raise ServeError(400, f"model '{self.name}' classifies: send inputs, not a prompt")
-        return await self._within_timeout(
-            asyncio.to_thread(self.predictor.generate, prompt, tokens, **sampling)
-        )
+        stop = threading.Event()  # set when the caller stops waiting: the thread stops too
+
+        def write() -> str:
+            pieces = []
+            for piece in self.predictor.stream(prompt, tokens, **sampling):
+                if stop.is_set():
+                    break
+                pieces.append(piece)
+            return "".join(pieces)
+
+        try:
+            return await self._within_timeout(asyncio.to_thread(write))
+        finally:
+            stop.set()
 
     async def _within_timeout(self, work: Awaitable[Any]) -> Any:
         try:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
-import warnings
 from types import TracebackType
 
 import uvicorn
 from fastapi import FastAPI
 
+from deepline.errors import DeeplineError
 from deepline.serve.settings import ServeSettings, is_loopback
 
 
@@ -28,14 +29,29 @@ def uvicorn_config(
     )
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Raise DeeplineError now, before anything is printed, when ``host:port`` is taken."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise DeeplineError(
+                f"cannot listen on {host}:{port} ({err.strerror}): pick another --port"
+            ) from None
+
+
+def exposure_warning(settings: ServeSettings) -> str | None:
+    """What to tell the user when the address is reachable from other machines."""
+    if is_loopback(settings.host):
+        return None
+    return f"serving on {settings.host}: other machines can reach this server" + (
+        "" if settings.token else "; consider --token"
+    )
+
+
 def serve(app: FastAPI, settings: ServeSettings) -> None:
-    """Serve until interrupted. Warns when the address is reachable from other machines."""
-    if not is_loopback(settings.host):
-        warnings.warn(
-            f"serving on {settings.host}: other machines can reach this server"
-            + ("" if settings.token else "; consider --token"),
-            stacklevel=2,
-        )
+    """Serve until interrupted."""
     uvicorn.Server(uvicorn_config(app, settings)).run()
 
 

@@ -16,6 +16,7 @@ from deepline.data import load_data
 from deepline.deploy.bundle import load_bundle
 from deepline.deploy.drift import reference_statistics
 from deepline.deploy.export import (
+    check_formats,
     export_bundle,
     export_formats,
     export_run,
@@ -176,6 +177,11 @@ def test_bad_format_names_are_clear_errors(
         export_run(run_dir, formats=["tflite"])
     code, _, err = deepline(["export", str(run_dir), "--format", "onnx,tflite"], capsys)
     assert_clear_error(code, err, "unknown export format 'tflite'", "onnx, torchscript, int8")
+    code, _, err = deepline(["export", str(run_dir), "--format", " "], capsys)
+    assert_clear_error(code, err, "no export format given", "onnx, torchscript, int8")
+    code, _, err = deepline(["export", str(run_dir), "--format", "safetensors"], capsys)
+    assert_clear_error(code, err, "always written", "onnx, torchscript, int8")
+    assert check_formats(["ONNX", " int8"]) == ["onnx", "int8"]
     assert load_config({"model": {"name": "mlp"}, "export": {"onnx": False}}).export.formats == []
 
 

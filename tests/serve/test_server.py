@@ -115,6 +115,9 @@ def test_errors_are_json_with_a_reason_and_the_server_stays_up(client: httpx.Cli
         ("/predict/mnist", {"inputs": [{"b64": base64.b64encode(b"text").decode()}]}, 400, "image"),
         ("/predict/mnist", {"inputs": [[[0.5]]], "extra": 1}, 400, "extra"),
         ("/predict/mnist", {"inputs": [[[float("nan")]]]}, 400, ""),
+        ("/predict/mnist", {"inputs": [[[0.5, 200.0]]]}, 400, "must lie in [0, 1]"),
+        ("/predict/mnist", {"inputs": [[[0, 256]]]}, 400, "must lie in 0..255"),
+        ("/predict/mnist", {"inputs": [[["a", "b"]]]}, 400, "got text"),
         ("/generate/mnist", {"prompt": "hi"}, 400, "classifies"),
     ]
     for path, body, status, reason in cases:
@@ -126,6 +129,22 @@ def test_errors_are_json_with_a_reason_and_the_server_stays_up(client: httpx.Cli
     response = client.post("/predict/mnist", content=b"{not json")
     assert response.status_code == 400 and "invalid request" in response.json()["error"]
     assert client.get("/models").status_code == 200
+
+
+def test_data_urls_huge_images_and_the_local_api_docs(
+    client: httpx.Client, mnist_digits: tuple[np.ndarray, np.ndarray], expected: list[str]
+) -> None:
+    url = "data:image/png;base64," + base64.b64encode(png(mnist_digits[0][0])).decode()
+    assert top_classes(client.post("/predict/mnist", json={"inputs": [{"b64": url}]})) == [
+        expected[0]
+    ]
+    huge = png(np.zeros((6000, 6000), dtype=np.uint8))  # 36 MP in a few tens of KiB
+    response = client.post("/predict/mnist", files=[("file", ("huge.png", huge))])
+    assert response.status_code == 400 and "6000x6000 pixels" in response.json()["error"]
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in docs.text
+    assert "cdn." not in docs.text  # works offline
+    assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
 
 
 def _json(body: object) -> bytes:
@@ -168,6 +187,7 @@ def test_bearer_token_guards_every_route_but_liveness(guarded: BackgroundServer)
             assert response.json() == {"error": "missing or wrong bearer token"}
         assert c.get("/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert c.get("/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert c.get("/models", headers={"Authorization": "bearer s3cret"}).status_code == 200
         assert c.get("/v2/health/live").status_code in (200, 404)  # open (404 if not served)
         assert c.get("/v2/health/live").status_code != 401
 
@@ -242,7 +262,7 @@ def test_drift_is_low_for_real_digits_and_high_for_something_else(
     app = create_app(mnist_bundle, ServeSettings(drift_window=400))
     name = next(iter(app.state.models)).name
     with BackgroundServer(app) as running, httpx.Client(base_url=running.url) as c:
-        assert c.get(f"/monitor/{name}").json()["status"] == "no data"
+        assert c.get(f"/monitor/{name}").json()["status"] == "collecting (0/100)"
         for i in range(0, 400, 20):  # 20 digits a request
             c.post(f"/predict/{name}", json={"inputs": digits[i : i + 20].tolist()})
         calm = c.get(f"/monitor/{name}").json()
@@ -266,6 +286,7 @@ def test_repository_layout_versions_and_names(mnist_bundle: Path, tmp_path: Path
     assert add_bundle(mnist_bundle, root, "a").version == 2
     assert [(e.name, e.version) for e in scan(root)] == [("a", 1), ("a", 2)]
     assert [e.version for e in scan(mnist_bundle)] == [1]  # a bundle is a repository of one
+    assert scan(mnist_bundle.parent)[0].path == mnist_bundle  # a run folder: its bundle
     with pytest.raises(DeeplineError, match="not allowed"):
         add_bundle(mnist_bundle, root, "../escape")
     with pytest.raises(DeeplineError, match="not a deepline bundle"):
@@ -290,7 +311,7 @@ def test_cli_repo_add_serve_and_monitor(
         capsys,
     )
     assert code == 0 and "version 1" in out
-    assert "mnist" in deepline(["repo", "list", str(tmp_path / "repo")], capsys)[1]
+    assert "mnist" in deepline(["repo", "list", "--repo", str(tmp_path / "repo")], capsys)[1]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -313,5 +334,9 @@ def test_cli_repo_add_serve_and_monitor(
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+    code, _, err = deepline(
+        ["serve", str(mnist_bundle), "--port", server.url.rsplit(":", 1)[1]], capsys
+    )
+    assert code == 2 and "cannot listen on" in err and "pick another --port" in err
     code, table, _ = deepline(["monitor", server.url, "--once"], capsys)
     assert code == 0 and "mnist" in table and "digits" in table and "PSI" in table

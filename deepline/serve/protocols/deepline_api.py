@@ -199,8 +199,11 @@ def _parse(schema: type[BaseModel], raw: bytes) -> Any:
 
 def _raw(item: Image64 | str | list[Any]) -> Any:
     if isinstance(item, Image64):
+        data = item.b64
+        if data.startswith("data:") and "," in data:  # a data URL, as canvas.toDataURL() gives
+            data = data.split(",", 1)[1]
         try:
-            return base64.b64decode(item.b64, validate=True)
+            return base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
             raise BadRequest("an input's 'b64' is not valid base64") from None
     return item
