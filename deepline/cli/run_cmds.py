@@ -158,6 +158,8 @@ def export(
     formats = None
     if format_ is not None:
         formats = check_formats([f for f in format_.split(",") if f.strip()])
+        if not formats:
+            raise ExportError("--format names no format. Allowed: onnx, torchscript, int8")
     is_bundle = (path / "bundle.json").is_file()
     try:
         if is_bundle:

@@ -351,8 +351,6 @@ def raise_on_failures(formats: dict[str, dict[str, Any]]) -> None:
 def check_formats(formats: Sequence[str]) -> list[ExportFormat]:
     """``formats`` (each once, in order), or an ExportError naming a bad one and the allowed."""
     formats = [name.strip().lower() for name in formats]
-    if not formats:
-        raise ExportError(f"no export format given. Allowed: {', '.join(FORMATS)}")
     for name in formats:
         if name == "safetensors":
             raise ExportError(

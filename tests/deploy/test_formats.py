@@ -178,7 +178,7 @@ def test_bad_format_names_are_clear_errors(
     code, _, err = deepline(["export", str(run_dir), "--format", "onnx,tflite"], capsys)
     assert_clear_error(code, err, "unknown export format 'tflite'", "onnx, torchscript, int8")
     code, _, err = deepline(["export", str(run_dir), "--format", " "], capsys)
-    assert_clear_error(code, err, "no export format given", "onnx, torchscript, int8")
+    assert_clear_error(code, err, "names no format", "onnx, torchscript, int8")
     code, _, err = deepline(["export", str(run_dir), "--format", "safetensors"], capsys)
     assert_clear_error(code, err, "always written", "onnx, torchscript, int8")
     assert check_formats(["ONNX", " int8"]) == ["onnx", "int8"]
