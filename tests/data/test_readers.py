@@ -178,7 +178,7 @@ def test_load_image_rejects_non_images(tmp_path: Path) -> None:
         load_image(path, 1, (28, 28))
     with pytest.raises(InputError, match="does not exist"):
         load_image(tmp_path / "missing.png", 1, (28, 28))
-    with pytest.raises(InputError, match="bytes"):
+    with pytest.raises(InputError, match="uploaded image is not a readable image"):
         load_image(b"\x89PNG broken", 1, (28, 28))
 
 
