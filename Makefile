@@ -25,6 +25,8 @@ test-all: $(STAMP)  ## including the slow tests
 
 bench: $(STAMP)  ## the benchmarks; results go to benchmarks/RESULTS.md by hand
 	$(PY) benchmarks/mnist.py
+	$(PY) benchmarks/formats.py
+	$(PY) benchmarks/serving.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check deepline tests benchmarks

@@ -3,8 +3,9 @@
 For LeNet (MNIST), ResNet (Fashion-MNIST) and the Transformer (sequential MNIST), each trained
 briefly with its packaged config (``--steps``), exported with every format through
 ``deepline export`` (which checks each against eager fp32 on real test inputs), then timed at
-batch 1 and batch 64 with the same thread count for every engine. Reports latency, the speed-up
-over eager, file sizes, and int8's accuracy change as ``export.json`` records it.
+batch 1 and batch 64 with the same thread count for every engine, in a fresh process per model.
+Reports latency, the speed-up over eager, file sizes, and int8's accuracy change as
+``export.json`` records it.
 
 Run: ``python benchmarks/formats.py --data-dir ../shared/data`` (about 10 minutes on 2 cores).
 """
@@ -12,8 +13,11 @@ Run: ``python benchmarks/formats.py --data-dir ../shared/data`` (about 10 minute
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -65,17 +69,37 @@ def latency_ms(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, secon
     return statistics.median(times) * 1000
 
 
-def measure(run_dir: Path, threads: int, seconds: float) -> dict[str, Any]:
-    export = __import__("json").loads((run_dir / "export.json").read_text())
+def time_engines(run_dir: Path, threads: int, seconds: float) -> dict[str, float]:
+    """Latency of every engine at batch 1 and 64, "engine/batch" -> ms (one process per model,
+    started fresh: nothing left from training or export competes for the cores)."""
+    torch.set_num_threads(threads)
     bundle = run_dir / "bundle"
     examples = Predictor(bundle, "torch").bundle.examples()["test_x"].numpy()
     batches = {1: examples[:1], 64: np.concatenate([examples] * 2)[:64]}
-    result: dict[str, Any] = {"export": export["formats"], "latency": {}}
+    latency = {}
     for engine in ENGINES:
         predictor = Predictor(bundle, engine, threads=threads)
         for size, batch in batches.items():
-            result["latency"][(engine, size)] = latency_ms(predictor.run, batch, seconds)
-    return result
+            latency[f"{engine}/{size}"] = latency_ms(predictor.run, batch, seconds)
+        del predictor  # its runtime's threads go before the next engine is timed
+    return latency
+
+
+def measure(run_dir: Path, threads: int, seconds: float) -> dict[str, Any]:
+    export = json.loads((run_dir / "export.json").read_text())
+    command = [
+        sys.executable,
+        __file__,
+        "--time",
+        str(run_dir),
+        "--threads",
+        str(threads),
+        "--seconds",
+        str(seconds),
+    ]
+    timed = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+    latency = {(key.split("/")[0], int(key.split("/")[1])): ms for key, ms in timed.items()}
+    return {"export": export["formats"], "latency": latency}
 
 
 def main() -> None:
@@ -85,7 +109,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="threads of every engine")
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per measurement")
     parser.add_argument("--models", default=",".join(MODELS), help="LeNet,ResNet,Transformer")
+    parser.add_argument("--time", type=Path, help=argparse.SUPPRESS)  # (the timing subprocess)
     args = parser.parse_args()
+    if args.time:
+        print(json.dumps(time_engines(args.time, args.threads, args.seconds)))
+        return
     torch.set_num_threads(args.threads)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,12 +21,18 @@ from dataclasses import dataclass, field
 
 
 def post(
-    host: str, port: int, path: str, body: bytes, content_type: str = "application/json"
+    host: str,
+    port: int,
+    path: str,
+    body: bytes,
+    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
 ) -> bytes:
     """The bytes of one keep-alive ``POST path`` request carrying ``body``."""
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"{extra}Content-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
 

@@ -6,7 +6,9 @@
 (c) naive: a minimal FastAPI app (below) that loads ``Bundle.torch_model()`` once and per
     request parses the JSON, normalises, runs the eager model under ``torch.no_grad`` and returns
     the top classes, in a plain ``def`` route (FastAPI runs it on its thread pool);
-(d) the ceiling: ONNX Runtime in this process at batch 64, images per second, no HTTP.
+(d) the ceiling: ONNX Runtime in this process at batch 64, images per second, no HTTP;
+(e) server (a) again, fed the same digits through KServe V2 with the binary tensor extension
+    (raw UINT8 bytes after a small JSON header) instead of JSON lists of numbers.
 
 Every server is a process of its own on 127.0.0.1 (``serving.py --serve KIND``) with the same
 Uvicorn settings. The load comes from this process (``loadgen.py``): a closed loop keeping C
@@ -59,12 +61,13 @@ from rich.table import Table
 
 console = Console(width=None if sys.stdout.isatty() else 120)  # logs: no wrapped tables
 HOST = "127.0.0.1"
-KINDS = {"a": "batched", "b": "unbatched", "c": "naive"}
+KINDS = {"a": "batched", "b": "unbatched", "c": "naive", "e": "batched"}
 NAMES = {
     "a": "(a) deepline batched",
     "b": "(b) deepline unbatched",
     "c": "(c) naive",
     "d": "(d) ORT in-process, batch 64",
+    "e": "(e) = (a), KServe V2 binary",
 }
 
 
@@ -283,6 +286,29 @@ def bodies(digits: np.ndarray) -> list[bytes]:
     return [json.dumps({"inputs": [d.tolist()]}, separators=(",", ":")).encode() for d in digits]
 
 
+def v2_bodies(digits: np.ndarray) -> list[tuple[bytes, int]]:
+    """KServe V2 requests with the binary tensor extension: (body, JSON header length)."""
+    out = []
+    for d in digits:
+        raw = np.ascontiguousarray(d, dtype=np.uint8).tobytes()
+        header = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "input",
+                        "datatype": "UINT8",
+                        "shape": [1, 1, *d.shape],
+                        "parameters": {"binary_data_size": len(raw)},
+                    }
+                ],
+                "outputs": [{"name": "label"}],
+            },
+            separators=(",", ":"),
+        ).encode()
+        out.append((header + raw, len(header)))
+    return out
+
+
 def model_name(bundle: str) -> str:
     from deepline.serve.repository import scan
 
@@ -309,7 +335,9 @@ class Point:
     sent: int = 0  # requests sent, the warm-up's included
 
 
-def measure(server: Server, requests: list[bytes], c: int, seconds: float, warmup: float) -> Point:
+def measure(
+    server: Server, requests: list[bytes], c: int, seconds: float, warmup: float, key: str
+) -> Point:
     rows0, calls0, buckets0 = server.batch_histogram()
     loop0, other0 = server.cpu()
     result: LoadResult = asyncio.run(
@@ -321,7 +349,7 @@ def measure(server: Server, requests: list[bytes], c: int, seconds: float, warmu
     sent = max(1, round(result.done * (seconds + warmup) / seconds))
     calls = calls1 - calls0
     return Point(
-        name=NAMES[next(k for k, v in KINDS.items() if v == server.kind)],
+        name=NAMES[key],
         concurrency=c,
         rate=result.rate,
         p50=result.percentile(50),
@@ -573,7 +601,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured, per point")
     parser.add_argument("--warmup", type=float, default=2.0, help="not measured, per point")
     parser.add_argument("--concurrency", default="1,8,32,64")
-    parser.add_argument("--only", default="a,b,c,d,soak", help="of a,b,c,d,soak")
+    parser.add_argument("--only", default="a,b,c,d,e,soak", help="of a,b,c,d,e,soak")
     parser.add_argument("--threads", type=int, default=1, help="ORT/torch threads per server")
     parser.add_argument("--max-delay-ms", type=float, default=2.0, help="(a)'s batching delay")
     parser.add_argument("--soak-requests", type=int, default=10_000)
@@ -615,16 +643,33 @@ def main() -> None:
         def requests_for(port: int) -> list[bytes]:
             return [post(HOST, port, route, b) for b in payload]
 
+        v2_route = f"/v2/models/{model_name(args.bundle)}/infer"
+        v2_payload = v2_bodies(digits)
+
+        def v2_requests_for(port: int) -> list[bytes]:
+            return [
+                post(
+                    HOST,
+                    port,
+                    v2_route,
+                    body,
+                    "application/octet-stream",
+                    {"Inference-Header-Content-Length": str(n)},
+                )
+                for body, n in v2_payload
+            ]
+
         probe = post(HOST, 0, route, payload[0])
         points: list[Point] = []
-        for key in (k for k in "abc" if k in only):
+        for key in (k for k in "abce" if k in only):
             console.rule(NAMES[key])
             profile = f"{tmp}/{key}.prof" if args.profile else None
             with running(
                 KINDS[key], args.bundle, args.threads, args.max_delay_ms, probe, profile
             ) as s:
+                make = v2_requests_for if key == "e" else requests_for
                 for c in (int(x) for x in args.concurrency.split(",")):
-                    point = measure(s, requests_for(s.port), c, args.seconds, args.warmup)
+                    point = measure(s, make(s.port), c, args.seconds, args.warmup, key)
                     console.print(
                         f"  c={c}: {point.rate:.0f} req/s, p50 {point.p50:.1f} ms, "
                         f"p99 {point.p99:.1f} ms, {point.errors} errors",

@@ -90,12 +90,20 @@ def repo_add(
     bundle: Path = typer.Argument(..., help="a bundle folder (RUN_DIR/bundle)"),
     name: str = typer.Option(..., help="the model's name in the repository"),
     repository: Path = typer.Option(Path("models"), "--repo", help="the repository folder"),
+    max_batch_size: int = typer.Option(
+        None, min=1, help="this model's rows per call (REPO/NAME/batching.yaml)"
+    ),
+    max_delay_ms: float = typer.Option(None, min=0.0, help="this model's batching delay"),
 ) -> None:
     """Copy a bundle into REPO/NAME/<next version>/ (the latest version is served by default)."""
-    from deepline.serve.repository import add_bundle
+    from deepline.serve.repository import Batching, add_bundle
 
-    entry = add_bundle(bundle, repository, name)
+    batching = Batching(max_batch_size=max_batch_size, max_delay_ms=max_delay_ms)
+    entry = add_bundle(bundle, repository, name, batching)
     console.print(f"added {bundle} as {entry.name} version {entry.version}: {entry.path}")
+    own = entry.batching.model_dump(exclude_none=True)
+    if own:
+        console.print(f"batching for {entry.name}: {own}")
 
 
 @repo_app.command("list")

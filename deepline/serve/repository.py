@@ -1,19 +1,34 @@
 """A model repository: ``ROOT/NAME/VERSION/`` bundle folders, as TF Serving and Triton lay out.
 
-A single bundle folder is a repository of one model (its config name, version 1).
+A single bundle folder is a repository of one model (its config name, version 1). A model may
+have its own dynamic batching settings in ``ROOT/NAME/batching.yaml`` (``max_batch_size``,
+``max_delay_ms``), as Triton keeps them in each model's config; the server's are the default.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from deepline.config import format_validation_error
 from deepline.deploy.bundle import Bundle, load_bundle
 from deepline.errors import DeeplineError
 
+BATCHING_FILE = "batching.yaml"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class Batching(BaseModel):
+    """A model's own dynamic batching settings (``NAME/batching.yaml``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_batch_size: int | None = Field(None, ge=1, le=4096, description="1: no batching")
+    max_delay_ms: float | None = Field(None, ge=0.0, le=10_000.0)
 
 
 @dataclass(frozen=True)
@@ -21,6 +36,7 @@ class Entry:
     name: str
     version: int
     path: Path
+    batching: Batching = field(default_factory=Batching)
 
     def bundle(self) -> Bundle:
         return load_bundle(self.path)
@@ -46,7 +62,7 @@ def scan(path: str | Path) -> list[Entry]:
     if not root.is_dir():
         raise DeeplineError(f"'{root}' is neither a bundle nor a model repository folder")
     entries = [
-        Entry(model.name, int(version.name), version)
+        Entry(model.name, int(version.name), version, read_batching(model))
         for model in root.iterdir()
         if model.is_dir() and NAME.match(model.name)
         for version in model.iterdir()
@@ -60,8 +76,11 @@ def scan(path: str | Path) -> list[Entry]:
     return sorted(entries, key=lambda e: (e.name, e.version))
 
 
-def add_bundle(bundle: str | Path, repository: str | Path, name: str) -> Entry:
-    """Copy a bundle into ``REPOSITORY/NAME/<next version>/`` (atomically) and return it."""
+def add_bundle(
+    bundle: str | Path, repository: str | Path, name: str, batching: Batching | None = None
+) -> Entry:
+    """Copy a bundle into ``REPOSITORY/NAME/<next version>/`` (atomically) and return it;
+    ``batching`` settings, when given, become the model's ``batching.yaml``."""
     check_name(name)
     load_bundle(bundle)  # refuses folders that are not bundles
     model_dir = Path(repository) / name
@@ -73,4 +92,25 @@ def add_bundle(bundle: str | Path, repository: str | Path, name: str) -> Entry:
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(Path(bundle), tmp)
     tmp.rename(target)
-    return Entry(name, version, target)
+    if batching is not None:
+        write_batching(model_dir, batching)
+    return Entry(name, version, target, read_batching(model_dir))
+
+
+def read_batching(model_dir: Path) -> Batching:
+    path = model_dir / BATCHING_FILE
+    if not path.is_file():
+        return Batching()
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+        return Batching.model_validate(raw)
+    except (yaml.YAMLError, OSError) as err:
+        raise DeeplineError(f"'{path}' could not be read ({err})") from None
+    except ValidationError as err:
+        raise DeeplineError(format_validation_error(err, str(path), raw)) from None
+
+
+def write_batching(model_dir: Path, batching: Batching) -> None:
+    values = batching.model_dump(exclude_none=True)
+    if values:
+        (model_dir / BATCHING_FILE).write_text(yaml.safe_dump(values, sort_keys=False))

@@ -44,10 +44,12 @@ class ServedModel:
         reference = predictor.bundle.reference()
         drift = DriftMonitor(reference, settings.drift_window) if reference else None
         model = cls(entry.name, entry.version, predictor, settings.timeout_s, drift)
+        own = entry.batching  # the model's batching.yaml, else the server's settings
+        delay_ms = settings.max_delay_ms if own.max_delay_ms is None else own.max_delay_ms
         model.batcher = Batcher(
             model.run_batch,
-            settings.max_batch_size,
-            settings.max_delay_ms / 1000,
+            own.max_batch_size or settings.max_batch_size,
+            delay_ms / 1000,
             settings.workers,
             metrics.batch_observer(*model.labels),
             arrivals,

@@ -340,3 +340,22 @@ def test_cli_repo_add_serve_and_monitor(
     assert code == 2 and "cannot listen on" in err and "pick another --port" in err
     code, table, _ = deepline(["monitor", server.url, "--once"], capsys)
     assert code == 0 and "mnist" in table and "digits" in table and "PSI" in table
+
+
+def test_each_model_may_have_its_own_batching(mnist_bundle: Path, tmp_path: Path) -> None:
+    from deepline.serve.repository import Batching
+
+    root = tmp_path / "models"
+    add_bundle(mnist_bundle, root, "solo", Batching(max_batch_size=1))
+    add_bundle(mnist_bundle, root, "patient", Batching(max_delay_ms=20))
+    add_bundle(mnist_bundle, root, "plain")
+    assert (root / "solo" / "batching.yaml").read_text() == "max_batch_size: 1\n"
+    settings = ServeSettings(max_batch_size=32, max_delay_ms=1)
+    models = create_app(root, settings).state.models
+    solo, patient, plain = (models.get(n).batcher for n in ("solo", "patient", "plain"))
+    assert (solo.max_batch_size, patient.max_batch_size, plain.max_batch_size) == (1, 32, 32)
+    assert (patient.max_delay_s, plain.max_delay_s) == (0.02, 0.001)
+    (root / "plain" / "batching.yaml").write_text("max_batch_size: 0\nspeed: 3\n")
+    with pytest.raises(DeeplineError, match=r"batching\.yaml") as err:
+        scan(root)
+    assert "max_batch_size" in str(err.value) and "speed" in str(err.value)
