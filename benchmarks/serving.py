@@ -617,9 +617,9 @@ def parse_args() -> argparse.Namespace:
         "its time; with --serve: the stats file",
     )
     args = parser.parse_args()
-    unknown = set(args.only.split(",")) - {"a", "b", "c", "d", "soak"}
+    unknown = set(args.only.split(",")) - {"a", "b", "c", "d", "e", "soak"}
     if unknown:
-        parser.error(f"--only: unknown {', '.join(sorted(unknown))}; choose from a,b,c,d,soak")
+        parser.error(f"--only: unknown {', '.join(sorted(unknown))}; choose from a,b,c,d,e,soak")
     if args.quick:
         args.seconds, args.warmup, args.concurrency, args.only = 1.5, 0.5, "1,8", "a,c"
     return args
