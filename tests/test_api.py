@@ -31,8 +31,8 @@ def test_train_evaluate_export_report(tmp_path: Path) -> None:
     exported = run.export()
     assert exported["formats"]["onnx"]["ok"]
     assert run.report().is_file()
-    answers = run.predictor("torch").predict_files([_png(tmp_path)])
-    assert answers[0][0]["class"] in [str(i) for i in range(10)]
+    [(name, answers)] = run.predictor("torch").predict_files([_png(tmp_path)])
+    assert name.endswith(".png") and answers[0]["class"] in [str(i) for i in range(10)]
     again = deepline.Run(run.path)  # reopened from disk
     assert again.status["steps"] == run.status["steps"]
 

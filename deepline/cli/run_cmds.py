@@ -201,7 +201,9 @@ def _export_table(report: dict[str, Any]) -> None:
 @app.command()
 def predict(
     bundle: Path = typer.Argument(..., help="a bundle folder (RUN_DIR/bundle)"),
-    files: list[Path] = typer.Argument(..., help="PNG, JPEG or NPY files, any size"),
+    files: list[Path] = typer.Argument(
+        ..., help="PNG, JPEG or NPY files, any size (an NPY may hold a batch: N, H, W)"
+    ),
     backend: str = typer.Option("onnx", help="onnx, torch, torchscript or int8"),
     top_k: int = typer.Option(3, min=1, help="classes to show per file"),
 ) -> None:
@@ -211,11 +213,11 @@ def predict(
     predictor = Predictor(bundle, backend)  # type: ignore[arg-type]
     answers = predictor.predict_files(list(files), top_k)
     table = Table(title=f"{bundle} ({backend})")
-    table.add_column("file", overflow="fold")
+    table.add_column("image", overflow="fold")
     for i in range(top_k):
         table.add_column(f"#{i + 1}")
-    for file, top in zip(files, answers):
-        table.add_row(str(file), *[f"{a['class']} ({a['probability']:.1%})" for a in top])
+    for name, top in answers:
+        table.add_row(name, *[f"{a['class']} ({a['probability']:.1%})" for a in top])
     console.print(table)
 
 

@@ -130,17 +130,26 @@ class Predictor:
             raise InputError("inputs contain NaN, infinity or numbers too large for float32")
         return out
 
-    def load(self, source: str | Path) -> np.ndarray:
-        """A PNG/JPEG/NPY file as an image in [0, 1] at the model's size (C, H, W)."""
+    def load(self, source: str | Path) -> list[tuple[str, np.ndarray]]:
+        """The images a file holds, named, in [0, 1] at the model's size (C, H, W).
+
+        A PNG/JPEG holds one; a .npy holds one image ((H, W), (C, H, W) or (H, W, C)) or a batch
+        ((N, H, W) with N not 1, 3 or 4, or (N, C, H, W)), named ``file[i]``.
+        """
         path = Path(source)
         if path.suffix.lower() != ".npy":
-            return self._image(path)
+            return [(str(path), self._image(path))]
         try:
             array = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as err:
             raise InputError(f"'{path}' is not a readable .npy array ({err})") from None
+        batch = array.ndim == 4 or (
+            array.ndim == 3 and array.shape[0] not in (1, 3, 4) and array.shape[-1] not in (1, 3, 4)
+        )
         try:
-            return self._image(array)
+            if batch:
+                return [(f"{path}[{i}]", self._image(image)) for i, image in enumerate(array)]
+            return [(str(path), self._image(array))]
         except InputError as err:
             raise InputError(f"'{path}': {err}") from None
 
@@ -157,9 +166,14 @@ class Predictor:
         """Raw inputs -> answers, one per input (see ``prepare``)."""
         return self.answers(self.run(self.prepare(inputs)), top_k)
 
-    def predict_files(self, files: Sequence[str | Path], top_k: int | None = None) -> list[Any]:
-        batch = self.normalise(np.stack([self.load(f) for f in files]))
-        return self.answers(self.run(batch), top_k)
+    def predict_files(
+        self, files: Sequence[str | Path], top_k: int | None = None
+    ) -> list[tuple[str, Any]]:
+        """(name, answers) for every image in ``files`` (see ``load``)."""
+        images = [named for f in files for named in self.load(f)]
+        batch = self.normalise(np.stack([image for _, image in images]))
+        answers = self.answers(self.run(batch), top_k)
+        return [(name, answer) for (name, _), answer in zip(images, answers)]
 
     def stream(
         self,

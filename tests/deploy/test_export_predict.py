@@ -62,13 +62,34 @@ def test_torch_and_onnx_predict_the_same(bundle: Path, tmp_path: Path) -> None:
     npy = tmp_path / "digit.npy"
     np.save(npy, (digits.images[4] / 16).astype(np.float32))
     files += [jpeg, npy]
-    onnx = Predictor(bundle, "onnx").predict_files(files, top_k=3)
-    torch_ = Predictor(bundle, "torch").predict_files(files, top_k=3)
+    onnx = [a for _, a in Predictor(bundle, "onnx").predict_files(files, top_k=3)]
+    torch_ = [a for _, a in Predictor(bundle, "torch").predict_files(files, top_k=3)]
     assert [a[0]["class"] for a in onnx] == [a[0]["class"] for a in torch_]
     for a, b in zip(onnx, torch_):
         assert a[0]["probability"] == pytest.approx(b[0]["probability"], abs=1e-4)
     assert onnx[0][0]["class"] == str(digits.target[0])  # an 8x8 digit, as trained
     assert all(len(a) == 3 for a in onnx)
+
+
+def test_an_npy_batch_is_one_answer_per_image(bundle: Path, tmp_path: Path) -> None:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    batch = tmp_path / "batch.npy"
+    np.save(batch, (digits.images[:5] * 255 / 16).astype(np.uint8))  # (5, 8, 8) whole pixels
+    answers = Predictor(bundle).predict_files([batch])
+    assert [name for name, _ in answers] == [f"{batch}[{i}]" for i in range(5)]
+    single = [
+        Predictor(bundle).predict_files([_save(tmp_path, i, img)])[0][1][0]["class"]
+        for i, img in enumerate(np.load(batch))
+    ]
+    assert [a[0]["class"] for _, a in answers] == single
+
+
+def _save(folder: Path, i: int, image: np.ndarray) -> Path:
+    path = folder / f"one{i}.npy"
+    np.save(path, image)
+    return path
 
 
 def test_non_image_file_is_a_clear_error(bundle: Path, tmp_path: Path) -> None:
