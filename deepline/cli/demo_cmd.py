@@ -42,5 +42,6 @@ def demo(
         f"open:   {report}\n"
         f"bundle: {exported['bundle']}\n"
         f"logs:   tensorboard --logdir {run.path / 'tb'}\n"
-        f"try:    deepline predict {exported['bundle']} some_digit.png"
+        f"try:    deepline predict {exported['bundle']} some_digit.png\n"
+        f"serve:  deepline serve {exported['bundle']}   (then open http://127.0.0.1:8000/)"
     )
