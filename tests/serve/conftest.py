@@ -6,6 +6,7 @@ The repository holds model ``mnist`` in versions 1 and 2 (the same bundle twice)
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,3 +80,55 @@ def mnist_digits(shared_data: Path) -> tuple[np.ndarray, np.ndarray]:
     images = read_idx(next((shared_data / "mnist").glob("t10k-images*")))[:32]
     labels = read_idx(next((shared_data / "mnist").glob("t10k-labels*")))[:32]
     return np.asarray(images, dtype=np.uint8), np.asarray(labels, dtype=np.int64)
+
+
+REVIEWS = [
+    ("a fine warm film", "pos"),
+    ("dull and far too long", "neg"),
+    ("great fun", "pos"),
+    ("boring", "neg"),
+]
+
+
+@pytest.fixture(scope="session")
+def text_bundles(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A few-step character GPT on Tiny Shakespeare and a text classifier on a small CSV."""
+    root = tmp_path_factory.mktemp("kserve-text")
+    lm = {
+        "name": "gpt",
+        "seed": 0,
+        "data": {
+            "name": "tinyshakespeare",
+            "context": 16,
+            "limit": 5000,
+            "data_dir": str(shared_data),
+        },
+        "task": {"name": "language_modelling", "sample_prompt": "A", "sample_tokens": 4},
+        "model": {"name": "gpt", "n_layer": 1, "n_head": 1, "n_embd": 16},
+        "train": {
+            "max_steps": 2,
+            "steps_per_epoch": 2,
+            "eval_batches": 1,
+            "batch_size": 8,
+            "num_threads": 1,
+            "tensorboard": False,
+        },
+        "eval": {"split": "val", "batch_size": 8},
+    }
+    path = root / "reviews.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(("text", "label"))
+        writer.writerows((f"{REVIEWS[i % 4][0]} {i}", REVIEWS[i % 4][1]) for i in range(40))
+    classifier = {
+        "name": "reviews",
+        "seed": 0,
+        "task": {"name": "sequence_classification"},
+        "data": {"name": "text-csv", "path": str(path), "context": 16},
+        "model": {"name": "transformer", "d_model": 16, "heads": 1, "layers": 1, "dropout": 0.0},
+        "train": {"epochs": 1, "batch_size": 16, "num_threads": 1, "tensorboard": False},
+    }
+    return {
+        "gpt": _train_and_export(lm, root / "lm"),
+        "reviews": _train_and_export(classifier, root / "tc"),
+    }

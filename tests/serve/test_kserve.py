@@ -4,7 +4,6 @@ error a client can cause."""
 
 from __future__ import annotations
 
-import csv
 import json
 import struct
 from collections.abc import Iterator
@@ -19,7 +18,6 @@ from deepline.deploy.predictor import Predictor
 from deepline.serve.app import create_app
 from deepline.serve.server import BackgroundServer
 from deepline.serve.settings import ServeSettings
-from tests.serve.conftest import _train_and_export
 
 HEADER = "Inference-Header-Content-Length"
 KINDS = {"FP32": "<f4", "UINT8": "u1", "INT64": "<i8", "INT32": "<i4"}
@@ -531,57 +529,6 @@ def test_openapi_documents_the_routes(client: httpx.Client) -> None:
 
 
 # ---------------------------------------------------------------------------- text models
-
-REVIEWS = [
-    ("a fine warm film", "pos"),
-    ("dull and far too long", "neg"),
-    ("great fun", "pos"),
-    ("boring", "neg"),
-]
-
-
-@pytest.fixture(scope="module")
-def text_bundles(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A few-step character GPT on Tiny Shakespeare and a text classifier on a small CSV."""
-    root = tmp_path_factory.mktemp("kserve-text")
-    lm = {
-        "name": "gpt",
-        "seed": 0,
-        "data": {
-            "name": "tinyshakespeare",
-            "context": 16,
-            "limit": 5000,
-            "data_dir": str(shared_data),
-        },
-        "task": {"name": "language_modelling", "sample_prompt": "A", "sample_tokens": 4},
-        "model": {"name": "gpt", "n_layer": 1, "n_head": 1, "n_embd": 16},
-        "train": {
-            "max_steps": 2,
-            "steps_per_epoch": 2,
-            "eval_batches": 1,
-            "batch_size": 8,
-            "num_threads": 1,
-            "tensorboard": False,
-        },
-        "eval": {"split": "val", "batch_size": 8},
-    }
-    path = root / "reviews.csv"
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(("text", "label"))
-        writer.writerows((f"{REVIEWS[i % 4][0]} {i}", REVIEWS[i % 4][1]) for i in range(40))
-    classifier = {
-        "name": "reviews",
-        "seed": 0,
-        "task": {"name": "sequence_classification"},
-        "data": {"name": "text-csv", "path": str(path), "context": 16},
-        "model": {"name": "transformer", "d_model": 16, "heads": 1, "layers": 1, "dropout": 0.0},
-        "train": {"epochs": 1, "batch_size": 16, "num_threads": 1, "tensorboard": False},
-    }
-    return {
-        "gpt": _train_and_export(lm, root / "lm"),
-        "reviews": _train_and_export(classifier, root / "tc"),
-    }
 
 
 @pytest.fixture(scope="module")

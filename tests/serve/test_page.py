@@ -8,7 +8,6 @@ they are skipped without. Selenium is pointed at both binaries, so it never down
 
 from __future__ import annotations
 
-import csv
 import re
 import shutil
 from collections.abc import Callable, Iterator
@@ -31,13 +30,10 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
-from deepline.config import load_config
-from deepline.deploy.export import export_run
 from deepline.serve.app import create_app
 from deepline.serve.repository import add_bundle
 from deepline.serve.server import BackgroundServer
 from deepline.serve.settings import ServeSettings
-from deepline.training.experiment import run_training
 
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
@@ -87,41 +83,14 @@ def tokened(repository: Path) -> Iterator[BackgroundServer]:
 
 @pytest.fixture(scope="module")
 def text_server(
-    shared_data: Path, tmp_path_factory: pytest.TempPathFactory
+    text_bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BackgroundServer]:
-    """A two-step character GPT (``gpt``, a text model) and a text classifier (``reviews``, a
-    tokens model), served by the torch backend: no ONNX export, seconds to make, enough to
-    drive the page's text panels."""
-    root = tmp_path_factory.mktemp("page-text")
-    data = str(shared_data)
-    train = {"batch_size": 8, "num_threads": 1, "tensorboard": False}
-    gpt = {
-        "name": "gpt",
-        "seed": 0,
-        "data": {"name": "tinyshakespeare", "context": 16, "limit": 2000, "data_dir": data},
-        "task": {"name": "language_modelling", "sample_prompt": "A", "sample_tokens": 4},
-        "model": {"name": "gpt", "n_layer": 1, "n_head": 1, "n_embd": 16},
-        "train": {"max_steps": 2, "steps_per_epoch": 2, "eval_batches": 1, **train},
-        "eval": {"split": "val", "batch_size": 8},
-    }
-    reviews = root / "reviews.csv"
-    with reviews.open("w", newline="") as fh:
-        rows = [("a fine warm film", "pos"), ("dull and far too long", "neg")]
-        csv.writer(fh).writerows([("text", "label"), *(rows[i % 2] for i in range(20))])
-    classifier = {
-        "name": "reviews",
-        "seed": 0,
-        "task": {"name": "sequence_classification"},
-        "data": {"name": "text-csv", "path": str(reviews), "context": 16},
-        "model": {"name": "transformer", "d_model": 16, "heads": 1, "layers": 1, "dropout": 0.0},
-        "train": {"epochs": 1, **train},
-    }
-    repository = root / "repository"
-    for config in (gpt, classifier):
-        run = run_training(load_config(config), root / "runs").run_dir
-        add_bundle(export_run(run, formats=[])["bundle"], repository, str(config["name"]))
-    settings = ServeSettings(backend="torch", max_batch_size=1)
-    with BackgroundServer(create_app(repository, settings)) as running:
+    """A few-step character GPT (``gpt``, a text model) and a text classifier (``reviews``, a
+    tokens model): enough to drive the page's text panels."""
+    repository = tmp_path_factory.mktemp("page-text")
+    for name, bundle in text_bundles.items():
+        add_bundle(bundle, repository, name)
+    with BackgroundServer(create_app(repository, ServeSettings(max_batch_size=1))) as running:
         yield running
 
 

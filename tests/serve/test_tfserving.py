@@ -16,8 +16,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepline.config import load_config
-from deepline.deploy.export import export_run
 from deepline.deploy.predictor import Predictor
 from deepline.serve.app import create_app
 from deepline.serve.errors import BadRequest
@@ -25,8 +23,6 @@ from deepline.serve.protocols.tfserving import generation_requests, parse_predic
 from deepline.serve.repository import Entry
 from deepline.serve.server import BackgroundServer
 from deepline.serve.settings import ServeSettings
-from deepline.training.experiment import run_training
-from tests.test_language import lm_config
 
 N = 8  # digits per request: a few of the 32, over the server's max batch of 16 when doubled
 
@@ -321,15 +317,9 @@ def test_generation_requests_share_or_split_parameters() -> None:
 
 
 @pytest.fixture(scope="module")
-def lm_server(
-    shared_data: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[BackgroundServer]:
+def lm_server(text_bundles: dict[str, Path]) -> Iterator[BackgroundServer]:
     """A GPT trained for two steps (its text is noise; the protocol is what is tested)."""
-    config = lm_config(max_steps=2, steps_per_epoch=2)
-    config["data"].update(data_dir=str(shared_data), limit=5000)
-    run = run_training(load_config(config), tmp_path_factory.mktemp("lm")).run_dir
-    bundle = export_run(run, formats=["onnx"])["bundle"]
-    entry = Entry("shakespeare", 1, Path(bundle))
+    entry = Entry("shakespeare", 1, text_bundles["gpt"])
     app = create_app([entry], ServeSettings(max_delay_ms=1))
     with BackgroundServer(app) as running:
         yield running

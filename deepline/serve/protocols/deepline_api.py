@@ -161,14 +161,7 @@ async def generate(
 ) -> dict[str, Any]:
     start = time.perf_counter()
     model = served(request, name, version)
-    text = await model.generate(
-        body.prompt,
-        body.max_tokens,
-        temperature=body.temperature,
-        top_k=body.top_k,
-        top_p=body.top_p,
-        seed=body.seed,
-    )
+    text = await write(model, body)
     return {
         "model": model.name,
         "version": model.version,
@@ -185,6 +178,18 @@ async def monitor(
     if model.drift is None:
         return {"model": model.name, "version": model.version, "status": "no reference"}
     return {"model": model.name, "version": model.version, **model.drift.report()}
+
+
+async def write(model: ServedModel, request: GenerateRequest) -> str:
+    """The text ``model`` writes for one generation request (every protocol comes here)."""
+    return await model.generate(
+        request.prompt,
+        request.max_tokens,
+        temperature=request.temperature,
+        top_k=request.top_k,
+        top_p=request.top_p,
+        seed=request.seed,
+    )
 
 
 def _parse(schema: type[BaseModel], raw: bytes) -> Any:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Request
@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field, ValidationError
 from deepline import __version__
 from deepline.serve.errors import BadRequest, ServeError
 from deepline.serve.openapi import body_schema
-from deepline.serve.protocols.deepline_api import GenerateRequest, models, served
+from deepline.serve.protocols.deepline_api import GenerateRequest, models, served, write
 from deepline.serve.protocols.kserve_payload import (
     HEADER,
     InferInput,
@@ -135,17 +135,7 @@ async def _generate(model: ServedModel, request: InferRequest) -> dict[str, np.n
             f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()[:3]
         )
         raise BadRequest(f"invalid generation parameters: {problems}") from None
-    texts = [
-        await model.generate(
-            one.prompt,
-            one.max_tokens,
-            temperature=one.temperature,
-            top_k=one.top_k,
-            top_p=one.top_p,
-            seed=one.seed,
-        )
-        for one in requests
-    ]
+    texts = [await write(model, one) for one in requests]
     return {"text": np.array(texts, dtype=object).reshape(tensor.shape)}
 
 
@@ -406,20 +396,10 @@ REFUSED = (
 
 
 @router.post(
-    "/v2/repository/models/{name}/load",
+    "/v2/repository/models/{name}/{action}",
     status_code=403,
     responses={403: {"model": ErrorBody, "description": "always: models are fixed"}},
-    summary="Refused: models are fixed when the server starts",
+    summary="Refused (load, unload): models are fixed when the server starts",
 )
-async def load(name: str) -> None:
-    raise ServeError(403, REFUSED)
-
-
-@router.post(
-    "/v2/repository/models/{name}/unload",
-    status_code=403,
-    responses={403: {"model": ErrorBody, "description": "always: models are fixed"}},
-    summary="Refused: models are fixed when the server starts",
-)
-async def unload(name: str) -> None:
+async def load_or_unload(name: str, action: Literal["load", "unload"]) -> None:
     raise ServeError(403, REFUSED)

@@ -39,6 +39,7 @@ from deepline.serve.protocols.deepline_api import (
     GenerateRequest,
     models,
     served,
+    write,
 )
 from deepline.serve.served import ServedModel
 
@@ -405,17 +406,7 @@ async def _classify(model: ServedModel, payload: PredictPayload) -> dict[str, An
 
 
 async def _generate(model: ServedModel, payload: PredictPayload) -> dict[str, Any]:
-    texts = [
-        await model.generate(
-            r.prompt,
-            r.max_tokens,
-            temperature=r.temperature,
-            top_k=r.top_k,
-            top_p=r.top_p,
-            seed=r.seed,
-        )
-        for r in generation_requests(payload)
-    ]
+    texts = [await write(model, r) for r in generation_requests(payload)]
     return (
         {"predictions": [{"text": t} for t in texts]}
         if payload.row
