@@ -12,6 +12,7 @@ from rich.table import Table
 
 from deepline.errors import DeeplineError
 
+SHORT = {"input_mean": "mean", "input_std": "std", "predictions": "pred"}  # narrow terminals
 STATUS_STYLE = {"stable": "green", "moderate": "yellow", "drift": "bold red"}
 
 
@@ -73,7 +74,7 @@ def status_table(base: str, rows: list[dict[str, Any]]) -> Table:
     for row in rows:
         drift = row["drift"]
         psi = drift.get("psi") or {}
-        detail = ", ".join(f"{k} {v:.3f}" for k, v in psi.items()) or "-"
+        detail = " ".join(f"{SHORT.get(k, k)} {v:.2f}" for k, v in psi.items()) or "-"
         status = drift.get("status", "-")
         mean = row["seconds"] / row["count"] * 1000 if row.get("count") else None
         table.add_row(
