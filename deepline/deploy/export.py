@@ -145,7 +145,7 @@ def export_bundle(
         "files": {**bundle.spec.get("files", {}), **made},
         **_format_spec(checked),
         # the settings of the latest export, and every format the bundle now holds
-        "export": {**config.model_dump(), "formats": check_formats([*had, *checked])},
+        "export": {**config.model_dump(), "formats": check_formats([*had, *made])},
     }
     write_json(bundle.path / "bundle.json", spec)  # atomic: a temporary name, then os.replace
     previous = read_json(bundle.path / "export.json", {}) or {}
@@ -191,6 +191,7 @@ def export_formats(
     """Write each format into ``out`` and check it: (report per format, {files key: name}).
 
     Formats run in the order onnx, torchscript, int8; int8 of a conv net adds onnx (its source).
+    A format that fails its check is reported but its file is removed and not listed.
     """
     model.eval()
     wanted = set(check_formats(formats))
@@ -205,7 +206,10 @@ def export_formats(
             raise
         except Exception as err:  # tracing, ONNX Runtime, torch.jit: errors of many classes
             raise ExportError(f"{name} export failed: {type(err).__name__}: {err}") from err
-    return report, {name: entry["path"] for name, entry in report.items()}
+    failed = {name for name, entry in report.items() if entry.get("ok") is False}
+    for name in failed:  # reported in export.json, never left where a Predictor could load it
+        (out / report[name]["path"]).unlink(missing_ok=True)
+    return report, {name: e["path"] for name, e in report.items() if name not in failed}
 
 
 def _export_onnx(job: _Job) -> dict[str, Any]:

@@ -117,3 +117,10 @@ def test_parity_failure_is_reported(run_dir: Path, tmp_path: Path) -> None:
             export_run(run_dir, out=tmp_path / "strict")
     finally:
         config.write_text(original)
+    # reported, but not left where a Predictor could load it
+    assert (
+        json.loads((tmp_path / "strict" / "export.json").read_text())["formats"]["onnx"]["ok"]
+        is False
+    )
+    assert not (tmp_path / "strict" / "model.onnx").exists()
+    assert "onnx" not in load_bundle(tmp_path / "strict").spec["files"]
