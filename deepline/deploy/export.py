@@ -206,10 +206,10 @@ def export_formats(
             raise
         except Exception as err:  # tracing, ONNX Runtime, torch.jit: errors of many classes
             raise ExportError(f"{name} export failed: {type(err).__name__}: {err}") from err
-    failed = {name for name, entry in report.items() if entry.get("ok") is False}
-    for name in failed:  # reported in export.json, never left where a Predictor could load it
-        (out / report[name]["path"]).unlink(missing_ok=True)
-    return report, {name: e["path"] for name, e in report.items() if name not in failed}
+    failed = {key for key, entry in report.items() if entry.get("ok") is False}
+    for key in failed:  # reported in export.json, never left where a Predictor could load it
+        (out / report[key]["path"]).unlink(missing_ok=True)
+    return report, {key: e["path"] for key, e in report.items() if key not in failed}
 
 
 def _export_onnx(job: _Job) -> dict[str, Any]:
