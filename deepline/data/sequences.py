@@ -43,7 +43,7 @@ from deepline.data.tokenizers import (
     CharTokenizer,
     Tokenizer,
     fit_tokenizer,
-    tokenizer_fingerprint,
+    text_data_fingerprint,
 )
 from deepline.errors import DataError
 from deepline.registry import did_you_mean
@@ -125,14 +125,6 @@ def load_text_csv(cfg: DataConfig) -> DataBundle:
         include={"val_fraction", "test_fraction", "split_seed", "limit", "label_column",
                  "text_column", "tokenizer", "context"}
     )  # fmt: skip
-    if cfg.tokenizer == "bpe":
-        settings["vocab_size"] = cfg.vocab_size
-    payload = {
-        "dataset": cfg.name,
-        "sources": [file_sha256(path)],
-        "settings": settings,
-        "tokenizer": tokenizer_fingerprint(tok),
-    }
     meta = DataMeta(
         name=cfg.name,
         kind="tokens",
@@ -141,7 +133,7 @@ def load_text_csv(cfg: DataConfig) -> DataBundle:
         input_scale=1.0,
         mean=[],
         std=[],
-        fingerprint=_digest(payload),
+        fingerprint=text_data_fingerprint(cfg, [file_sha256(path)], settings, tok),
         sizes={"train": len(splits[0]), "val": len(splits[1]), "test": len(splits[2])},
         files=[str(path)],
         vocab_size=tok.vocab_size + ID_OFFSET,

@@ -13,7 +13,6 @@ walks non-overlapping windows with :func:`eval_windows`.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from deepline.data.bundle import DataBundle, DataMeta, Split, register_bundle
 from deepline.data.catalog import DataFile, DatasetSpec
 from deepline.data.fetch import ensure_file
 from deepline.data.loaders import ResumablePosition
-from deepline.data.tokenizers import Tokenizer, fit_tokenizer, tokenizer_fingerprint
+from deepline.data.tokenizers import Tokenizer, fit_tokenizer, text_data_fingerprint
 from deepline.errors import DataError, InputError
 
 TINYSHAKESPEARE = DatasetSpec(
@@ -105,14 +104,7 @@ def text_bundle(
                 f"a window needs context + 1"
             )
     settings = cfg.model_dump(include={"tokenizer", "limit"})
-    if cfg.tokenizer == "bpe":
-        settings["vocab_size"] = cfg.vocab_size
-    payload = {
-        "dataset": cfg.name,
-        "sources": sources or [hashlib.sha256((train + val + test).encode()).hexdigest()],
-        "settings": settings,
-        "tokenizer": tokenizer_fingerprint(tok),
-    }
+    sources = sources or [hashlib.sha256((train + val + test).encode()).hexdigest()]
     meta = DataMeta(
         name=cfg.name,
         kind="text",
@@ -121,7 +113,7 @@ def text_bundle(
         input_scale=1.0,
         mean=[],
         std=[],
-        fingerprint=hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest(),
+        fingerprint=text_data_fingerprint(cfg, sources, settings, tok),
         sizes={k: len(v) for k, v in streams.items()},
         files=list(files or []),
         vocab_size=tok.vocab_size,

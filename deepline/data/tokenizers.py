@@ -32,6 +32,8 @@ from deepline.errors import InputError
 if TYPE_CHECKING:
     import tokenizers
 
+    from deepline.config import DataConfig
+
 # Token sequences fed to a classifier (``DataMeta.kind == "tokens"``) shift every tokenizer id
 # by ``ID_OFFSET`` so that 0 can pad and 1 can stand for a character the tokenizer never saw.
 PAD_ID = 0
@@ -228,3 +230,19 @@ def load_tokenizer(text_json: str) -> Tokenizer:
 def tokenizer_fingerprint(tok: Tokenizer) -> str:
     """sha256 hex of the tokenizer's JSON: equal fingerprints encode text identically."""
     return hashlib.sha256(tok.to_json().encode()).hexdigest()
+
+
+def text_data_fingerprint(
+    cfg: DataConfig, sources: list[str], settings: dict[str, Any], tok: Tokenizer
+) -> str:
+    """sha256 hex of what tokenized data depends on: the dataset, its source files, the settings
+    that shape it (with the BPE vocabulary size) and the tokenizer fitted on it."""
+    if cfg.tokenizer == "bpe":
+        settings = {**settings, "vocab_size": cfg.vocab_size}
+    payload = {
+        "dataset": cfg.name,
+        "sources": sources,
+        "settings": settings,
+        "tokenizer": tokenizer_fingerprint(tok),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
