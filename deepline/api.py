@@ -81,7 +81,7 @@ class Run:
     def predictor(self, backend: str = "onnx") -> Any:
         from deepline.deploy.predictor import Predictor
 
-        return Predictor(self.path / "bundle", backend)  # type: ignore[arg-type]
+        return Predictor(self.path / "bundle", backend)
 
 
 def train(
@@ -136,7 +136,7 @@ def fit(
     meta = DataMeta(
         name="tensors",
         kind="image",
-        input_shape=tuple(x.shape[1:]),  # type: ignore[arg-type]
+        input_shape=tuple(x.shape[1:]),
         classes=classes,
         input_scale=1.0,
         mean=[0.0],

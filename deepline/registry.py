@@ -48,8 +48,10 @@ class Registry(Generic[T]):
 
     def _load(self) -> dict[str, T]:
         if self.package is not None:
-            package, self.package = self.package, None
-            importlib.import_module(package)
+            # Forgotten only once imported: a failing import raises here, and again at the
+            # next lookup, instead of leaving a half-filled registry that calls names unknown.
+            importlib.import_module(self.package)
+            self.package = None
         return self._entries
 
     def register(self, name: str, **meta: Any) -> Callable[[T], T]:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from deepline.cli import app, console
 from deepline.config import load_config, resolve_config_path
+
+if TYPE_CHECKING:
+    import optuna
 
 
 @app.command()
@@ -64,7 +68,7 @@ def tune(
     console.print(f"report: {report}\nbest config: {out / 'best_config.yaml'}")
 
 
-def _table(study, metric: str) -> None:  # type: ignore[no-untyped-def]
+def _table(study: optuna.Study, metric: str) -> None:
     import optuna
 
     from deepline.tune.report import ranked_trials

@@ -5,12 +5,16 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from deepline.models.rnn import dynamic_length_export
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 
 def export_onnx(
@@ -52,7 +56,7 @@ def export_onnx(
     return path
 
 
-def onnx_session(path: Path, threads: int | None = None):  # type: ignore[no-untyped-def]
+def onnx_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
     import onnxruntime as ort
 
     options = ort.SessionOptions()

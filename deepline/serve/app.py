@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -73,10 +72,6 @@ def create_app(
     if settings.token:
         app.add_middleware(BearerToken, token=settings.token)
     app.add_middleware(RequestMetrics, metrics=metrics, arrivals=arrivals)
-    # what is loaded now lives as long as the server: keep it out of every garbage collection
-    # (a full collection of torch's and FastAPI's objects takes ~0.2 s, a p99 spike)
-    gc.collect()
-    gc.freeze()
     return app
 
 

@@ -22,4 +22,4 @@ def body_schema(model: type[BaseModel]) -> dict[str, Any]:
             return [resolve(value) for value in node]
         return node
 
-    return resolve(schema)  # type: ignore[no-any-return]
+    return resolve(schema)

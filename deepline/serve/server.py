@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import threading
 import time
@@ -52,6 +53,10 @@ def exposure_warning(settings: ServeSettings) -> str | None:
 
 def serve(app: FastAPI, settings: ServeSettings) -> None:
     """Serve until interrupted."""
+    # What is loaded now lives as long as the server: keep it out of every garbage collection
+    # (a full collection of torch's and FastAPI's objects takes ~0.2 s, a p99 spike).
+    gc.collect()
+    gc.freeze()
     uvicorn.Server(uvicorn_config(app, settings)).run()
 
 

@@ -20,7 +20,7 @@ def _get(url: str, headers: dict[str, str], timeout: float = 5.0) -> bytes:
     request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.read()  # type: ignore[no-any-return]
+            return response.read()
     except urllib.error.HTTPError as err:
         reason = err.read().decode(errors="replace")[:200]
         raise DeeplineError(f"{url} answered {err.code}: {reason}") from None

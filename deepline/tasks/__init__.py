@@ -10,7 +10,7 @@ from deepline.tasks.base import Evaluator, Task
 __all__ = ["Evaluator", "Task", "build_task"]
 
 
-def build_task(config, meta) -> Task:  # type: ignore[no-untyped-def]
+def build_task(config: TaskConfig, meta: DataMeta) -> Task:
     """The registered task named by ``config.name``, bound to the data's meta."""
     from deepline.registry import TASKS
 

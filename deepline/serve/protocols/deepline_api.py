@@ -72,7 +72,7 @@ router = APIRouter(tags=["deepline"])
 
 
 def models(request: Request) -> ModelSet:
-    return request.app.state.models  # type: ignore[no-any-return]
+    return request.app.state.models
 
 
 def served(request: Request, name: str, version: int | str | None) -> ServedModel:

@@ -440,7 +440,7 @@ def _to_json(data: np.ndarray, datatype: str) -> list[Any]:
     flat = data.reshape(-1)
     if datatype == "BYTES":
         return [_as_bytes(v).decode("utf-8", "replace") for v in flat]
-    return flat.astype(DATATYPES[datatype]).tolist()  # type: ignore[no-any-return]
+    return flat.astype(DATATYPES[datatype]).tolist()
 
 
 def _to_binary(data: np.ndarray, datatype: str) -> bytes:

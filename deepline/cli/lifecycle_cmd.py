@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from deepline.cli import app, console
-from deepline.config import load_config
+from deepline.config import ExperimentConfig, load_config
 from deepline.runs import check_run_dir
 
 SET_HELP = "override a config value, e.g. --set train.lr=3e-4 (repeatable)"
@@ -82,7 +82,7 @@ def _finish(run_dir: Path, logs: dict[str, float] | None = None) -> None:
     _summary(logs or {}, run_dir, write_report(run_dir))
 
 
-def _show_loop(cfg) -> None:  # type: ignore[no-untyped-def]
+def _show_loop(cfg: ExperimentConfig) -> None:
     from deepline.training.events import EVENTS, handlers
     from deepline.training.experiment import default_callbacks
 
@@ -210,7 +210,7 @@ def predict(
     """Predict the classes of image files with an exported bundle."""
     from deepline.deploy.predictor import Predictor
 
-    predictor = Predictor(bundle, backend)  # type: ignore[arg-type]
+    predictor = Predictor(bundle, backend)
     answers = predictor.predict_files(list(files), top_k)
     table = Table(title=f"{bundle} ({backend})")
     table.add_column("image", overflow="fold")
