@@ -60,8 +60,8 @@ def throughput(nproc: int, data_dir: str, steps: int, threads: int) -> float:
 def checkpoint_costs(blocks: list[int], width: int) -> dict[str, float]:
     """Seconds to save and to load + restore a full training state of a ResNet."""
     from deepline.config import load_config
-    from deepline.data import DataBundle
-    from deepline.data.bundle import DataMeta, Split
+    from deepline.data import DataSplits
+    from deepline.data.meta import DataMeta, Split
     from deepline.training.checkpoint import load_latest, save_checkpoint
     from deepline.training.experiment import build_experiment
 
@@ -78,7 +78,7 @@ def checkpoint_costs(blocks: list[int], width: int) -> dict[str, float]:
         sizes={"train": 64, "val": 0, "test": 0},
         files=[],
     )
-    data = DataBundle(Split(x, y), Split(x[:0], y[:0]), Split(x[:0], y[:0]), meta)
+    data = DataSplits(Split(x, y), Split(x[:0], y[:0]), Split(x[:0], y[:0]), meta)
     cfg = load_config(
         {
             "model": {"name": "resnet", "blocks": blocks, "width": width},

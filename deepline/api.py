@@ -16,12 +16,16 @@ import torch
 from torch import nn
 
 from deepline.config import ExperimentConfig, load_config
-from deepline.data import DataBundle
-from deepline.data.bundle import DataMeta, Split
+from deepline.data import DataSplits
+from deepline.data.meta import DataMeta, Split
+from deepline.errors import ConfigError
 from deepline.evaluate.loading import TrainedRun, load_trained
 from deepline.runs import check_run_dir, read_json
 from deepline.training.checkpoint import find_checkpoint, load_checkpoint
 from deepline.training.experiment import Experiment, run_training
+
+# the input codec and task of the tensors ``fit`` takes, by their number of dimensions
+TENSOR_LAYOUTS = {4: ("image", "image_classification"), 3: ("sequence", "sequence_classification")}
 
 
 class Run:
@@ -129,13 +133,18 @@ def fit(
     ``x`` is (N, ...) float inputs as the model takes them, ``y`` (N,) class indices. Checkpoints,
     TensorBoard, metrics.jsonl and the report are written as for a config run.
     """
+    if x.ndim not in TENSOR_LAYOUTS:
+        raise ConfigError(
+            f"fit takes images x (N, C, H, W) or sequences x (N, T, F), got shape {tuple(x.shape)}"
+        )
+    codec, task = TENSOR_LAYOUTS[x.ndim]
     n_classes = int(y.max()) + 1
     classes = classes or [str(i) for i in range(n_classes)]
     val = validation_data or (x[:0], y[:0])
     test = test_data or val
     meta = DataMeta(
         name="tensors",
-        kind="image",
+        codec=codec,
         input_shape=tuple(x.shape[1:]),
         classes=classes,
         input_scale=1.0,
@@ -145,7 +154,7 @@ def fit(
         sizes={"train": len(x), "val": len(val[0]), "test": len(test[0])},
         files=[],
     )
-    data = DataBundle(
+    data = DataSplits(
         Split(x.float(), y.long()),
         Split(val[0].float(), val[1].long()),
         Split(test[0].float(), test[1].long()),
@@ -158,6 +167,7 @@ def fit(
             "seed": seed,
             "data": {"name": "tensors"},
             "model": {"name": "custom", "target": target},
+            "task": {"name": task},
             "train": {
                 "epochs": epochs,
                 "batch_size": batch_size,

@@ -28,8 +28,8 @@ from pydantic import (
     model_validator,
 )
 
-from deepline.errors import ConfigError
-from deepline.registry import MODELS, did_you_mean
+from deepline.errors import ConfigError, describe_problem
+from deepline.registry import DATASETS, MODELS, TASKS, Registry
 
 
 class Section(BaseModel):
@@ -81,15 +81,9 @@ class ModelConfig(Section):
 
 
 class TaskConfig(Section):
-    name: Literal["image_classification", "sequence_classification", "language_modelling"] = (
-        "image_classification"
-    )
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    top_k: int = Field(3, ge=1, description="classes shown by predict")
-    sample_prompt: str = Field("\n", description="language models: prompt of training samples")
-    sample_tokens: int = Field(200, ge=0, description="language models: sample length, 0 = none")
-    temperature: float = Field(0.8, gt=0.0, description="language models: sampling temperature")
-    sample_top_k: int | None = Field(None, ge=1, description="language models: top-k sampling")
+    """Base of the task configs; each task file defines its own subclass."""
+
+    name: str
 
 
 class ScheduleConfig(Section):
@@ -221,25 +215,86 @@ class ExperimentConfig(Section):
     seed: int = 0
     data: DataConfig = DataConfig()
     model: SerializeAsAny[ModelConfig]
-    task: TaskConfig = TaskConfig()
+    task: SerializeAsAny[TaskConfig]
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     export: ExportConfig = ExportConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_task(cls, data: Any) -> Any:
+        """A config that names no task trains the one its dataset is for."""
+        if isinstance(data, dict) and "task" not in data:
+            section = data.get("data")
+            name = section.get("name", "digits") if isinstance(section, dict) else "digits"
+            data = {**data, "task": {"name": default_task(str(name))}}
+        return data
 
     @field_validator("model", mode="before")
     @classmethod
     def _dispatch_model(cls, value: Any) -> Any:
         """Validate the model section with the config class its ``name`` registers."""
-        if isinstance(value, ModelConfig) or not isinstance(value, dict):
-            return value
-        name = value.get("name")
-        if name not in MODELS:
-            raise ValueError(MODELS.unknown_message(str(name)))
-        config_cls = MODELS.meta(str(name))["config"]
-        return config_cls.model_validate(value)  # a ValidationError here is unpacked later
+        return _dispatch(value, ModelConfig, MODELS)
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _dispatch_task(cls, value: Any) -> Any:
+        """Validate the task section with the config class its ``name`` registers."""
+        if isinstance(value, dict):
+            value = drop_legacy_task_keys(value)
+        return _dispatch(value, TaskConfig, TASKS)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(json.loads(self.model_dump_json()), sort_keys=False)
+
+
+def _dispatch(value: Any, base: type[BaseModel], registry: Registry[Any]) -> Any:
+    """A section as the config class that its ``name`` registers (a ValidationError raised
+    here is unpacked into field paths later)."""
+    if isinstance(value, base) or not isinstance(value, dict):
+        return value
+    name = value.get("name")
+    if name not in registry:
+        raise ValueError(registry.unknown_message(str(name)))
+    return registry.meta(str(name))["config"].model_validate(value)
+
+
+def task_config(section: dict[str, Any]) -> TaskConfig:
+    """A task section (as a run folder or bundle holds it) as its task's config class."""
+    try:
+        config: TaskConfig = _dispatch(drop_legacy_task_keys(section), TaskConfig, TASKS)
+    except (ValueError, ValidationError) as err:
+        raise ConfigError(f"task section {section}: {err}") from None
+    return config
+
+
+def default_task(dataset: str) -> str:
+    """The task a dataset is for (its catalog entry says), image classification if unknown."""
+    return DATASETS.meta(dataset)["spec"].task if dataset in DATASETS else "image_classification"
+
+
+# One task section used to hold every task's fields; run folders and bundles written then still
+# hold them, at these defaults. A task without the field ignores it at its old default value.
+_LEGACY_TASK_DEFAULTS = {
+    "label_smoothing": 0.0,
+    "top_k": 3,
+    "sample_prompt": "\n",
+    "sample_tokens": 200,
+    "temperature": 0.8,
+    "sample_top_k": None,
+}
+
+
+def drop_legacy_task_keys(section: dict[str, Any]) -> dict[str, Any]:
+    name = section.get("name")
+    if name not in TASKS:
+        return section
+    fields = TASKS.meta(str(name))["config"].model_fields
+    return {
+        key: value
+        for key, value in section.items()
+        if key in fields or key not in _LEGACY_TASK_DEFAULTS or value != _LEGACY_TASK_DEFAULTS[key]
+    }
 
 
 # ---------------------------------------------------------------------------- loading
@@ -322,14 +377,20 @@ def resolve_config_path(source: str | Path) -> Path:
 
 
 def config_schema() -> dict[str, Any]:
-    """JSON Schema of ExperimentConfig, with the model section listing every registered model."""
+    """JSON Schema of ExperimentConfig, with the model and task sections listing every
+    registered model and task."""
     schema = ExperimentConfig.model_json_schema()
-    union = TypeAdapter(Any).json_schema()
-    configs = [MODELS.meta(n)["config"] for n in MODELS.names()]
-    if configs:
-        model_schemas = [c.model_json_schema() for c in configs]
-        union = {"oneOf": model_schemas, "description": "chosen by 'name'"}
-    schema["properties"]["model"] = union
+    for section, registry in (("model", MODELS), ("task", TASKS)):
+        configs = [registry.meta(n)["config"] for n in registry.names()]
+        union = TypeAdapter(Any).json_schema()
+        if configs:
+            union = {
+                "oneOf": [c.model_json_schema() for c in configs],
+                "description": "chosen by 'name'",
+            }
+        schema["properties"][section] = union
+    # the task may be left out: the dataset's own task is then trained
+    schema["required"] = [key for key in schema.get("required", []) if key != "task"]
     return schema
 
 
@@ -340,23 +401,8 @@ def format_validation_error(
     err: ValidationError, origin: str = "config", raw: dict[str, Any] | None = None
 ) -> str:
     """One line per problem: the dotted path, what is wrong, the value and what is allowed."""
-    lines = [_describe(e, raw or {}) for e in err.errors()]
+    lines = [describe_problem(e, lambda loc: _allowed_keys(loc, raw or {})) for e in err.errors()]
     return f"Invalid {origin}:\n  " + "\n  ".join(lines)
-
-
-def _describe(e: Any, raw: dict[str, Any]) -> str:
-    path = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
-    kind, value = e["type"], e.get("input")
-    if kind == "extra_forbidden":
-        allowed = _allowed_keys(e["loc"][:-1], raw)
-        hint = did_you_mean(str(e["loc"][-1]), allowed)
-        return f"{path}: unknown key. Allowed here: {', '.join(allowed)}.{hint}"
-    if kind == "missing":
-        return f"{path}: required, but missing"
-    message = str(e["msg"]).removeprefix("Value error, ")
-    if isinstance(value, dict):  # the value is a whole section: its name says enough
-        return f"{path}: {message}"
-    return f"{path}: {message} (got {value!r})" if path else message
 
 
 def _allowed_keys(loc: tuple[Any, ...], raw: dict[str, Any]) -> list[str]:
@@ -367,9 +413,10 @@ def _allowed_keys(loc: tuple[Any, ...], raw: dict[str, Any]) -> list[str]:
         if str(key) not in fields:
             return []
         model = _section_class(fields[str(key)].annotation)
-        if depth == 0 and key == "model":
-            name = (raw.get("model") or {}).get("name")
-            model = MODELS.meta(str(name))["config"] if name in MODELS else model
+        registry = {"model": MODELS, "task": TASKS}.get(str(key)) if depth == 0 else None
+        if registry is not None:
+            name = (raw.get(str(key)) or {}).get("name")
+            model = registry.meta(str(name))["config"] if name in registry else model
     return list(getattr(model, "model_fields", {}))
 
 

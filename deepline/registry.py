@@ -11,26 +11,15 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from deepline.errors import DeeplineError
+from deepline.errors import DeeplineError, did_you_mean
+
+__all__ = ["CODECS", "DATASETS", "MODELS", "TASKS", "Registry", "did_you_mean"]
 
 T = TypeVar("T")
-
-
-def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:
-    """A ' Did you mean ...?' suffix for a misspelt name, or '' when nothing is close.
-
-    Catches typos (``optimiser``), and long forms of short names (``learning_rate`` -> ``lr``).
-    """
-    name = str(name)
-    close = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
-    initials = "".join(part[:1] for part in name.replace("-", "_").split("_"))
-    close = close or [c for c in sorted(choices) if len(c) > 1 and c == initials]
-    return f" Did you mean '{close[0]}'?" if close else ""
 
 
 class Registry(Generic[T]):
@@ -94,5 +83,6 @@ class Registry(Generic[T]):
 
 # The registries of deepline. Components register themselves when their package is imported.
 DATASETS: Registry[Any] = Registry("dataset", "deepline.data.datasets")
+CODECS: Registry[Any] = Registry("input codec", "deepline.data.codecs")
 MODELS: Registry[Any] = Registry("model", "deepline.models")
 TASKS: Registry[Any] = Registry("task", "deepline.tasks")

@@ -69,9 +69,9 @@ def serve(
     table = Table(title=f"serving {path}")
     for column in ("model", "version", "task", "input", "backend"):
         table.add_column(column)
-    for model in application.state.models:
+    for model in application.state.plane.models:
         meta = model.metadata()
-        table.add_row(model.name, str(model.version), meta["task"], meta["input_kind"], backend)
+        table.add_row(model.name, str(model.version), meta["task"], meta["input_codec"], backend)
     console.print(table)
     warning = exposure_warning(settings)
     if warning:

@@ -1,17 +1,17 @@
-"""The data layer: a catalog of named datasets, file lookup with checksums, readers, and
-``load_data`` which turns a ``DataConfig`` into normalised train/val/test tensors: images,
-sequences, token ids, or token streams for language models (with their tokenizer).
+"""The data layer: a catalog of named datasets, file lookup with checksums, readers, input
+codecs, and ``load_data`` which turns a ``DataConfig`` into normalised train/val/test tensors:
+images, sequences, token ids, token streams for language models, or rows of named features.
 
 >>> from deepline.config import DataConfig
 >>> from deepline.data import load_data
->>> bundle = load_data(DataConfig(name="digits"))
->>> bundle.train.x.shape[1:], bundle.meta.classes[:3]
+>>> data = load_data(DataConfig(name="digits"))
+>>> data.train.x.shape[1:], data.meta.classes[:3]
 (torch.Size([1, 8, 8]), ['0', '1', '2'])
 """
 
-from deepline.data.bundle import DataBundle, DataMeta, Split, load_data, register_bundle
 from deepline.data.catalog import (
     DataFile,
+    DataSample,
     DatasetSpec,
     RawDataset,
     RawSplit,
@@ -20,13 +20,15 @@ from deepline.data.catalog import (
     register,
 )
 from deepline.data.fetch import check_file, ensure_file, ensure_files
+from deepline.data.load import load_data, read_data
+from deepline.data.loaders import WindowLoader, eval_windows
+from deepline.data.meta import DataMeta, DataSplits, Split
 from deepline.data.readers import load_image
-from deepline.data.sequences import encode_texts
-from deepline.data.text import WindowLoader, eval_windows
 from deepline.data.tokenizers import (
     BPETokenizer,
     CharTokenizer,
     Tokenizer,
+    encode_texts,
     load_tokenizer,
     tokenizer_fingerprint,
 )
@@ -34,9 +36,10 @@ from deepline.data.tokenizers import (
 __all__ = [
     "BPETokenizer",
     "CharTokenizer",
-    "DataBundle",
     "DataFile",
     "DataMeta",
+    "DataSample",
+    "DataSplits",
     "DatasetSpec",
     "RawDataset",
     "RawSplit",
@@ -53,7 +56,7 @@ __all__ = [
     "load_data",
     "load_image",
     "load_tokenizer",
+    "read_data",
     "register",
-    "register_bundle",
     "tokenizer_fingerprint",
 ]

@@ -1,10 +1,11 @@
 """The dataset catalog: what each named dataset is, which files it needs, and how it loads.
 
-A catalog entry is a loader function registered in ``DATASETS`` together with its
-:class:`DatasetSpec`. Adding a dataset is one decorated function::
+A catalog entry is a reader function registered in ``DATASETS`` together with its
+:class:`DatasetSpec` and a writer of small sample files for its contract test. Adding a
+dataset is one decorated function (docs/extending.md)::
 
-    @register(DatasetSpec(name="my-set", description="...", licence="CC BY 4.0"))
-    def load_my_set(cfg: DataConfig) -> RawDataset:
+    @register(DatasetSpec(name="my-set", description="...", licence="CC BY 4.0"), sample=...)
+    def read_my_set(cfg: DataConfig, files: dict[str, Path]) -> RawDataset:
         ...
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +48,7 @@ class DatasetSpec:
     homepage: str = ""
     citation: str = ""
     needs_path: bool = False  # a generic reader of the user's own files (data.path)
+    task: str = "image_classification"  # what a config that names no task trains
 
     @property
     def total_bytes(self) -> int:
@@ -60,16 +64,18 @@ class DatasetSpec:
 
 @dataclass
 class RawSplit:
-    """Examples in raw units: ``x`` (N, C, H, W) of any numeric dtype, ``y`` int64 (N,)."""
+    """Examples in raw units: ``x`` (N, ...) of any numeric dtype (images (N, C, H, W)), and
+    ``y`` int64 (N,) class indices or float32 (N, T) regression targets."""
 
     x: np.ndarray
     y: np.ndarray
 
     def __post_init__(self) -> None:
-        self.y = np.asarray(self.y).reshape(-1).astype(np.int64)
-        if self.x.ndim != 4 or len(self.x) != len(self.y):
+        y = np.asarray(self.y)
+        self.y = y.reshape(-1).astype(np.int64) if y.dtype.kind in "biu" else y.astype(np.float32)
+        if self.x.ndim < 1 or len(self.x) != len(self.y):
             raise ValueError(
-                f"RawSplit wants x (N,C,H,W) and y (N,), got {self.x.shape}, {self.y.shape}"
+                f"RawSplit wants x (N, ...) and y (N, ...), got {self.x.shape}, {self.y.shape}"
             )
 
     def __len__(self) -> int:
@@ -78,7 +84,7 @@ class RawSplit:
 
 @dataclass
 class RawDataset:
-    """What a loader returns; `load_data` splits, scales and normalises it.
+    """What a loader of images returns; `load_data` splits, scales and normalises it.
 
     ``val``/``test`` are the dataset's official splits, or None to carve them from ``train``.
     ``sources`` are the sha256 of the files read; when empty the fingerprint hashes the arrays.
@@ -93,12 +99,25 @@ class RawDataset:
     sources: list[str] = field(default_factory=list)
 
 
-Loader = Callable[[DataConfig], RawDataset]
+@dataclass
+class DataSample:
+    """Small synthetic files in a catalog entry's format, and the config overrides that read
+    them: what the entry's contract test loads (``tests/contracts``), with no download."""
+
+    files: dict[str, Path] = field(default_factory=dict)  # as the entry's reader receives them
+    overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"path": ...} for data.path
 
 
-def register(spec: DatasetSpec) -> Callable[[Loader], Loader]:
-    """Decorator: add a loader to the catalog under ``spec.name``."""
-    return DATASETS.register(spec.name, spec=spec)
+# An entry's reader: the config and its verified files (name -> path) -> raw images for
+# ``load_data`` to split and normalise, or finished ``DataSplits`` (text, sequences, tables).
+Reader = Callable[[DataConfig, dict[str, Path]], Any]
+SampleWriter = Callable[[Path], DataSample]
+
+
+def register(spec: DatasetSpec, sample: SampleWriter) -> Callable[[Reader], Reader]:
+    """Decorator: add a reader to the catalog under ``spec.name``, with the function that
+    writes a small sample in its format (an entry cannot exist without its contract test)."""
+    return DATASETS.register(spec.name, spec=spec, sample=sample)
 
 
 def dataset_names() -> list[str]:
@@ -112,10 +131,10 @@ def get_spec(name: str) -> DatasetSpec:
     return spec
 
 
-def get_loader(name: str) -> Loader:
+def get_reader(name: str) -> Reader:
     _check_known(name)
-    loader: Loader = DATASETS.get(name)
-    return loader
+    reader: Reader = DATASETS.get(name)
+    return reader
 
 
 def _check_known(name: str) -> None:

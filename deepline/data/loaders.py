@@ -3,16 +3,24 @@
 A ``BatchLoader`` shuffles with a generator seeded by (seed, epoch), so the order of any epoch can
 be rebuilt from two integers; its state is (epoch, position) plus the augmentation generator.
 Sharding for distributed training takes every ``world_size``-th index, starting at ``rank``.
+A ``WindowLoader`` draws random windows of a token stream (nanoGPT's ``get_batch``), resumably.
+
+>>> tokens = torch.arange(100)
+>>> x, y = next(iter(WindowLoader(tokens, context=8, batch_size=4, steps_per_epoch=10)))
+>>> x.shape, bool((y == x + 1).all())
+(torch.Size([4, 8]), True)
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Any, Protocol
 
 import torch
 
 from deepline.data.transforms import BatchAugment
+from deepline.errors import DataError
 
 
 class Loader(Protocol):
@@ -114,3 +122,119 @@ class BatchLoader(ResumablePosition):
             self.position = i + 1
             yield x, y
         self.epoch, self.position = self.epoch + 1, 0
+
+
+# ---------------------------------------------------------------------------- token windows
+
+
+def window_seed(seed: int, epoch: int, position: int, rank: int) -> int:
+    """A 64-bit seed that is a pure function of the four integers (no nearby collisions)."""
+    digest = hashlib.sha256(f"deepline-windows:{seed}:{epoch}:{position}:{rank}".encode())
+    return int.from_bytes(digest.digest()[:8], "little")
+
+
+class WindowLoader(ResumablePosition):
+    """Random windows of a token stream, as nanoGPT's ``get_batch``, with an exact resume.
+
+    Each batch is ``(x, y)``: x int64 (batch_size, context) windows starting at random offsets,
+    y the same windows shifted by one token (the targets). The offsets of batch ``position`` of
+    ``epoch`` on ``rank`` come from a generator seeded by (seed, epoch, position, rank) alone,
+    so a loader restored from ``state_dict`` at any point yields the same batches as one that
+    ran there, and each rank of a distributed run draws its own windows (``batch_size`` is the
+    per-process batch). An "epoch" is ``steps_per_epoch`` batches.
+
+    It offers what the trainer uses of :class:`~deepline.data.loaders.BatchLoader`.
+
+    >>> loader = WindowLoader(torch.arange(1000), context=16, batch_size=2, steps_per_epoch=3)
+    >>> [tuple(x.shape) for x, _ in loader], loader.epoch
+    ([(2, 16), (2, 16), (2, 16)], 1)
+    """
+
+    def __init__(
+        self,
+        tokens: torch.Tensor,
+        context: int,
+        batch_size: int,
+        steps_per_epoch: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if tokens.ndim != 1:
+            raise ValueError(
+                f"WindowLoader wants a 1-D token stream, got shape {tuple(tokens.shape)}"
+            )
+        if context < 1 or batch_size < 1 or steps_per_epoch < 1:
+            raise ValueError(
+                f"context, batch_size and steps_per_epoch must be >= 1; got {context}, "
+                f"{batch_size}, {steps_per_epoch}"
+            )
+        if len(tokens) <= context:
+            raise DataError(
+                f"a stream of {len(tokens)} tokens holds no window of context {context} + 1 "
+                "(lower data.context)"
+            )
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in range(world_size={world_size})")
+        self.tokens = tokens.long()
+        self.context = context
+        self.batch_size = batch_size
+        self.steps_per_epoch = steps_per_epoch
+        self.seed = seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self.position = 0  # batches already yielded in this epoch
+        # Offsets need no running generator; this one only keeps BatchLoader's interface.
+        self.generator = torch.Generator().manual_seed(seed + 1)
+        self._span = torch.arange(context + 1)  # (T + 1,)
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def batch(self, epoch: int, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch ``position`` of ``epoch`` on this rank: x, y int64 (batch_size, context)."""
+        g = torch.Generator().manual_seed(window_seed(self.seed, epoch, position, self.rank))
+        starts = torch.randint(len(self.tokens) - self.context, (self.batch_size,), generator=g)
+        windows = self.tokens[starts[:, None] + self._span]  # (B, T + 1)
+        return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for i in range(self.position, len(self)):
+            x, y = self.batch(self.epoch, i)
+            self.position = i + 1
+            yield x, y
+        self.epoch, self.position = self.epoch + 1, 0
+
+
+def eval_windows(
+    tokens: torch.Tensor,
+    context: int,
+    batch_size: int,
+    max_batches: int | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Non-overlapping windows from the start of the stream, for validation: deterministic.
+
+    Window ``k`` is ``tokens[k*context : (k+1)*context]`` with targets shifted by one; the
+    last incomplete window is dropped. Batches of ``batch_size`` windows (the last may be
+    smaller), at most ``max_batches`` of them; rank ``r`` of ``world_size`` takes every
+    ``world_size``-th window starting at ``r``.
+
+    >>> [tuple(x.shape) for x, _ in eval_windows(torch.arange(100), 8, 5)]
+    [(5, 8), (5, 8), (2, 8)]
+    """
+    if tokens.ndim != 1:
+        raise ValueError(f"eval_windows wants a 1-D token stream, got shape {tuple(tokens.shape)}")
+    count = max(0, (len(tokens) - 1) // context)  # windows that have all their targets
+    starts = torch.arange(count)[rank::world_size] * context
+    if max_batches is not None:
+        starts = starts[: max_batches * batch_size]
+    if len(starts) == 0:
+        return []
+    span = torch.arange(context + 1)
+    batches = []
+    for chunk in starts.split(batch_size):
+        windows = tokens.long()[chunk[:, None] + span]  # (B, T + 1)
+        batches.append((windows[:, :-1].contiguous(), windows[:, 1:].contiguous()))
+    return batches

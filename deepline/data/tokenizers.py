@@ -27,6 +27,8 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import torch
+
 from deepline.errors import InputError
 
 if TYPE_CHECKING:
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
 
     from deepline.config import DataConfig
 
-# Token sequences fed to a classifier (``DataMeta.kind == "tokens"``) shift every tokenizer id
+# Token sequences fed to a classifier (the ``tokens`` codec) shift every tokenizer id
 # by ``ID_OFFSET`` so that 0 can pad and 1 can stand for a character the tokenizer never saw.
 PAD_ID = 0
 UNK_ID = 1
@@ -246,3 +248,25 @@ def text_data_fingerprint(
         "tokenizer": tokenizer_fingerprint(tok),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def encode_texts(tok: Tokenizer, texts: Sequence[str], context: int) -> torch.Tensor:
+    """Texts -> int64 (N, context): tokenizer ids + ``ID_OFFSET``, cut to ``context`` tokens,
+    padded with ``PAD_ID``; characters the character tokenizer lacks become ``UNK_ID``.
+
+    >>> from deepline.data.tokenizers import CharTokenizer
+    >>> encode_texts(CharTokenizer.fit("abc"), ["ba", "abcd"], context=3).tolist()
+    [[3, 2, 0], [2, 3, 4]]
+    """
+    if isinstance(tok, CharTokenizer):
+        encoded = tok.encode_batch(texts, unknown=UNK_ID - ID_OFFSET)
+    elif hasattr(tok, "encode_batch"):
+        encoded = tok.encode_batch(texts)
+    else:
+        encoded = [tok.encode(t) for t in texts]
+    out = torch.full((len(texts), context), PAD_ID, dtype=torch.int64)
+    for row, ids in enumerate(encoded):
+        ids = ids[:context]
+        if ids:
+            out[row, : len(ids)] = torch.tensor(ids, dtype=torch.int64) + ID_OFFSET
+    return out

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepline.config import TaskConfig
-from deepline.data.bundle import DataMeta
+from deepline.config import task_config
+from deepline.data.meta import DataMeta
 from deepline.errors import DeeplineError
 from deepline.registry import MODELS
 from deepline.runs import read_json
@@ -71,7 +71,7 @@ class Bundle:
         meta = DataMeta.from_dict(self.spec["data"])
         if self.file("tokenizer") is not None:
             meta.tokenizer = self.tokenizer_json()
-        return build_task(TaskConfig(**self.spec["task"]), meta)
+        return build_task(task_config(self.spec["task"]), meta)
 
     def tokenizer_json(self) -> str:
         """The bundle's tokenizer, verified against the sha256 that bundle.json records."""

@@ -399,11 +399,14 @@ def run_examples(run: TrainedRun) -> dict[str, torch.Tensor]:
 
 
 def drift_reference(run: TrainedRun) -> dict[str, Any]:
-    """``reference.json``: summaries of up to 2000 model-ready training inputs and of the
-    model's fp32 outputs on them (see ``deepline.deploy.drift``)."""
-    inputs = run.task.example_inputs(run.data.train.x, REFERENCE_EXAMPLES)
-    outputs = predict_batches(run.model, inputs, 256)
-    return reference_statistics(inputs.numpy(), outputs.numpy())
+    """``reference.json``: summaries of up to 2000 model-ready training inputs (the codec's)
+    and the drift signal of the model's fp32 outputs on them (the task's); see
+    ``deepline.deploy.drift``."""
+    task = run.task
+    inputs = task.example_inputs(run.data.train.x, REFERENCE_EXAMPLES)
+    outputs = predict_batches(run.model, inputs, 256).numpy()
+    summaries = task.codec.summaries(inputs.numpy())
+    return reference_statistics(summaries, task.drift_signal(outputs), task.drift_categories())
 
 
 def bundle_spec(run: TrainedRun, files: dict[str, str]) -> dict[str, Any]:
@@ -416,7 +419,10 @@ def bundle_spec(run: TrainedRun, files: dict[str, str]) -> dict[str, Any]:
         "model": run.config.model.model_dump(),
         "data": {**meta.to_dict(), "tokenizer": None},  # in tokenizer.json
         "tokenizer_sha256": sha256_text(meta.tokenizer) if meta.tokenizer else None,
-        "preprocessing": meta.preprocessing(),
+        # what the input codec reads (its tokenizer is the checked tokenizer.json)
+        "preprocessing": {
+            k: v for k, v in run.task.codec.preprocessing.items() if k != "tokenizer"
+        },
         "signature": run.task.signature(),
         "metrics": evaluation.get("metrics", {}),
         "metrics_split": evaluation.get("split"),

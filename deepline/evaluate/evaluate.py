@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from deepline.evaluate.loading import TrainedRun, load_trained
-from deepline.evaluate.plots import plot_confusion_matrix, plot_per_class
 from deepline.runs import write_json
 
 
@@ -30,7 +29,7 @@ def evaluate_run(
 
 @torch.no_grad()
 def evaluate_trained(run: TrainedRun, split: str, keep_mistakes: int = 32) -> dict[str, Any]:
-    data = getattr(run.data, split)
+    data = run.data.split(split)
     evaluator = run.task.evaluator(keep_mistakes=keep_mistakes)
     for x, y in run.task.batches(data.x, data.y, run.config.eval.batch_size):
         evaluator.update(x, run.model(x), y)
@@ -40,25 +39,19 @@ def evaluate_trained(run: TrainedRun, split: str, keep_mistakes: int = 32) -> di
         "metrics": evaluator.compute(),
         **evaluator.details(),
     }
-    _write_mistakes(run, getattr(evaluator, "mistakes", []))
+    _write_mistakes(run, evaluator.mistakes)
     plots = run.run_dir / "plots"
     plots.mkdir(exist_ok=True)
-    if "confusion_matrix" in result:
-        classes = result["classes"]
-        plot_confusion_matrix(
-            np.array(result["confusion_matrix"]), classes, plots / "confusion_matrix.png"
-        )
-        plot_per_class(result["per_class"], classes, plots / "per_class.png")
+    for name, figure in run.task.figures(result).items():
+        figure.draw(plots / f"{name}.png")
     return result
 
 
 def _write_mistakes(run: TrainedRun, mistakes: list[tuple[torch.Tensor, int, int, float]]) -> None:
-    """Save misclassified inputs un-normalised to [0, 1], for the report."""
-    if not mistakes:
-        (run.run_dir / "mistakes.npz").unlink(missing_ok=True)
-        return
-    images = run.task.as_images(torch.stack([m[0] for m in mistakes]))  # type: ignore[attr-defined]
+    """Save misclassified inputs as people see them (images in [0, 1]), for the report."""
+    images = run.task.show_inputs(torch.stack([m[0] for m in mistakes])) if mistakes else None
     if images is None:
+        (run.run_dir / "mistakes.npz").unlink(missing_ok=True)
         return
     np.savez_compressed(
         run.run_dir / "mistakes.npz",

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from deepline.config import ExperimentConfig, load_config
-from deepline.data import DataBundle, load_data
+from deepline.data import DataSplits
 from deepline.runs import check_run_dir
-from deepline.tasks import Task, build_task
+from deepline.tasks import Task, build_task, task_class
 from deepline.training.checkpoint import find_checkpoint, load_checkpoint
 
 
@@ -19,7 +19,7 @@ from deepline.training.checkpoint import find_checkpoint, load_checkpoint
 class TrainedRun:
     run_dir: Path
     config: ExperimentConfig
-    data: DataBundle
+    data: DataSplits
     task: Task
     model: nn.Module
     checkpoint: Path
@@ -33,7 +33,7 @@ def load_trained(
     cfg = load_config(run_dir / "config.yaml")
     if data_dir is not None:
         cfg.data.data_dir = data_dir
-    data = load_data(cfg.data)
+    data = task_class(cfg.task.name).load_data(cfg.data)
     task = build_task(cfg.task, data.meta)
     model = task.build_model(cfg.model)
     which = checkpoint or cfg.eval.checkpoint

@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 from jinja2 import Environment, PackageLoader, Undefined
 
-from deepline.evaluate import plots
+from deepline import plots
 from deepline.runs import read_json
 
 MAX_MISTAKES = 32  # enough to see a pattern; more only makes the page heavy

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from deepline import __version__
 from deepline.serve.batching import Arrivals
+from deepline.serve.dataplane import DataPlane
 from deepline.serve.errors import HANDLERS
 from deepline.serve.metrics import ServerMetrics
 from deepline.serve.middleware import BearerToken, BodyLimit, RequestMetrics
@@ -44,7 +45,7 @@ def create_app(
         docs_url=None,  # served below from local files: no CDN, works offline
         redoc_url=None,
     )
-    app.state.models = models
+    app.state.plane = DataPlane(models)
     app.state.settings = settings
     app.state.metrics = metrics
     for error, handler in HANDLERS.items():

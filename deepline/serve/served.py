@@ -42,7 +42,10 @@ class ServedModel:
         drift monitor."""
         predictor = Predictor(entry.bundle(), settings.backend, settings.threads)
         reference = predictor.bundle.reference()
-        drift = DriftMonitor(reference, settings.drift_window) if reference else None
+        drift = None
+        if reference:
+            summaries, signal = predictor.codec.summaries, predictor.task.drift_signal
+            drift = DriftMonitor(reference, summaries, signal, settings.drift_window)
         model = cls(entry.name, entry.version, predictor, settings.timeout_s, drift)
         own = entry.batching  # the model's batching.yaml, else the server's settings
         delay_ms = settings.max_delay_ms if own.max_delay_ms is None else own.max_delay_ms
@@ -67,27 +70,16 @@ class ServedModel:
             self.drift.observe(batch, out)
         return out
 
+    @property
+    def generates(self) -> bool:
+        return self.predictor.generates
+
     async def infer(self, batch: np.ndarray) -> np.ndarray:
         """Model outputs for a model-ready batch, through the batcher, within the timeout."""
-        if self.predictor.generates:
-            raise ServeError(400, f"model '{self.name}' generates text: send a prompt")
         return await self._within_timeout(self.batcher.submit(batch))
 
-    async def prepare(self, inputs: Sequence[Any]) -> np.ndarray:
-        """Raw inputs -> a model-ready batch (image decoding runs off the event loop)."""
-        if self.predictor.generates:
-            raise ServeError(400, f"model '{self.name}' generates text: send a prompt")
-        if any(isinstance(item, (bytes, bytearray)) for item in inputs):  # decoding images
-            return await asyncio.to_thread(self.predictor.prepare, inputs)
-        return self.predictor.prepare(inputs)  # numbers: cheaper than a thread hop
-
-    async def predict(self, inputs: Sequence[Any], top_k: int | None = None) -> list[Any]:
-        outputs = await self.infer(await self.prepare(inputs))
-        return self.predictor.answers(outputs, top_k)
-
     async def generate(self, prompt: str, tokens: int, **sampling: Any) -> str:
-        if not self.predictor.generates:
-            raise ServeError(400, f"model '{self.name}' classifies: send inputs, not a prompt")
+        """Text written after ``prompt`` on a thread, stopped when the timeout ends the wait."""
         stop = threading.Event()  # set when the caller stops waiting: the thread stops too
 
         def write() -> str:
@@ -114,28 +106,6 @@ class ServedModel:
 
     def metadata(self) -> dict[str, Any]:
         return {"version": self.version, **self.predictor.describe()}
-
-    def output_specs(self) -> list[dict[str, Any]]:
-        """The tensors ``named_outputs`` returns: name, datatype (V2 names) and shape."""
-        k = len(self.predictor.classes)
-        return [
-            {"name": "logits", "datatype": "FP32", "shape": [-1, k]},
-            {"name": "probabilities", "datatype": "FP32", "shape": [-1, k]},
-            {"name": "label", "datatype": "BYTES", "shape": [-1]},
-        ]
-
-    def named_outputs(self, logits: np.ndarray) -> dict[str, np.ndarray]:
-        """A classifier's outputs as protocol tensors: logits, probabilities and the top label
-        (an object array of class names)."""
-        logits = np.asarray(logits, dtype=np.float32)
-        shifted = np.exp(logits - logits.max(-1, keepdims=True))
-        probabilities = (shifted / shifted.sum(-1, keepdims=True)).astype(np.float32)
-        classes = np.asarray(self.predictor.classes, dtype=object)
-        return {
-            "logits": logits,
-            "probabilities": probabilities,
-            "label": classes[logits.argmax(-1)],
-        }
 
 
 class ModelSet:

@@ -1,20 +1,74 @@
-"""The task contract: what ties data, model, training, evaluation and export together."""
+"""The task contract: what ties data, model, training, evaluation, export and serving together.
+
+A task owns everything task-specific, so that nothing outside ``tasks/`` asks which task it is:
+its config class (registered with it), the model it builds from the data's meta, the loss, the
+metrics, its **named outputs** (what every protocol answers: logits, probabilities and a label;
+a value per target; generated text), its answers as JSON, whether it generates, what it adds
+to training (samples after each epoch), its figures in the evaluation and the report, and how
+drift of its predictions is watched. Inputs are the codec's business (``deepline.data.codecs``).
+
+Tasks without labels (a GAN) override ``step_loss``; tasks without a dataset (a policy learning
+from an environment) override ``load_data`` and ``loaders``. See docs/extending.md.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
-from deepline.config import ModelConfig, TaskConfig
-from deepline.data.bundle import DataMeta
+from deepline.config import DataConfig, ExperimentConfig, ModelConfig, TaskConfig
+from deepline.data.codecs import InputCodec, codec_for
+from deepline.data.load import load_data
+from deepline.data.loaders import BatchLoader, Loader
+from deepline.data.meta import DataMeta, DataSplits
+from deepline.data.transforms import BatchAugment
+from deepline.errors import DeeplineError
+
+# V2 names of the numpy dtypes a task's named outputs use (KServe and TF Serving read these)
+V2_DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32",
+                "bool": "BOOL", "object": "BYTES"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One named output every protocol answers: V2 ``datatype`` and ``shape`` (-1: any).
+
+    ``classes`` names the last axis of a score output, for KServe's classification extension.
+    """
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    classes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure of an evaluation: drawn into ``plots/`` and embedded in the report."""
+
+    title: str
+    caption: str
+    draw: Callable[[Path], Path]  # writes a PNG at the path given and returns it
 
 
 class Evaluator(ABC):
     """Accumulates model outputs over batches and turns them into metrics."""
+
+    mistakes: list[tuple[torch.Tensor, int, int, float]]  # (input, true, predicted, confidence)
+
+    def __init__(self) -> None:
+        self.mistakes = []
 
     @abstractmethod
     def update(self, x: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None: ...
@@ -29,13 +83,41 @@ class Evaluator(ABC):
 
 
 class Task(ABC):
-    """Builds the model from data meta, defines the loss, metrics, answers and signature."""
+    """The contract; see the module docstring. A task is bound to one dataset's meta."""
 
-    name: str
+    name: ClassVar[str]
+    generates: ClassVar[bool] = False  # answers a prompt with generated text (``stream``)
 
     def __init__(self, config: TaskConfig, meta: DataMeta) -> None:
         self.config = config
         self.meta = meta
+
+    @cached_property
+    def codec(self) -> InputCodec:
+        """The input codec of the data this task is bound to."""
+        return codec_for(self.meta)
+
+    # -- data and training ------------------------------------------------------------------
+
+    @classmethod
+    def load_data(cls, config: DataConfig) -> DataSplits:
+        """The splits to train and evaluate on (a task without a dataset makes its own)."""
+        return load_data(config)
+
+    def loaders(
+        self, cfg: ExperimentConfig, data: DataSplits, batch_size: int, rank: int, world: int
+    ) -> tuple[Loader, BatchLoader | None]:
+        """Training batches (shuffled, augmented) and fixed validation batches; each of
+        ``world`` processes takes its share."""
+        fill = [-m / s for m, s in zip(self.meta.mean, self.meta.std)]  # normalised background
+        train = BatchLoader(
+            data.train.x, data.train.y, batch_size, shuffle=True, seed=cfg.seed,
+            augment=BatchAugment(cfg.data.augment, fill=fill), rank=rank, world_size=world,
+        )  # fmt: skip
+        if not len(data.val):
+            return train, None
+        val = BatchLoader(data.val.x, data.val.y, cfg.eval.batch_size, rank=rank, world_size=world)
+        return train, val
 
     @abstractmethod
     def build_model(self, model_config: ModelConfig) -> nn.Module: ...
@@ -43,16 +125,28 @@ class Task(ABC):
     @abstractmethod
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
 
+    def step_loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The loss of one training batch (a task without targets overrides this)."""
+        x, y = batch
+        return self.loss(model(x), y)
+
+    @classmethod
+    def writes_samples(cls, config: TaskConfig) -> bool:
+        """Whether training writes ``sample`` after each epoch (to ``samples.jsonl``)."""
+        return False
+
+    def sample(self, model: nn.Module, seed: int) -> dict[str, Any]:
+        """What the model makes now, for people to follow training (text, images, ...)."""
+        raise DeeplineError(f"the {self.name} task writes no samples")
+
+    def monitor_default(self) -> tuple[str, str]:
+        """The validation metric that picks the best checkpoint, and 'min' or 'max'."""
+        return "val/loss", "min"
+
+    # -- evaluation ---------------------------------------------------------------------------
+
     @abstractmethod
     def evaluator(self, keep_mistakes: int = 0) -> Evaluator: ...
-
-    @abstractmethod
-    def answers(self, outputs: torch.Tensor, top_k: int | None = None) -> list[Any]:
-        """Model outputs -> answers a person reads (class names with probabilities, ...)."""
-
-    @abstractmethod
-    def signature(self) -> dict[str, Any]:
-        """Input and output tensors: names, dtypes and shapes (-1 for dynamic axes)."""
 
     def batches(
         self, x: torch.Tensor, y: torch.Tensor, batch_size: int
@@ -65,6 +159,56 @@ class Task(ABC):
         """Up to ``n`` model inputs from a split's ``x`` (export checks run on these)."""
         return x[:n]
 
-    def monitor_default(self) -> tuple[str, str]:
-        """The validation metric that picks the best checkpoint, and 'min' or 'max'."""
-        return "val/loss", "min"
+    def figures(self, evaluation: dict[str, Any]) -> dict[str, Figure]:
+        """Figures of an evaluation (``eval.json``), by file stem."""
+        return {}
+
+    def show_inputs(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Model inputs as images (N, C, H, W) in [0, 1] for people, or None."""
+        return self.codec.show(x)
+
+    # -- serving ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def signature(self) -> dict[str, Any]:
+        """The exported graph's input and output tensors: names, dtypes and shapes."""
+
+    @abstractmethod
+    def outputs(self) -> list[OutputSpec]:
+        """The named outputs every protocol answers."""
+
+    @abstractmethod
+    def named_outputs(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+        """The model's raw outputs for a batch -> the named outputs, each batch first."""
+
+    @abstractmethod
+    def answers(self, named: dict[str, np.ndarray], top_k: int | None = None) -> list[Any]:
+        """Named outputs -> one JSON-able answer per example, as people read it."""
+
+    def stream(
+        self,
+        engine: Callable[[np.ndarray], np.ndarray],
+        prompt: str,
+        tokens: int,
+        fixed_length: bool,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = 0,
+    ) -> Iterator[str]:
+        """A generating task's text after ``prompt``, piece by piece, the model run by
+        ``engine`` (``fixed_length``: it takes exactly the context's length)."""
+        raise DeeplineError(f"the {self.name} task does not generate")
+
+    def answer_form(self) -> dict[str, Any]:
+        """How answers are shown to people (the web page): ``{"type": ...}``."""
+        return {"type": "values"}
+
+    def drift_signal(self, raw: np.ndarray) -> np.ndarray:
+        """One number per example that drift monitoring watches: a class index when
+        ``drift_categories`` is set, else a value."""
+        return np.asarray(raw, dtype=np.float64).reshape(len(raw), -1)[:, 0]
+
+    def drift_categories(self) -> int | None:
+        """How many classes ``drift_signal`` takes, or None when it is a continuous value."""
+        return None

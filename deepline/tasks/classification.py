@@ -1,4 +1,4 @@
-"""Classification tasks: cross-entropy, a torchmetrics collection, class-name answers."""
+"""Classification: cross-entropy, a torchmetrics collection, class names with probabilities."""
 
 from __future__ import annotations
 
@@ -7,12 +7,21 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
-from deepline.tasks.base import Evaluator, Task
+from deepline.config import TaskConfig
+from deepline.tasks.base import Evaluator, Figure, OutputSpec, Task
+
+
+class ClassificationConfig(TaskConfig):
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    top_k: int = Field(3, ge=1, description="classes shown per answer")
 
 
 class ClassificationTask(Task):
-    """Outputs (B, K) logits over ``meta.classes``; subclasses say how inputs look."""
+    """Outputs (B, K) logits over ``meta.classes``; subclasses say how the model is built."""
+
+    config: ClassificationConfig
 
     @property
     def num_classes(self) -> int:
@@ -22,46 +31,90 @@ class ClassificationTask(Task):
         return F.cross_entropy(outputs, targets, label_smoothing=self.config.label_smoothing)
 
     def evaluator(self, keep_mistakes: int = 0) -> ClassificationEvaluator:
-        return ClassificationEvaluator(self, keep_mistakes)
-
-    def answers(self, outputs: torch.Tensor, top_k: int | None = None) -> list[list[dict]]:
-        k = min(top_k or self.config.top_k, self.num_classes)
-        probs = outputs.float().softmax(-1)
-        top = probs.topk(k, dim=-1)
-        return [
-            [
-                {"class": self.meta.classes[int(i)], "index": int(i), "probability": float(p)}
-                for p, i in zip(values, indices)
-            ]
-            for values, indices in zip(top.values, top.indices)
-        ]
+        return ClassificationEvaluator(self.num_classes, self.meta.classes, keep_mistakes)
 
     def monitor_default(self) -> tuple[str, str]:
         return "val/accuracy", "max"
 
-    def as_images(self, x: torch.Tensor) -> torch.Tensor | None:
-        """Inputs (N, ...) as images (N, C, H, W) in [0, 1] to show people, or None.
+    def signature(self) -> dict[str, Any]:
+        return {
+            "inputs": [self.codec.input_spec()],
+            "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, self.num_classes]}],
+        }
 
-        Images and float sequences (a (T, F) sequence shows as a T x F picture) are
-        un-normalised; token ids have no picture.
-        """
-        if not x.is_floating_point() or x.ndim not in (3, 4):
-            return None
-        images = x[:, None] if x.ndim == 3 else x
-        mean = torch.tensor(self.meta.mean or [0.0]).reshape(-1, 1, 1)
-        std = torch.tensor(self.meta.std or [1.0]).reshape(-1, 1, 1)
-        return (images * std + mean).clamp(0, 1)
+    def outputs(self) -> list[OutputSpec]:
+        k, classes = self.num_classes, tuple(self.meta.classes)
+        return [
+            OutputSpec("logits", "FP32", (-1, k), classes),
+            OutputSpec("probabilities", "FP32", (-1, k), classes),
+            OutputSpec("label", "BYTES", (-1,)),
+        ]
+
+    def named_outputs(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+        """Logits, their softmax, and the top class's name (an object array of str)."""
+        logits = np.asarray(raw, dtype=np.float32)
+        shifted = np.exp(logits - logits.max(-1, keepdims=True))
+        probabilities = (shifted / shifted.sum(-1, keepdims=True)).astype(np.float32)
+        classes = np.asarray(self.meta.classes, dtype=object)
+        return {
+            "logits": logits,
+            "probabilities": probabilities,
+            "label": classes[logits.argmax(-1)],
+        }
+
+    def answers(self, named: dict[str, np.ndarray], top_k: int | None = None) -> list[Any]:
+        """The ``top_k`` classes of each example: class, index and probability."""
+        probabilities = named["probabilities"]
+        k = min(top_k or self.config.top_k, self.num_classes)
+        order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
+        return [
+            [
+                {"class": self.meta.classes[i], "index": int(i), "probability": float(row[i])}
+                for i in top
+            ]
+            for row, top in zip(probabilities, order)
+        ]
+
+    def answer_form(self) -> dict[str, Any]:
+        return {"type": "ranking", "classes": len(self.meta.classes)}
+
+    def drift_signal(self, raw: np.ndarray) -> np.ndarray:
+        return np.asarray(raw).argmax(-1)  # the predicted class
+
+    def drift_categories(self) -> int:
+        return self.num_classes
+
+    def figures(self, evaluation: dict[str, Any]) -> dict[str, Figure]:
+        from deepline import plots
+
+        classes = [str(c) for c in evaluation.get("classes") or self.meta.classes]
+        figures = {}
+        per_class, cm = evaluation.get("per_class"), evaluation.get("confusion_matrix")
+        if per_class and classes:
+            figures["per_class"] = Figure(
+                "Per class", "Precision, recall and F1 per class",
+                lambda p: plots.plot_per_class(per_class, classes, p),
+            )  # fmt: skip
+        if cm and classes:
+            figures["confusion_matrix"] = Figure(
+                "Confusion matrix",
+                "Rows: true class; columns: predicted. Colour: fraction of the row; numbers: "
+                "counts.",
+                lambda p: plots.plot_confusion_matrix(np.asarray(cm), classes, p),
+            )
+        return figures
 
 
 class ClassificationEvaluator(Evaluator):
     """Accuracy, macro precision/recall/F1, AUROC, per-class scores and the confusion matrix."""
 
-    def __init__(self, task: ClassificationTask, keep_mistakes: int = 0) -> None:
+    def __init__(self, num_classes: int, classes: list[str], keep_mistakes: int = 0) -> None:
+        super().__init__()
         import torchmetrics  # a heavy import, needed only once something is evaluated
         from torchmetrics import classification as tmc
 
-        k = task.num_classes
-        self.task = task
+        k = num_classes
+        self.classes = list(classes)
         self.metrics = torchmetrics.MetricCollection(
             {
                 "accuracy": tmc.MulticlassAccuracy(k, average="micro"),
@@ -82,7 +135,6 @@ class ClassificationEvaluator(Evaluator):
         self.mean_loss = torchmetrics.MeanMetric()  # a metric, so processes reduce it too
         self.count = 0
         self.keep_mistakes = keep_mistakes
-        self.mistakes: list[tuple[torch.Tensor, int, int, float]] = []
         self.predictions: list[torch.Tensor] = []
 
     @torch.no_grad()
@@ -110,7 +162,7 @@ class ClassificationEvaluator(Evaluator):
         per_class["support"] = cm.sum(1).tolist()
         return {
             "n": self.count,
-            "classes": list(self.task.meta.classes),
+            "classes": self.classes,
             "per_class": per_class,
             "confusion_matrix": cm.tolist(),
         }

@@ -1,20 +1,27 @@
-"""Image classification: inputs (B, C, H, W) normalised floats."""
+"""Image classification: inputs (B, C, H, W) normalised floats -> (B, K) logits."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
 from torch import nn
 
 from deepline.config import ModelConfig
 from deepline.models import build_model
 from deepline.registry import TASKS
-from deepline.tasks.classification import ClassificationEvaluator, ClassificationTask
-
-__all__ = ["ClassificationEvaluator", "ImageClassification"]
+from deepline.tasks.classification import ClassificationConfig, ClassificationTask
 
 
-@TASKS.register("image_classification")
+class ImageClassificationConfig(ClassificationConfig):
+    name: Literal["image_classification"] = "image_classification"
+
+
+@TASKS.register(
+    "image_classification",
+    config=ImageClassificationConfig,
+    example={"data": {"name": "digits"},
+             "model": {"name": "lenet", "channels": [4, 8], "hidden": 16}},
+)  # fmt: skip
 class ImageClassification(ClassificationTask):
     """Inputs (B, C, H, W) normalised floats; outputs (B, K) logits over ``meta.classes``."""
 
@@ -25,10 +32,3 @@ class ImageClassification(ClassificationTask):
         return build_model(
             model_config, in_channels=c, num_classes=self.num_classes, image_size=(h, w)
         )
-
-    def signature(self) -> dict[str, Any]:
-        c, h, w = self.meta.input_shape
-        return {
-            "inputs": [{"name": "input", "dtype": "float32", "shape": [-1, c, h, w]}],
-            "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, self.num_classes]}],
-        }

@@ -2,43 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
 from torch import nn
 
 from deepline.config import ModelConfig
 from deepline.models import build_model
 from deepline.registry import TASKS
-from deepline.tasks.classification import ClassificationTask
+from deepline.tasks.classification import ClassificationConfig, ClassificationTask
 
 
-@TASKS.register("sequence_classification")
+class SequenceClassificationConfig(ClassificationConfig):
+    name: Literal["sequence_classification"] = "sequence_classification"
+
+
+@TASKS.register(
+    "sequence_classification",
+    config=SequenceClassificationConfig,
+    example={"data": {"name": "text-csv"},
+             "model": {"name": "gru", "hidden": 16, "layers": 1, "dropout": 0.0}},
+)  # fmt: skip
 class SequenceClassification(ClassificationTask):
-    """``meta.kind`` "sequence": inputs (B, T, F) floats; "tokens": (B, T) int64 token ids."""
+    """Inputs (B, T, F) floats (the ``sequence`` codec) or (B, T) int64 token ids (``tokens``);
+    outputs (B, K) logits."""
 
     name = "sequence_classification"
 
-    @property
-    def tokens(self) -> bool:
-        return self.meta.kind == "tokens"
-
     def build_model(self, model_config: ModelConfig) -> nn.Module:
-        length = self.meta.input_shape[0]
-        features = None if self.tokens else self.meta.input_shape[-1]
+        tokens = self.codec.input_spec()["dtype"] == "int64"
         return build_model(
             model_config,
             num_outputs=self.num_classes,
             output="pooled",
-            in_features=features,
+            in_features=None if tokens else self.meta.input_shape[-1],
             vocab_size=self.meta.vocab_size,
-            max_len=length,
+            max_len=self.meta.input_shape[0],
         )
-
-    def signature(self) -> dict[str, Any]:
-        # batch and length are dynamic: a model that cannot take other lengths says so at export
-        shape = [-1, -1] if self.tokens else [-1, -1, self.meta.input_shape[-1]]
-        dtype = "int64" if self.tokens else "float32"
-        return {
-            "inputs": [{"name": "input", "dtype": dtype, "shape": shape}],
-            "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, self.num_classes]}],
-        }

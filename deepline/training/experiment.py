@@ -11,13 +11,10 @@ from rich.console import Console
 from torch import nn
 
 from deepline.config import ExperimentConfig, load_config
-from deepline.data import DataBundle, load_data
-from deepline.data.loaders import BatchLoader, Loader
-from deepline.data.text import WindowLoader
-from deepline.data.transforms import BatchAugment
+from deepline.data import DataSplits
 from deepline.errors import ConfigError
 from deepline.runs import environment_info, new_run_dir, write_json
-from deepline.tasks import Task, build_task
+from deepline.tasks import Task, build_task, task_class
 from deepline.training import distributed
 from deepline.training.callbacks import (
     Checkpointing,
@@ -39,7 +36,7 @@ class Experiment:
 
     config: ExperimentConfig
     run_dir: Path
-    data: DataBundle
+    data: DataSplits
     task: Task
     model: nn.Module
     trainer: Trainer
@@ -50,7 +47,7 @@ def build_experiment(
     run_dir: Path,
     extra_callbacks: list[Callback] | None = None,
     console: Console | None = None,
-    data: DataBundle | None = None,
+    data: DataSplits | None = None,
     model: nn.Module | None = None,
 ) -> Experiment:
     """Seed, load data, build task, model, loaders and trainer with the default callbacks.
@@ -62,59 +59,17 @@ def build_experiment(
     threads = cfg.train.num_threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     seed_everything(cfg.seed, cfg.train.deterministic)
-    data = data if data is not None else load_data(cfg.data)
+    data = data if data is not None else task_class(cfg.task.name).load_data(cfg.data)
     task = build_task(cfg.task, data.meta)
     torch.manual_seed(cfg.seed)  # model initialisation independent of how data was loaded
     model = model if model is not None else task.build_model(cfg.model)
     torch.manual_seed(cfg.seed + env.rank)  # dropout differs between processes
-    train, val = make_loaders(cfg, data, env)
+    batch = per_process_batch(cfg.train.batch_size, env.world_size)
+    train, val = task.loaders(cfg, data, batch, env.rank, env.world_size)
     callbacks = default_callbacks(cfg, run_dir, console) + list(extra_callbacks or [])
     callbacks = [cb for cb in callbacks if env.is_main or not cb.main_only]
     trainer = Trainer(model, task, train, val, cfg.train, callbacks, seed=cfg.seed)
     return Experiment(cfg, run_dir, data, task, model, trainer)
-
-
-def make_loaders(
-    cfg: ExperimentConfig, data: DataBundle, env: distributed.DistEnv
-) -> tuple[Loader, BatchLoader | None]:
-    """Training batches (shuffled examples, or random windows of a token stream) and fixed
-    validation batches, each process taking its share."""
-    batch = per_process_batch(cfg.train.batch_size, env.world_size)
-    rank, world = env.rank, env.world_size
-    if data.meta.kind == "text":
-        context = int(data.meta.input_shape[0])
-        train: Loader = WindowLoader(
-            data.train.x, context, batch, cfg.train.steps_per_epoch, cfg.seed, rank, world
-        )
-        x, y = fixed_windows(data.val.x, context, cfg.train.eval_batches * cfg.eval.batch_size)
-        return train, BatchLoader(x, y, cfg.eval.batch_size, rank=rank, world_size=world)
-    fill = [-m / s for m, s in zip(data.meta.mean, data.meta.std)]  # normalised background
-    augment = BatchAugment(cfg.data.augment, fill=fill)
-    train = BatchLoader(
-        data.train.x,
-        data.train.y,
-        batch,
-        shuffle=True,
-        seed=cfg.seed,
-        augment=augment,
-        rank=rank,
-        world_size=world,
-    )
-    if not len(data.val):
-        return train, None
-    return train, BatchLoader(
-        data.val.x, data.val.y, cfg.eval.batch_size, rank=rank, world_size=world
-    )
-
-
-def fixed_windows(
-    stream: torch.Tensor, context: int, limit: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Up to ``limit`` non-overlapping (input, next-token target) windows from the start of a
-    token stream: the same validation set every epoch."""
-    n = min(limit, (len(stream) - 1) // context)
-    windows = stream[: n * context + 1]
-    return windows[:-1].view(n, context), windows[1:].view(n, context)
 
 
 def per_process_batch(global_batch: int, world_size: int) -> int:
@@ -149,12 +104,10 @@ def default_callbacks(
     ]
     if t.tensorboard:
         callbacks.append(TensorBoard(run_dir / "tb", hparams_of(cfg), t.log_every_steps))
-    if cfg.task.name == "language_modelling" and cfg.task.sample_tokens:
-        from deepline.training.callbacks.samples import TextSamples
+    if task_class(cfg.task.name).writes_samples(cfg.task):
+        from deepline.training.callbacks.samples import Samples
 
-        callbacks.append(
-            TextSamples(run_dir, cfg.task.sample_prompt, cfg.task.sample_tokens, cfg.seed)
-        )
+        callbacks.append(Samples(run_dir, cfg.seed))
     if t.mlflow:
         from deepline.training.callbacks.mlflow_log import MLflowLogger
 
@@ -211,7 +164,7 @@ def run_training(
     run_dir: str | Path | None = None,
     extra_callbacks: list[Callback] | None = None,
     console: Console | None = None,
-    data: DataBundle | None = None,
+    data: DataSplits | None = None,
     model: nn.Module | None = None,
 ) -> Experiment:
     """Train in a new folder under ``runs_root``, or in ``run_dir``: continued exactly from its

@@ -12,7 +12,7 @@ from torch import nn
 
 from deepline.config import TrainConfig
 from deepline.data.loaders import BatchLoader, Loader
-from deepline.tasks.base import Task
+from deepline.tasks.base import Evaluator, Task
 from deepline.training import distributed
 from deepline.training.events import EVENTS, Callback, RestartFromState, StopTraining, handlers
 from deepline.training.optim import build_optimizer, build_scheduler
@@ -64,6 +64,7 @@ class Trainer:
         self.logs: dict[str, float] = {}
         self.epoch_loss_sum, self.epoch_batches = 0.0, 0
         self.stop_reason: str | None = None
+        self.last_evaluator: Evaluator | None = None  # of the latest validation
         self.start_time = time.perf_counter()
         self._handlers = {event: handlers(self.callbacks, event) for event in EVENTS}
 
@@ -98,7 +99,7 @@ class Trainer:
             self.batch = (self._layout(x), y)
             self.fire("batch_start")
             with self._autocast():
-                loss = self.task.loss(self.forward_model(self.batch[0]), self.batch[1])
+                loss = self.task.step_loss(self.forward_model, self.batch)
             (loss / accumulate).backward()
             self.loss = self._global_mean(float(loss.detach()))
             self.fire("after_backward")

@@ -16,7 +16,7 @@ import yaml
 from matplotlib import pyplot as plt
 
 from deepline.config import ExperimentConfig, load_config
-from deepline.evaluate.plots import figure_to_base64_png
+from deepline.plots import figure_to_base64_png
 from deepline.report.html import render_page
 from deepline.tune.space import Space
 

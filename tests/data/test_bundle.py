@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from deepline.config import DataConfig
-from deepline.data import DataBundle, DataMeta, load_data
-from deepline.data.bundle import split_indices
+from deepline.data import DataMeta, DataSplits, load_data
+from deepline.data.codecs import codec_for
+from deepline.data.splitting import split_indices
 from deepline.errors import DataError
 
 
@@ -45,7 +46,7 @@ def test_digits_resize_and_channels() -> None:
     assert b.train.x.shape[1:] == (3, 16, 12) and b.meta.input_shape == (3, 16, 12)
     assert b.meta.mean == [0.0] * 3 and b.meta.std == [1.0] * 3
     assert float(b.train.x.min()) >= 0.0 and float(b.train.x.max()) <= 1.0
-    pre = b.meta.preprocessing()
+    pre = codec_for(b.meta).preprocessing
     assert json.loads(json.dumps(pre)) == pre
     assert pre["channels"] == 3 and pre["image_size"] == [16, 12] and pre["input_scale"] == 16.0
 
@@ -71,7 +72,7 @@ def coded_npz(path: Path, n: int, **extra: np.ndarray) -> Path:
     return path
 
 
-def indices(bundle: DataBundle, split: str) -> list[int]:
+def indices(bundle: DataSplits, split: str) -> list[int]:
     s = getattr(bundle, split)
     m = torch.tensor(bundle.meta.mean).view(1, -1, 1, 1)
     sd = torch.tensor(bundle.meta.std).view(1, -1, 1, 1)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from deepline.config import DataConfig
-from deepline.data import DataBundle, load_data
+from deepline.data import DataSplits, load_data
 
 pytestmark = pytest.mark.data
 
@@ -18,7 +18,7 @@ MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 @pytest.fixture(scope="module")
-def mnist_full(shared_data: Path) -> DataBundle:
+def mnist_full(shared_data: Path) -> DataSplits:
     """MNIST with no validation split, so train is the whole official training set."""
     return load_data(DataConfig(name="mnist", data_dir=str(shared_data), val_fraction=0.0))
 
@@ -27,12 +27,12 @@ def counts(y: torch.Tensor) -> list[int]:
     return torch.bincount(y, minlength=10).tolist()
 
 
-def pixels(x: torch.Tensor, b: DataBundle) -> torch.Tensor:
+def pixels(x: torch.Tensor, b: DataSplits) -> torch.Tensor:
     """Undo the normalisation: values in [0, 1] again."""
     return x * b.meta.std[0] + b.meta.mean[0]
 
 
-def test_mnist_shapes_counts_and_normalisation(mnist_full: DataBundle) -> None:
+def test_mnist_shapes_counts_and_normalisation(mnist_full: DataSplits) -> None:
     b = mnist_full
     assert b.train.x.shape == (60000, 1, 28, 28) and b.test.x.shape == (10000, 1, 28, 28)
     assert b.meta.sizes == {"train": 60000, "val": 0, "test": 10000}
@@ -46,7 +46,7 @@ def test_mnist_shapes_counts_and_normalisation(mnist_full: DataBundle) -> None:
     assert abs(float(b.test.x.mean())) > 1e-3
 
 
-def test_mnist_validation_split(data_env: Path, mnist_full: DataBundle) -> None:
+def test_mnist_validation_split(data_env: Path, mnist_full: DataSplits) -> None:
     b = load_data(DataConfig(name="mnist", split_seed=3))
     assert b.meta.sizes == {"train": 54000, "val": 6000, "test": 10000}
     assert np.add(counts(b.train.y), counts(b.val.y)).tolist() == MNIST_TRAIN_COUNTS

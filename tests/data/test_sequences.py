@@ -11,8 +11,15 @@ import torch
 
 from deepline.config import DataConfig
 from deepline.data import DataMeta, load_data
-from deepline.data.sequences import encode_texts
-from deepline.data.tokenizers import ID_OFFSET, PAD_ID, UNK_ID, BPETokenizer, load_tokenizer
+from deepline.data.codecs import codec_for
+from deepline.data.tokenizers import (
+    ID_OFFSET,
+    PAD_ID,
+    UNK_ID,
+    BPETokenizer,
+    encode_texts,
+    load_tokenizer,
+)
 from deepline.errors import DataError
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -23,7 +30,7 @@ def test_sequential_mnist(data_env: Path) -> None:
     seq = load_data(DataConfig(name="sequential-mnist", split_seed=3))
     img = load_data(DataConfig(name="mnist", split_seed=3))
     m = seq.meta
-    assert m.kind == "sequence" and m.input_shape == (28, 28) and m.name == "sequential-mnist"
+    assert m.codec == "sequence" and m.input_shape == (28, 28) and m.name == "sequential-mnist"
     assert m.classes == [str(i) for i in range(10)] and m.sizes == img.meta.sizes
     assert m.sizes == {"train": 54000, "val": 6000, "test": 10000}  # mnist's split rules
     assert seq.train.x.shape == (54000, 28, 28) and seq.test.x.shape == (10000, 28, 28)
@@ -36,8 +43,8 @@ def test_sequential_mnist(data_env: Path) -> None:
     assert abs(float(seq.train.x.mean())) < 1e-3 and abs(float(seq.train.x.std()) - 1) < 1e-3
     total = torch.bincount(torch.cat([seq.train.y, seq.val.y]), minlength=10)
     assert total.tolist() == MNIST_TRAIN_COUNTS
-    pre = m.preprocessing()
-    assert pre == {"kind": "sequence", "input_shape": [28, 28], "input_scale": 255.0,
+    pre = codec_for(m).preprocessing
+    assert pre == {"codec": "sequence", "input_shape": [28, 28], "input_scale": 255.0,
                    "mean": m.mean, "std": m.std}  # fmt: skip
     assert DataMeta.from_dict(json.loads(json.dumps(m.to_dict()))) == m
     assert m.fingerprint != img.meta.fingerprint and len(m.fingerprint) == 64
@@ -76,7 +83,7 @@ def test_text_csv_char(tmp_path: Path) -> None:
     cfg = DataConfig(name="text-csv", path=str(path), context=24)
     b = load_data(cfg)
     m = b.meta
-    assert m.kind == "tokens" and m.classes == ["neg", "pos"] and m.input_shape == (24,)
+    assert m.codec == "tokens" and m.classes == ["neg", "pos"] and m.input_shape == (24,)
     assert m.sizes == {"train": 36, "val": 4, "test": 10}  # test 20%, then val 10% of the rest
     for split in (b.train, b.val, b.test):
         assert split.x.dtype == torch.int64 and split.x.shape[1:] == (24,)
@@ -92,7 +99,7 @@ def test_text_csv_char(tmp_path: Path) -> None:
         matches = [t for t in texts if t.startswith(text)]
         assert matches and all(m.classes[int(label)] == texts[t] for t in matches)
         assert len(ids) == min(24, len(matches[0])) and bool((row[len(ids) :] == PAD_ID).all())
-    pre = m.preprocessing()
+    pre = codec_for(m).preprocessing
     assert (pre["pad_id"], pre["unk_id"], pre["id_offset"]) == (PAD_ID, UNK_ID, ID_OFFSET)
     assert pre["context"] == 24 and pre["tokenizer"] == m.tokenizer
     assert DataMeta.from_dict(json.loads(json.dumps(m.to_dict()))) == m

@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from deepline.config import DataConfig
-from deepline.data import DataBundle, DataMeta, get_spec, load_data
+from deepline.data import DataMeta, DataSplits, get_spec, load_data
+from deepline.data.codecs import codec_for
 from deepline.data.fetch import check_file
-from deepline.data.text import WindowLoader, eval_windows
+from deepline.data.loaders import WindowLoader, eval_windows
 from deepline.data.tokenizers import (
     BPETokenizer,
     CharTokenizer,
@@ -36,18 +37,18 @@ def text(shared_data: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def char_bundle(shared_data: Path) -> DataBundle:
+def char_bundle(shared_data: Path) -> DataSplits:
     return load_data(DataConfig(name="tinyshakespeare", data_dir=str(shared_data)))
 
 
 @pytest.fixture(scope="module")
-def bpe_bundle(shared_data: Path) -> DataBundle:
+def bpe_bundle(shared_data: Path) -> DataSplits:
     cfg = DataConfig(name="tinyshakespeare", data_dir=str(shared_data), tokenizer="bpe")
     return load_data(cfg)
 
 
 @pytest.fixture(scope="module")
-def bpe(bpe_bundle: DataBundle) -> Tokenizer:
+def bpe(bpe_bundle: DataSplits) -> Tokenizer:
     assert bpe_bundle.meta.tokenizer is not None
     return load_tokenizer(bpe_bundle.meta.tokenizer)
 
@@ -57,14 +58,14 @@ def bpe(bpe_bundle: DataBundle) -> Tokenizer:
 
 @pytest.mark.data
 def test_tinyshakespeare_file_and_nanogpt_split(
-    shared_data: Path, char_bundle: DataBundle, text: str
+    shared_data: Path, char_bundle: DataSplits, text: str
 ) -> None:
     status = check_file(SPEC, SPEC.file("input.txt"), shared_data)
     assert status.status == "OK" and status.actual_sha256 == SHA256 == SPEC.files[0].sha256
     assert len(text) == 1_115_394
     b = char_bundle
     assert b.meta.sizes == {"train": 1_003_854, "val": 111_540, "test": 111_540}
-    assert b.meta.kind == "text" and b.meta.classes == [] and b.meta.input_shape == (64,)
+    assert b.meta.codec == "text" and b.meta.classes == [] and b.meta.input_shape == (64,)
     assert b.meta.vocab_size == 65 and b.meta.files == [str(shared_data / "tinyshakespeare" /
                                                             "input.txt")]  # fmt: skip
     assert b.train.x.dtype == torch.int64 and b.train.x.ndim == 1 and b.train.y.numel() == 0
@@ -77,7 +78,7 @@ def test_tinyshakespeare_file_and_nanogpt_split(
 
 
 @pytest.mark.data
-def test_char_vocabulary_matches_whole_text(char_bundle: DataBundle, text: str) -> None:
+def test_char_vocabulary_matches_whole_text(char_bundle: DataSplits, text: str) -> None:
     assert char_bundle.meta.tokenizer is not None
     tok = load_tokenizer(char_bundle.meta.tokenizer)
     assert isinstance(tok, CharTokenizer) and tok.kind == "char"
@@ -99,7 +100,7 @@ def test_char_out_of_vocabulary_names_the_characters() -> None:
 
 
 @pytest.mark.data
-def test_bpe_on_shakespeare(bpe_bundle: DataBundle, bpe: Tokenizer, text: str) -> None:
+def test_bpe_on_shakespeare(bpe_bundle: DataSplits, bpe: Tokenizer, text: str) -> None:
     b = bpe_bundle
     assert isinstance(bpe, BPETokenizer) and bpe.kind == "bpe" and bpe.vocab_size == 512
     assert b.meta.vocab_size == 512 and int(b.train.x.max()) < 512
@@ -121,7 +122,7 @@ def test_bpe_round_trips_any_unicode(bpe: Tokenizer, s: str) -> None:
 
 
 @pytest.mark.data
-def test_tokenizer_json_round_trip_and_fingerprint(bpe: Tokenizer, char_bundle: DataBundle) -> None:
+def test_tokenizer_json_round_trip_and_fingerprint(bpe: Tokenizer, char_bundle: DataSplits) -> None:
     assert char_bundle.meta.tokenizer is not None
     char = load_tokenizer(char_bundle.meta.tokenizer)
     sample = "ROMEO:\nBut, soft! what light through yonder window breaks?\n"
@@ -153,12 +154,12 @@ def test_bpe_fit_is_deterministic_and_small_text_works() -> None:
 
 
 @pytest.mark.data
-def test_meta_of_text_round_trips(char_bundle: DataBundle) -> None:
+def test_meta_of_text_round_trips(char_bundle: DataSplits) -> None:
     meta = char_bundle.meta
     d = json.loads(json.dumps(meta.to_dict()))
     assert DataMeta.from_dict(d) == meta
-    pre = meta.preprocessing()
-    assert pre["kind"] == "text" and pre["context"] == 64 and pre["vocab_size"] == 65
+    pre = codec_for(meta).preprocessing
+    assert pre["codec"] == "text" and pre["context"] == 64 and pre["vocab_size"] == 65
     assert pre["tokenizer"] == meta.tokenizer
     # metadata written before vocab_size/tokenizer existed still loads
     old = {k: v for k, v in d.items() if k not in ("vocab_size", "tokenizer")}
@@ -166,7 +167,7 @@ def test_meta_of_text_round_trips(char_bundle: DataBundle) -> None:
 
 
 @pytest.mark.data
-def test_settings_change_the_fingerprint(shared_data: Path, char_bundle: DataBundle) -> None:
+def test_settings_change_the_fingerprint(shared_data: Path, char_bundle: DataSplits) -> None:
     cfg = DataConfig(name="tinyshakespeare", data_dir=str(shared_data), limit=5000, context=32)
     b = load_data(cfg)
     assert b.meta.sizes["train"] == 5000 and b.meta.input_shape == (32,)
@@ -239,7 +240,7 @@ def test_windows_shapes_and_shift() -> None:
 
 
 @pytest.mark.data
-def test_windows_on_shakespeare(char_bundle: DataBundle) -> None:
+def test_windows_on_shakespeare(char_bundle: DataSplits) -> None:
     tokens = char_bundle.train.x
     loader = WindowLoader(tokens, context=64, batch_size=4, steps_per_epoch=2, seed=3)
     every = tokens.unfold(0, 65, 1)  # (n - 64, 65): every window with its next token

@@ -104,9 +104,11 @@ def test_bundle_keeps_check_examples_and_drift_reference(
     # the reference: model-ready (normalised) training inputs and the fp32 model's outputs
     inputs = data.train.x[:2000]
     outputs = predict_batches(bundle.torch_model(), inputs)
-    assert bundle.reference() == json.loads(
-        json.dumps(reference_statistics(inputs.numpy(), outputs.numpy()))
+    task = bundle.task()
+    reference = reference_statistics(
+        task.codec.summaries(inputs.numpy()), task.drift_signal(outputs.numpy()), 10
     )
+    assert bundle.reference() == json.loads(json.dumps(reference))
     assert bundle.reference()["examples"] == len(data.train.x) == 1294  # type: ignore[index]
 
 

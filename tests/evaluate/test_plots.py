@@ -11,7 +11,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from deepline.evaluate import plots
+from deepline import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

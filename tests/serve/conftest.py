@@ -7,6 +7,7 @@ The repository holds model ``mnist`` in versions 1 and 2 (the same bundle twice)
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,16 @@ from deepline.serve.server import BackgroundServer
 from deepline.serve.settings import ServeSettings
 from deepline.training.experiment import run_training
 from tests.conftest import tiny_config
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """A uint8 image (H, W) or (H, W, C) as PNG file bytes."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
 
 SMALL_LENET = {"name": "lenet", "channels": [8, 16], "hidden": 32, "dropout": 0.0}
 

@@ -15,6 +15,7 @@ import pytest
 
 from deepline.deploy.predictor import Predictor
 from deepline.serve.server import BackgroundServer
+from tests.serve.conftest import png_bytes
 
 HEADER = "Inference-Header-Content-Length"
 KINDS = {"FP32": "<f4", "UINT8": "u1", "INT64": "<i8", "INT32": "<i4"}
@@ -152,7 +153,7 @@ def test_fp32_json_agrees_with_predictor(
     got = outputs(answer)
     assert got["logits"].shape == (8, 10) and got["label"].shape == (8,)
     assert list(got["label"]) == expected_labels(predictor, digits)
-    local = predictor.run(predictor.prepare_tensor(digits[:, None] / 255.0))
+    local = predictor.run(predictor.codec.decode_tensor(digits[:, None] / 255.0))
     np.testing.assert_allclose(got["logits"].astype(np.float32), local, atol=1e-5)
     np.testing.assert_allclose(got["probabilities"].astype(float).sum(1), 1.0, atol=1e-5)
 
@@ -290,7 +291,7 @@ def test_tritonclient_talks_to_us(
         assert result.get_response()["model_version"] == "1" and result.get_response()["id"] == "t"
         labels = [item.decode() for item in result.as_numpy("label")]
         assert labels == expected_labels(predictor, digits)
-        local = predictor.run(predictor.prepare_tensor(floats))
+        local = predictor.run(predictor.codec.decode_tensor(floats))
         np.testing.assert_allclose(result.as_numpy("logits"), local, atol=1e-5)
         assert result.as_numpy("probabilities").shape == (8, 10)
 
@@ -306,6 +307,12 @@ def test_tritonclient_talks_to_us(
         top = triton.InferRequestedOutput("probabilities", binary_data=True, class_count=2)
         ranked = client.infer("mnist", [pixels], outputs=[top]).as_numpy("probabilities")
         assert ranked.shape == (2, 2) and ranked[0, 0].decode().endswith(":" + labels[0])
+        # encoded images as BYTES elements, read by the image codec like uploads
+        encoded = np.array([png_bytes(image) for image in digits[:3]], dtype=np.object_)
+        files = triton.InferInput("input", [3], "BYTES")
+        files.set_data_from_numpy(encoded, binary_data=True)
+        from_files = client.infer("mnist", [files]).as_numpy("label")
+        assert [item.decode() for item in from_files] == labels[:3]
 
         for call, fragment in [
             (lambda: client.infer("nope", [tensor]), "no model named 'nope'"),
@@ -374,14 +381,20 @@ ERROR_CASES = {
         "mnist",
         _json_case(input={"datatype": "INT64", "data": [1] * 784}),
         400,
-        "takes FP32, FP64, FP16, UINT8, not INT64",
+        "takes FP32, FP64, FP16, UINT8, BYTES, not INT64",
     ),
     "unknown datatype": ("mnist", _json_case(input={"datatype": "FLOAT"}), 400, "known: BOOL"),
-    "BYTES to an image model": (
+    "BYTES that are no image": (
         "mnist",
         _json_case(input={"datatype": "BYTES", "shape": [1], "data": ["x"]}),
         400,
-        "not BYTES",
+        "not a readable image",
+    ),
+    "BYTES in rows": (
+        "mnist",
+        _json_case(input={"datatype": "BYTES", "shape": [1, 1], "data": ["x"]}),
+        400,
+        "must have shape [N]",
     ),
     "wrong shape": ("mnist", _json_case(input={"shape": [1, 28, 1, 28]}), 400, "does not match"),
     "element count": (
@@ -406,7 +419,7 @@ ERROR_CASES = {
         "mnist",
         _json_case(input={"name": "image"}),
         400,
-        "takes one input 'input', got ['image']",
+        "takes one input named 'input', got: image",
     ),
     "no inputs": ("mnist", {"json": {"inputs": []}}, 400, "'inputs' must be a non-empty list"),
     "bad JSON": ("mnist", {"content": b'{"inputs": ['}, 400, "not valid JSON"),

@@ -20,12 +20,7 @@ from deepline.serve.app import create_app
 from deepline.serve.repository import add_bundle, scan
 from deepline.serve.server import BackgroundServer
 from deepline.serve.settings import ServeSettings
-
-
-def png(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
+from tests.serve.conftest import png_bytes
 
 
 def top_classes(response: httpx.Response) -> list[str]:
@@ -70,14 +65,17 @@ def test_images_as_base64_and_multipart_uploads(
     client: httpx.Client, mnist_digits: tuple[np.ndarray, np.ndarray], expected: list[str]
 ) -> None:
     images = mnist_digits[0][:3]
-    encoded = [{"b64": base64.b64encode(png(img)).decode()} for img in images]
+    encoded = [{"b64": base64.b64encode(png_bytes(img)).decode()} for img in images]
     response = client.post("/predict/mnist?version=1", json={"inputs": encoded, "top_k": 1})
     assert top_classes(response) == expected[:3]
     assert len(response.json()["predictions"][0]) == 1
     big = Image.fromarray(images[0]).resize((200, 200))  # any size: resized to 28x28
     buf = io.BytesIO()
     big.convert("RGB").save(buf, format="JPEG", quality=95)
-    files = [("file", ("a.png", png(images[1]), "image/png")), ("file", ("b.jpg", buf.getvalue()))]
+    files = [
+        ("file", ("a.png", png_bytes(images[1]), "image/png")),
+        ("file", ("b.jpg", buf.getvalue())),
+    ]
     response = client.post("/predict/mnist", files=files, data={"top_k": "2"})
     assert top_classes(response) == [expected[1], expected[0]]
 
@@ -118,7 +116,7 @@ def test_errors_are_json_with_a_reason_and_the_server_stays_up(client: httpx.Cli
         ("/predict/mnist", {"inputs": [[[0.5, 200.0]]]}, 400, "must lie in [0, 1]"),
         ("/predict/mnist", {"inputs": [[[0, 256]]]}, 400, "must lie in 0..255"),
         ("/predict/mnist", {"inputs": [[["a", "b"]]]}, 400, "got text"),
-        ("/generate/mnist", {"prompt": "hi"}, 400, "classifies"),
+        ("/generate/mnist", {"prompt": "hi"}, 400, "does not generate"),
     ]
     for path, body, status, reason in cases:
         response = client.post(
@@ -134,11 +132,11 @@ def test_errors_are_json_with_a_reason_and_the_server_stays_up(client: httpx.Cli
 def test_data_urls_huge_images_and_the_local_api_docs(
     client: httpx.Client, mnist_digits: tuple[np.ndarray, np.ndarray], expected: list[str]
 ) -> None:
-    url = "data:image/png;base64," + base64.b64encode(png(mnist_digits[0][0])).decode()
+    url = "data:image/png;base64," + base64.b64encode(png_bytes(mnist_digits[0][0])).decode()
     assert top_classes(client.post("/predict/mnist", json={"inputs": [{"b64": url}]})) == [
         expected[0]
     ]
-    huge = png(np.zeros((6000, 6000), dtype=np.uint8))  # 36 MP in a few tens of KiB
+    huge = png_bytes(np.zeros((6000, 6000), dtype=np.uint8))  # 36 MP in a few tens of KiB
     response = client.post("/predict/mnist", files=[("file", ("huge.png", huge))])
     assert response.status_code == 400 and "6000x6000 pixels" in response.json()["error"]
     docs = client.get("/docs")
@@ -260,7 +258,7 @@ def test_drift_is_low_for_real_digits_and_high_for_something_else(
 
     digits = read_idx(next((shared_data / "mnist").glob("t10k-images*")))[1000:1400]
     app = create_app(mnist_bundle, ServeSettings(drift_window=400))
-    name = next(iter(app.state.models)).name
+    name = next(iter(app.state.plane.models)).name
     with BackgroundServer(app) as running, httpx.Client(base_url=running.url) as c:
         assert c.get(f"/monitor/{name}").json()["status"] == "collecting (0/100)"
         for i in range(0, 400, 20):  # 20 digits a request
@@ -351,7 +349,7 @@ def test_each_model_may_have_its_own_batching(mnist_bundle: Path, tmp_path: Path
     add_bundle(mnist_bundle, root, "plain")
     assert (root / "solo" / "batching.yaml").read_text() == "max_batch_size: 1\n"
     settings = ServeSettings(max_batch_size=32, max_delay_ms=1)
-    models = create_app(root, settings).state.models
+    models = create_app(root, settings).state.plane.models
     solo, patient, plain = (models.get(n).batcher for n in ("solo", "patient", "plain"))
     assert (solo.max_batch_size, patient.max_batch_size, plain.max_batch_size) == (1, 32, 32)
     assert (patient.max_delay_s, plain.max_delay_s) == (0.02, 0.001)

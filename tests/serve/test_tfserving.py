@@ -4,7 +4,6 @@ format, versions, b64 images, a language model, and every error answered as {"er
 from __future__ import annotations
 
 import base64
-import io
 import json
 import math
 from collections.abc import Iterator
@@ -14,7 +13,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
 
 from deepline.deploy.predictor import Predictor
 from deepline.serve.app import create_app
@@ -23,14 +21,9 @@ from deepline.serve.protocols.tfserving import generation_requests, parse_predic
 from deepline.serve.repository import Entry
 from deepline.serve.server import BackgroundServer
 from deepline.serve.settings import ServeSettings
+from tests.serve.conftest import png_bytes
 
 N = 8  # digits per request: a few of the 32, over the server's max batch of 16 when doubled
-
-
-def png(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def b64(data: bytes) -> dict[str, str]:
@@ -170,7 +163,7 @@ def test_b64_png_instances(
     local: Predictor,
     mnist_digits: tuple[np.ndarray, np.ndarray],
 ) -> None:
-    pngs = [png(image) for image in mnist_digits[0][:4]]
+    pngs = [png_bytes(image) for image in mnist_digits[0][:4]]
     want = [a[0]["class"] for a in local.predict(pngs)]
     assert labels(predict(client, {"instances": [b64(p) for p in pngs]})) == want
     named = [{"input": b64(p)} for p in pngs]
@@ -188,7 +181,8 @@ def test_digits_model_is_served_beside_mnist(
     pixels = np.random.default_rng(0).integers(0, 256, size=(5, 8, 8))
     reference = Predictor(digits_bundle)
     want = [
-        a[0]["class"] for a in reference.answers(reference.run(reference.prepare_tensor(pixels)))
+        a[0]["class"]
+        for a in reference.answers(reference.run(reference.codec.decode_tensor(pixels)))
     ]
     assert labels(predict(client, {"instances": pixels.tolist()}, "digits")) == want
     wrong = predict(client, {"instances": pixels.tolist()}, "mnist")  # 8x8 to a 28x28 model

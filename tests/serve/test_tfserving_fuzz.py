@@ -21,12 +21,8 @@ from hypothesis.extra.numpy import array_shapes, arrays
 from deepline.deploy.predictor import Predictor
 from deepline.errors import InputError
 from deepline.serve.errors import BadRequest
-from deepline.serve.protocols.tfserving import (
-    PredictPayload,
-    generation_requests,
-    parse_predict_request,
-    prepare_numbers,
-)
+from deepline.serve.protocols.tfserving import generation_requests
+from deepline.serve.protocols.tfserving_payload import PredictPayload, parse_predict_request
 
 KEYS = ["instances", "inputs", "signature_name", "b64", "input", "prompt", "max_tokens", "seed"]
 
@@ -109,8 +105,8 @@ def test_parsed_tensors_are_prepared_or_refused_with_input_error(
     if payload is None or not isinstance(payload.inputs[""], np.ndarray):
         return
     try:
-        batch = prepare_numbers(digits, payload.inputs[""])
-    except (InputError, BadRequest):
+        batch = digits.prepare_named(payload.inputs)
+    except InputError:
         return
     assert batch.shape[1:] == (1, 8, 8) and np.isfinite(batch).all()
 

@@ -1,9 +1,10 @@
 """deepline's own API: friendly JSON (and multipart image upload) in, readable answers out.
 
 ``POST /predict/{name}``  ``{"inputs": [...], "top_k": 3}`` where each input is an image as
-``{"b64": "<PNG/JPEG bytes in base64>"}``, numbers (pixels in [0, 1] or 0..255, a sequence) or a
-text; or ``multipart/form-data`` with one or more ``file`` parts.
-``POST /generate/{name}``  ``{"prompt": "...", "max_tokens": 200}`` for language models.
+``{"b64": "<PNG/JPEG bytes in base64>"}``, numbers (pixels in [0, 1] or 0..255, a sequence, a
+row of features), an object of named features, or a text; or ``multipart/form-data`` with one
+or more ``file`` parts. Answers are the task's: classes with probabilities, values per target.
+``POST /generate/{name}``  ``{"prompt": "...", "max_tokens": 200}`` for generating models.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from deepline.errors import validation_problems
+from deepline.serve.dataplane import MAX_INPUTS, GenerateRequest, plane
 from deepline.serve.errors import BadRequest
 from deepline.serve.openapi import body_schema
-from deepline.serve.served import ModelSet, ServedModel
-
-MAX_INPUTS = 1024
 
 
 class Image64(BaseModel):
@@ -30,35 +30,20 @@ class Image64(BaseModel):
 
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    inputs: list[Image64 | str | list[Any]] = Field(
+    inputs: list[Image64 | str | list[Any] | dict[str, float]] = Field(
         min_length=1,
         max_length=MAX_INPUTS,
-        description="images as {'b64': ...} or nested lists of pixels, sequences, or texts",
+        description="one per example: images as {'b64': ...} or nested lists of pixels, "
+        "sequences or rows of numbers, objects of named features, or texts",
     )
     top_k: int | None = Field(None, ge=1, le=1000, description="answers per input")
-
-
-class Answer(BaseModel):
-    label: str = Field(alias="class")
-    index: int
-    probability: float
 
 
 class PredictResponse(BaseModel):
     model: str
     version: int
-    predictions: list[list[dict[str, Any]]]
+    predictions: list[Any] = Field(description="one answer per input, as the task gives it")
     latency_ms: float
-
-
-class GenerateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    prompt: str = Field(max_length=100_000)
-    max_tokens: int = Field(200, ge=1, le=4096)
-    temperature: float = Field(0.8, gt=0.0, le=10.0)
-    top_k: int | None = Field(None, ge=1)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    seed: int | None = Field(0, ge=0, le=2**63 - 1)
 
 
 class GenerateResponse(BaseModel):
@@ -71,17 +56,6 @@ class GenerateResponse(BaseModel):
 router = APIRouter(tags=["deepline"])
 
 
-def models(request: Request) -> ModelSet:
-    return request.app.state.models
-
-
-def served(request: Request, name: str, version: int | str | None) -> ServedModel:
-    """The model for this request, noted on the request for the metrics."""
-    model = models(request).get(name, version)
-    request.state.model = model.labels
-    return model
-
-
 @router.get("/models", summary="The served models and their versions")
 async def list_models(request: Request) -> dict[str, Any]:
     return {
@@ -92,10 +66,10 @@ async def list_models(request: Request) -> dict[str, Any]:
                 "latest": max(versions),
                 **{
                     k: versions[max(versions)].metadata()[k]
-                    for k in ("task", "input_kind", "classes")
+                    for k in ("task", "generates", "input_codec", "classes")
                 },
             }
-            for name, versions in sorted(models(request).models.items())
+            for name, versions in sorted(plane(request).models.models.items())
         ]
     }
 
@@ -104,14 +78,14 @@ async def list_models(request: Request) -> dict[str, Any]:
 async def model_metadata(
     request: Request, name: str, version: int | None = Query(None, ge=1)
 ) -> dict[str, Any]:
-    model = served(request, name, version)
-    return {**model.metadata(), "versions": sorted(models(request).models[name])}
+    model = plane(request).model(request, name, version)
+    return {**model.metadata(), "versions": sorted(plane(request).models.models[name])}
 
 
 @router.post(
     "/predict/{name}",
     response_model=PredictResponse,
-    summary="Classify images, sequences or texts",
+    summary="Answer inputs: classes of images, sequences or texts, values of features",
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -138,13 +112,14 @@ async def predict(
     request: Request, name: str, version: int | None = Query(None, ge=1)
 ) -> dict[str, Any]:
     start = time.perf_counter()
-    model = served(request, name, version)
+    data = plane(request)
+    model = data.model(request, name, version)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         inputs, top_k = await _form_inputs(request)
     else:
         body = _parse(PredictRequest, await request.body())
         inputs, top_k = [_raw(item) for item in body.inputs], body.top_k
-    predictions = await model.predict(inputs, top_k)
+    predictions = await data.predict(model, {"": inputs}, top_k)
     return {
         "model": model.name,
         "version": model.version,
@@ -160,8 +135,9 @@ async def generate(
     request: Request, name: str, body: GenerateRequest, version: int | None = Query(None, ge=1)
 ) -> dict[str, Any]:
     start = time.perf_counter()
-    model = served(request, name, version)
-    text = await write(model, body)
+    data = plane(request)
+    model = data.model(request, name, version)
+    (text,) = await data.generate(model, [body])
     return {
         "model": model.name,
         "version": model.version,
@@ -174,35 +150,20 @@ async def generate(
 async def monitor(
     request: Request, name: str, version: int | None = Query(None, ge=1)
 ) -> dict[str, Any]:
-    model = served(request, name, version)
+    model = plane(request).model(request, name, version)
     if model.drift is None:
         return {"model": model.name, "version": model.version, "status": "no reference"}
     return {"model": model.name, "version": model.version, **model.drift.report()}
-
-
-async def write(model: ServedModel, request: GenerateRequest) -> str:
-    """The text ``model`` writes for one generation request (every protocol comes here)."""
-    return await model.generate(
-        request.prompt,
-        request.max_tokens,
-        temperature=request.temperature,
-        top_k=request.top_k,
-        top_p=request.top_p,
-        seed=request.seed,
-    )
 
 
 def _parse(schema: type[BaseModel], raw: bytes) -> Any:
     try:
         return schema.model_validate_json(raw or b"null")
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in err.errors()[:5]
-        )
-        raise BadRequest(f"invalid request: {problems}") from None
+        raise BadRequest(f"invalid request: {validation_problems(err.errors())}") from None
 
 
-def _raw(item: Image64 | str | list[Any]) -> Any:
+def _raw(item: Image64 | str | list[Any] | dict[str, float]) -> Any:
     if isinstance(item, Image64):
         data = item.b64
         if data.startswith("data:") and "," in data:  # a data URL, as canvas.toDataURL() gives

@@ -7,11 +7,13 @@
 ``POST /v2/models/{name}[/versions/{v}]/infer``   tensors in, tensors out
 ``POST /v2/repository/index``                     every model version and its state
 
-Inputs hold raw values: images as pixels (FP32 in [0, 1], or UINT8 0..255) shaped like the
-signature, token ids (INT64/INT32) or texts (BYTES) for text classifiers, and a BYTES
-``prompt`` for language models, with ``max_tokens``, ``temperature``, ``top_k``, ``top_p`` and
-``seed`` in the request's ``parameters``; they answer a BYTES tensor ``text``. Classifiers answer
-``logits``, ``probabilities`` and ``label``.
+Inputs hold raw values as the model's input codec reads them: images as pixels (FP32 in [0, 1],
+or UINT8 0..255) shaped like the signature or as encoded files (BYTES), token ids (INT64/INT32)
+or texts (BYTES) for text classifiers, rows of features (or one tensor per named feature); and a
+BYTES ``prompt`` for generating models, with ``max_tokens``, ``temperature``, ``top_k``,
+``top_p`` and ``seed`` in the request's ``parameters``; they answer a BYTES tensor ``text``.
+Other models answer their task's named outputs (``logits``, ``probabilities`` and ``label`` for
+a classifier; ``values`` for regression).
 
 Extensions: ``binary_tensor_data`` (an ``Inference-Header-Content-Length`` header, raw
 little-endian tensors after the JSON, BYTES elements behind a 4-byte length), ``classification``
@@ -32,12 +34,12 @@ from typing import Any, Literal
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from deepline import __version__
+from deepline.serve.dataplane import SAMPLING, DataPlane, generation_request, plane
 from deepline.serve.errors import BadRequest, ServeError
 from deepline.serve.openapi import body_schema
-from deepline.serve.protocols.deepline_api import GenerateRequest, models, served, write
 from deepline.serve.protocols.kserve_payload import (
     HEADER,
     InferInput,
@@ -51,12 +53,9 @@ from deepline.serve.protocols.kserve_payload import (
 )
 from deepline.serve.served import ServedModel
 
-V2_NAMES = {"float32": "FP32", "float64": "FP64", "float16": "FP16", "int64": "INT64"}
-IMAGE_TYPES = ("FP32", "FP64", "FP16", "UINT8")  # UINT8 pixels are divided by 255
-TOKEN_TYPES = ("INT64", "INT32", "BYTES")  # token ids, or texts the server tokenizes
-MAX_PROMPTS = 16
+V2_NAMES = {"float32": "FP32", "float64": "FP64", "float16": "FP16", "int64": "INT64",
+            "int32": "INT32", "uint8": "UINT8"}  # fmt: skip
 LARGE_BODY = 256 * 1024
-SAMPLING = ("max_tokens", "temperature", "top_k", "top_p", "seed")
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
 
 
@@ -64,78 +63,58 @@ EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
 
 
 def input_specs(model: ServedModel) -> list[dict[str, Any]]:
-    if model.predictor.generates:
+    if model.generates:
         return [{"name": "prompt", "datatype": "BYTES", "shape": [-1]}]
-    return [
-        {"name": s["name"], "datatype": V2_NAMES.get(s["dtype"], "FP32"), "shape": s["shape"]}
-        for s in model.predictor.signature["inputs"]
-    ]
+    spec = model.predictor.codec.input_spec()
+    return [{"name": spec["name"], "datatype": V2_NAMES[spec["dtype"]], "shape": spec["shape"]}]
 
 
 def output_specs(model: ServedModel) -> list[dict[str, Any]]:
-    if model.predictor.generates:
-        return [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
-    return model.output_specs()
+    return [spec.to_dict() for spec in model.predictor.task.outputs()]
 
 
-def _only_input(model: ServedModel, request: InferRequest, allowed: Sequence[str]) -> InferInput:
-    expected = input_specs(model)[0]["name"]
-    given = [tensor.name for tensor in request.inputs]
-    if given != [expected]:
-        raise BadRequest(f"model '{model.name}' takes one input '{expected}', got {given}")
-    tensor = request.inputs[0]
+def accepted_datatypes(model: ServedModel) -> list[str]:
+    """The V2 datatypes the model's input codec reads."""
+    codec = model.predictor.codec
+    return [V2_NAMES[d] for d in codec.tensor_dtypes] + (["BYTES"] if codec.takes_bytes else [])
+
+
+def _checked(model: ServedModel, tensor: InferInput, allowed: Sequence[str]) -> InferInput:
     if tensor.datatype not in allowed:
         raise BadRequest(
-            f"input '{expected}' of model '{model.name}' takes {', '.join(allowed)}, "
+            f"input '{tensor.name}' of model '{model.name}' takes {', '.join(allowed)}, "
             f"not {tensor.datatype}"
         )
     if tensor.data.size == 0:
-        raise BadRequest(f"input '{expected}' has no elements")
+        raise BadRequest(f"input '{tensor.name}' has no elements")
+    if tensor.datatype == "BYTES" and tensor.data.ndim != 1:
+        raise BadRequest(f"input '{tensor.name}' of BYTES elements must have shape [N]")
     return tensor
 
 
-def _texts(tensor: InferInput) -> list[str]:
+async def _infer_inputs(
+    data: DataPlane, model: ServedModel, request: InferRequest
+) -> dict[str, np.ndarray]:
+    allowed = accepted_datatypes(model)
+    inputs = {t.name: _checked(model, t, allowed).data for t in request.inputs}
+    return await data.infer(model, inputs)
+
+
+async def _generate(
+    data: DataPlane, model: ServedModel, request: InferRequest
+) -> dict[str, np.ndarray]:
+    given = [tensor.name for tensor in request.inputs]
+    if given != ["prompt"]:
+        raise BadRequest(f"model '{model.name}' takes one input 'prompt', got {given}")
+    tensor = _checked(model, request.inputs[0], ("BYTES",))
     try:
-        return [bytes(item).decode("utf-8") for item in tensor.data.reshape(-1)]
+        prompts = [bytes(item).decode("utf-8") for item in tensor.data.reshape(-1)]
     except UnicodeDecodeError:
         raise BadRequest(f"input '{tensor.name}': BYTES elements must be UTF-8 text") from None
-
-
-async def _classify_inputs(model: ServedModel, request: InferRequest) -> dict[str, np.ndarray]:
-    predictor = model.predictor
-    tokens = predictor.kind == "tokens"
-    tensor = _only_input(model, request, TOKEN_TYPES if tokens else IMAGE_TYPES)
-    if tensor.datatype == "BYTES":
-        if tensor.data.ndim != 1:
-            raise BadRequest(f"input '{tensor.name}' as texts must have shape [N]")
-        batch = await model.prepare(_texts(tensor))
-    else:
-        if tokens and tensor.data.ndim == 2 and tensor.shape[1] > predictor.input_shape[0]:
-            raise BadRequest(
-                f"input '{tensor.name}' has {tensor.shape[1]} tokens; the model reads at most "
-                f"{predictor.input_shape[0]}"
-            )
-        batch = predictor.prepare_tensor(tensor.data)
-    return model.named_outputs(await model.infer(batch))
-
-
-async def _generate(model: ServedModel, request: InferRequest) -> dict[str, np.ndarray]:
-    tensor = _only_input(model, request, ("BYTES",))
-    prompts = _texts(tensor)
-    if len(prompts) > MAX_PROMPTS:
-        raise BadRequest(f"at most {MAX_PROMPTS} prompts in one request, got {len(prompts)}")
-    given = {key: request.parameters[key] for key in SAMPLING if key in request.parameters}
-    try:  # every prompt checked before any is answered
-        requests = [
-            GenerateRequest.model_validate({"prompt": prompt, **given}, strict=True)
-            for prompt in prompts
-        ]
-    except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()[:3]
-        )
-        raise BadRequest(f"invalid generation parameters: {problems}") from None
-    texts = [await write(model, one) for one in requests]
+    given_sampling = {key: request.parameters[key] for key in SAMPLING if key in request.parameters}
+    # every prompt checked before any is answered
+    requests = [generation_request({"prompt": p, **given_sampling}, strict=True) for p in prompts]
+    texts = await data.generate(model, requests)
     return {"text": np.array(texts, dtype=object).reshape(tensor.shape)}
 
 
@@ -268,15 +247,15 @@ async def live() -> dict[str, bool]:
     responses={503: {"description": "a model is not ready"}},
 )
 async def ready(request: Request) -> JSONResponse:
-    ok = all(model.ready for model in models(request))
+    ok = all(model.ready for model in plane(request).models)
     return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
 
 def _metadata(request: Request, name: str, version: str | None) -> dict[str, Any]:
-    model = served(request, name, version)
+    model = plane(request).model(request, name, version)
     return {
         "name": model.name,
-        "versions": [str(v) for v in sorted(models(request).models[name])],
+        "versions": [str(v) for v in sorted(plane(request).models.models[name])],
         "platform": f"deepline_{model.predictor.backend}",
         "inputs": input_specs(model),
         "outputs": output_specs(model),
@@ -304,7 +283,7 @@ async def version_metadata(request: Request, name: str, version: str) -> dict[st
 
 
 def _ready(request: Request, name: str, version: str | None) -> JSONResponse:
-    model = served(request, name, version)
+    model = plane(request).model(request, name, version)
     body = {"name": model.name, "ready": model.ready}
     return JSONResponse(body, status_code=200 if model.ready else 503)
 
@@ -324,7 +303,8 @@ async def version_ready(request: Request, name: str, version: str) -> JSONRespon
 
 
 async def _infer(request: Request, name: str, version: str | None) -> Response:
-    model = served(request, name, version)
+    data = plane(request)
+    model = data.model(request, name, version)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise ServeError(415, f"compressed bodies (Content-Encoding: {encoding}) are not read")
@@ -335,14 +315,19 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     else:
         parsed = parse_infer_request(body, length)
     specs = output_specs(model)
-    plan = plan_outputs(parsed, specs)
-    if model.predictor.generates:
-        tensors = await _generate(model, parsed)
+    plan = plan_outputs(parsed, specs, _classes(model))
+    if model.generates:
+        tensors = await _generate(data, model, parsed)
     else:
-        tensors = await _classify_inputs(model, parsed)
-    outputs = build_outputs(plan, tensors, specs, model.predictor.classes)
+        tensors = await _infer_inputs(data, model, parsed)
+    outputs = build_outputs(plan, tensors, specs, _classes(model))
     body, headers = encode_response(model.name, model.version, outputs, parsed.id)
     return Response(body, headers=headers)
+
+
+def _classes(model: ServedModel) -> dict[str, tuple[str, ...]]:
+    """Outputs of scores over classes, for the classification extension: name -> classes."""
+    return {spec.name: spec.classes for spec in model.predictor.task.outputs() if spec.classes}
 
 
 @router.post("/v2/models/{name}/infer", summary="V2 inference (latest version)", **INFER_DOCS)
@@ -384,7 +369,7 @@ async def repository_index(request: Request) -> list[dict[str, str]]:
             "state": "READY" if model.ready else "UNAVAILABLE",
             "reason": "",
         }
-        for model in sorted(models(request), key=lambda m: (m.name, m.version))
+        for model in sorted(plane(request).models, key=lambda m: (m.name, m.version))
         if model.ready or not ready_only
     ]
 

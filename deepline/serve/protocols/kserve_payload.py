@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -349,9 +349,15 @@ def _requested_outputs(raw: Any) -> list[RequestedOutput] | None:
 # -- outputs and encoding (pure) -------------------------------------------------------------
 
 
-def plan_outputs(request: InferRequest, specs: Sequence[dict[str, Any]]) -> list[RequestedOutput]:
+def plan_outputs(
+    request: InferRequest,
+    specs: Sequence[dict[str, Any]],
+    classes: Mapping[str, Sequence[str]] | None = None,
+) -> list[RequestedOutput]:
     """The outputs to answer, each with ``binary`` decided; checked against the model's output
-    specs ({"name", "datatype", "shape"}) before anything runs."""
+    specs ({"name", "datatype", "shape"}) before anything runs. ``classes`` names the outputs
+    that score classes (the classification extension ranks only those); without it, any
+    numeric (N, K) output may be ranked."""
     known = {spec["name"]: spec for spec in specs}
     wanted = request.outputs or [RequestedOutput(spec["name"]) for spec in specs]
     plan = []
@@ -360,13 +366,16 @@ def plan_outputs(request: InferRequest, specs: Sequence[dict[str, Any]]) -> list
         if spec is None:
             raise ProtocolError(f"unknown output '{out.name}'; the model has: {', '.join(known)}")
         if out.classification is not None:
-            classes = spec["shape"][-1] if len(spec["shape"]) == 2 else -1
-            if spec["datatype"] == "BYTES" or classes < 1:
+            rankable = spec["datatype"] != "BYTES" and len(spec["shape"]) == 2
+            if classes is not None:
+                rankable = rankable and out.name in classes
+            count = spec["shape"][-1] if rankable else -1
+            if count < 1:
                 raise ProtocolError(f"output '{out.name}' has no classes to rank")
-            if out.classification > classes:
+            if out.classification > count:
                 raise ProtocolError(
                     f"output '{out.name}': classification asks for {out.classification} "
-                    f"classes, the model has {classes}"
+                    f"classes, the model has {count}"
                 )
         binary = request.binary_output if out.binary is None else out.binary
         plan.append(RequestedOutput(out.name, binary, out.classification))
@@ -377,14 +386,16 @@ def build_outputs(
     plan: Sequence[RequestedOutput],
     tensors: dict[str, np.ndarray],
     specs: Sequence[dict[str, Any]],
-    classes: Sequence[str] = (),
+    classes: Mapping[str, Sequence[str]] | None = None,
 ) -> list[OutputTensor]:
+    """The planned outputs as tensors; a ranked one holds "value:index:label" strings."""
     datatypes = {spec["name"]: spec["datatype"] for spec in specs}
     outputs = []
     for out in plan:
         data, datatype = tensors[out.name], datatypes[out.name]
         if out.classification is not None:
-            data, datatype = _classify(data, out.classification, classes), "BYTES"
+            labels = (classes or {}).get(out.name, ())
+            data, datatype = _classify(data, out.classification, labels), "BYTES"
         outputs.append(OutputTensor(out.name, datatype, data, bool(out.binary)))
     return outputs
 

@@ -1,4 +1,8 @@
-"""Language models: write a text sample after each epoch to ``samples.jsonl`` (and the terminal)."""
+"""Samples of what the model makes, after each epoch, to ``samples.jsonl`` (shown in the report).
+
+The task makes them (a language model continues a prompt); a fixed seed makes samples of
+different epochs comparable.
+"""
 
 from __future__ import annotations
 
@@ -12,24 +16,24 @@ if TYPE_CHECKING:
     from deepline.training.loop import Trainer
 
 
-class TextSamples(Callback):
-    """Samples ``tokens`` tokens after ``prompt`` with a fixed seed, so samples compare."""
+class Samples(Callback):
+    """Appends ``{"step", "epoch", "val/loss", **task.sample(model)}`` after each epoch."""
 
     order = 85
     main_only = True
 
-    def __init__(self, run_dir: Path, prompt: str, tokens: int, seed: int = 0) -> None:
+    def __init__(self, run_dir: Path, seed: int = 0) -> None:
         self.path = run_dir / "samples.jsonl"
-        self.prompt, self.tokens, self.seed = prompt, tokens, seed
+        self.seed = seed
 
     def epoch_end(self, trainer: Trainer) -> None:
-        text = trainer.task.sample(trainer.model, self.prompt, self.tokens, self.seed)  # type: ignore[attr-defined]
+        sample = trainer.task.sample(trainer.model, self.seed)
         trainer.model.train()
         record = {
             "step": trainer.step,
             "epoch": trainer.epoch,
             "val/loss": trainer.logs.get("val/loss"),
-            "text": text,
+            **sample,
         }
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")

@@ -38,12 +38,10 @@ class TensorBoard(Callback):
         for key, value in trainer.logs.items():
             if key.startswith("val/") or key == "train/loss_epoch":
                 self.writer.add_scalar(key, value, trainer.step)
-        mistakes = getattr(getattr(trainer, "last_evaluator", None), "mistakes", None)
-        as_images = getattr(trainer.task, "as_images", None)
-        images = (
-            as_images(torch.stack([m[0] for m in mistakes])) if mistakes and as_images else None
-        )
-        if mistakes and images is not None:
+        mistakes = trainer.last_evaluator.mistakes if trainer.last_evaluator else []
+        inputs = torch.stack([m[0] for m in mistakes]) if mistakes else None
+        images = trainer.task.show_inputs(inputs) if inputs is not None else None
+        if images is not None:
             self.writer.add_images("val/mistakes", images, trainer.step)
             classes = trainer.task.meta.classes
             captions = ", ".join(f"{classes[t]}→{classes[p]}" for _, t, p, _ in mistakes)

@@ -212,3 +212,29 @@ def _save(fig: Figure, path: Path) -> Path:
     # A message figure has no axes: cropping it tightly would leave only a sliver of text.
     fig.savefig(path, format="png", dpi=DPI, bbox_inches="tight" if fig.axes else None)
     return path
+
+
+def plot_predicted_vs_true(
+    true: np.ndarray, predicted: np.ndarray, targets: list[str], path: Path
+) -> Path:
+    """One scatter per target of predicted against true values, with the diagonal of exact
+    predictions and the R² of the points shown."""
+    true, predicted = np.asarray(true, dtype=float), np.asarray(predicted, dtype=float)
+    true, predicted = true.reshape(len(true), -1), predicted.reshape(len(predicted), -1)
+    n = max(1, true.shape[1])
+    fig = Figure(figsize=(4.2 * n, 4.0), dpi=DPI)
+    for i in range(true.shape[1]):
+        ax = fig.add_subplot(1, n, i + 1)
+        t, p = true[:, i], predicted[:, i]
+        ax.scatter(t, p, s=12, alpha=0.6, edgecolors="none")
+        low, high = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
+        ax.plot([low, high], [low, high], color="#888888", linewidth=1, linestyle="--")
+        residual = float(((t - p) ** 2).sum())
+        spread = float(((t - t.mean()) ** 2).sum()) or 1.0
+        name = _plain(targets[i]) if i < len(targets) else f"target {i}"
+        ax.set_title(f"{name} (R² {1 - residual / spread:.3f}, n = {len(t)})")
+        ax.set_xlabel("true")
+        ax.set_ylabel("predicted")
+        ax.set_aspect("equal", adjustable="datalim")
+    fig.tight_layout()
+    return _save(fig, path)

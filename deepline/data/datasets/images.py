@@ -1,7 +1,7 @@
-"""The built-in catalog: named datasets with pinned files, and generic readers for your own files.
+"""Image datasets: named ones with pinned files, and generic readers for your own images.
 
-Every entry is a loader registered with its :class:`DatasetSpec`; ``deepline data list`` shows
-them all. Checksums are those of the official distributions.
+Every entry is a reader registered with its :class:`DatasetSpec` and a writer of sample files;
+``deepline data list`` shows them all. Checksums are those of the official distributions.
 """
 
 from __future__ import annotations
@@ -11,8 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from deepline.config import DataConfig
-from deepline.data.catalog import DataFile, DatasetSpec, RawDataset, RawSplit, register
-from deepline.data.fetch import ensure_file, ensure_files
+from deepline.data.catalog import (
+    DataFile,
+    DataSample,
+    DatasetSpec,
+    RawDataset,
+    RawSplit,
+    register,
+)
 from deepline.data.readers import (
     encode_labels,
     infer_scale,
@@ -22,6 +28,7 @@ from deepline.data.readers import (
     read_npz,
     to_nchw,
 )
+from deepline.data.samples import random_images, write_idx
 from deepline.errors import DataError
 
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
@@ -121,8 +128,12 @@ DIGITS = DatasetSpec(
 # ---------------------------------------------------------------------------- named datasets
 
 
-@register(DIGITS)
-def load_digits(cfg: DataConfig) -> RawDataset:
+def _no_files(folder: Path) -> DataSample:
+    return DataSample()
+
+
+@register(DIGITS, sample=_no_files)
+def read_digits(cfg: DataConfig, files: dict[str, Path]) -> RawDataset:
     from sklearn.datasets import load_digits as sklearn_digits
 
     digits = sklearn_digits()
@@ -133,12 +144,10 @@ def load_digits(cfg: DataConfig) -> RawDataset:
 def _register_idx(spec: DatasetSpec) -> None:
     """MNIST and Fashion-MNIST share a layout: four IDX files, official train and test."""
 
-    def load(cfg: DataConfig) -> RawDataset:
-        paths = ensure_files(spec, cfg.data_dir)
-
+    def read(cfg: DataConfig, files: dict[str, Path]) -> RawDataset:
         def split(prefix: str) -> RawSplit:
-            images = paths[f"{prefix}-images-idx3-ubyte.gz"]
-            labels = paths[f"{prefix}-labels-idx1-ubyte.gz"]
+            images = files[f"{prefix}-images-idx3-ubyte.gz"]
+            labels = files[f"{prefix}-labels-idx1-ubyte.gz"]
             x, y = read_idx(images), read_idx(labels)
             if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
                 raise DataError(f"{images} {x.shape} and {labels} {y.shape} do not match")
@@ -149,21 +158,43 @@ def _register_idx(spec: DatasetSpec) -> None:
             list(spec.classes),
             input_scale=255.0,
             test=split("t10k"),
-            files=[str(p) for p in paths.values()],
+            files=[str(p) for p in files.values()],
             sources=[f.sha256 for f in spec.files],
         )
 
-    load.__doc__ = f"Load {spec.name}: {spec.description}."
-    register(spec)(load)
+    read.__doc__ = f"Read {spec.name}: {spec.description}."
+    register(spec, sample=_idx_sample)(read)
+
+
+def _idx_sample(folder: Path) -> DataSample:
+    """40 training and 20 test images of 28x28 in MNIST's four gzipped IDX files."""
+    files = {}
+    for prefix, n, seed in (("train", 40, 0), ("t10k", 20, 1)):
+        x, y = random_images(n, (28, 28), 10, seed)
+        files[f"{prefix}-images-idx3-ubyte.gz"] = write_idx(x, folder / f"{prefix}-images.gz")
+        labels = y.astype(np.uint8)
+        files[f"{prefix}-labels-idx1-ubyte.gz"] = write_idx(labels, folder / f"{prefix}-labels.gz")
+    return DataSample(files)
 
 
 _register_idx(MNIST)
 _register_idx(FASHION_MNIST)
 
 
-@register(BREASTMNIST)
-def load_breastmnist(cfg: DataConfig) -> RawDataset:
-    path = ensure_file(BREASTMNIST, "breastmnist.npz", cfg.data_dir)
+def _medmnist_sample(folder: Path) -> DataSample:
+    """A MedMNIST-layout npz: train/val/test images (N, 28, 28) and labels (N, 1) in 0..1."""
+    arrays = {}
+    for split, n, seed in (("train", 20, 0), ("val", 6, 1), ("test", 8, 2)):
+        x, y = random_images(n, (28, 28), 2, seed)
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = x, y.reshape(-1, 1)
+    path = folder / "breastmnist.npz"
+    np.savez(path, **arrays)  # type: ignore[arg-type]
+    return DataSample({"breastmnist.npz": path})
+
+
+@register(BREASTMNIST, sample=_medmnist_sample)
+def read_breastmnist(cfg: DataConfig, files: dict[str, Path]) -> RawDataset:
+    path = files["breastmnist.npz"]
     raw = _from_npz(path, sources=[BREASTMNIST.files[0].sha256])
     if len(raw.classes) > len(BREASTMNIST.classes):
         raise DataError(f"{path} has labels beyond 0/1; it is not BreastMNIST")
@@ -174,16 +205,28 @@ def load_breastmnist(cfg: DataConfig) -> RawDataset:
 # ---------------------------------------------------------------------------- generic readers
 
 
+def _folder_sample(folder: Path) -> DataSample:
+    """Two class folders of small RGB PNGs."""
+    from PIL import Image
+
+    x, y = random_images(12, (12, 10, 3), 2)
+    for i, (image, label) in enumerate(zip(x, y)):
+        (folder / f"class{label}").mkdir(exist_ok=True)
+        Image.fromarray(image, mode="RGB").save(folder / f"class{label}" / f"{i}.png")
+    return DataSample(overrides={"path": str(folder)})
+
+
 @register(
     DatasetSpec(
         name="image-folder",
         description="your images (data.path): one sub-folder per class, PNG/JPEG/...",
         licence="yours",
         needs_path=True,
-    )
+    ),
+    sample=_folder_sample,
 )
-def load_image_folder(cfg: DataConfig) -> RawDataset:
-    path = _require_path(cfg, "a folder with one sub-folder of images per class")
+def read_image_folder_entry(cfg: DataConfig, files: dict[str, Path]) -> RawDataset:
+    path = require_path(cfg, "a folder with one sub-folder of images per class")
     if not path.is_dir():
         raise DataError(
             f"data.path: {path} is not a folder; image-folder wants one sub-folder per class"
@@ -193,16 +236,31 @@ def load_image_folder(cfg: DataConfig) -> RawDataset:
     return RawDataset(RawSplit(x * 255.0, y), classes, input_scale=255.0, files=[str(path)])
 
 
+def _npz_sample(folder: Path) -> DataSample:
+    x, y = random_images(30, (8, 8), 3)
+    np.savez(folder / "arrays.npz", x=x, y=y)
+    return DataSample(overrides={"path": str(folder / "arrays.npz")})
+
+
 @register(
     DatasetSpec(
         name="npz",
         description="your arrays (data.path): x/y, or x_train/y_train[/x_val/x_test...]",
         licence="yours",
         needs_path=True,
-    )
+    ),
+    sample=_npz_sample,
 )
-def load_npz(cfg: DataConfig) -> RawDataset:
-    return _from_npz(_require_path(cfg, "a .npz file"))
+def read_npz_entry(cfg: DataConfig, files: dict[str, Path]) -> RawDataset:
+    return _from_npz(require_path(cfg, "a .npz file"))
+
+
+def _csv_sample(folder: Path) -> DataSample:
+    x, y = random_images(24, (4, 4), 3)
+    rows = [",".join(["label", *[f"p{i}" for i in range(16)]])]
+    rows += [",".join([f"c{label}", *map(str, image.reshape(-1))]) for image, label in zip(x, y)]
+    (folder / "pixels.csv").write_text("\n".join(rows) + "\n")
+    return DataSample(overrides={"path": str(folder / "pixels.csv")})
 
 
 @register(
@@ -211,17 +269,19 @@ def load_npz(cfg: DataConfig) -> RawDataset:
         description="your CSV (data.path): a label column, the rest square grey pixels",
         licence="yours",
         needs_path=True,
-    )
+    ),
+    sample=_csv_sample,
 )
-def load_csv(cfg: DataConfig) -> RawDataset:
-    path = _require_path(cfg, "a .csv file")
+def read_csv_entry(cfg: DataConfig, files: dict[str, Path]) -> RawDataset:
+    path = require_path(cfg, "a .csv file")
     pixels, labels = read_csv(path, cfg.label_column)
     y, classes = encode_labels(labels, f"{path} column '{cfg.label_column}'")
     scale = infer_scale(pixels, str(path))
     return RawDataset(RawSplit(pixels, y), classes, input_scale=scale, files=[str(path)])
 
 
-def _require_path(cfg: DataConfig, what: str) -> Path:
+def require_path(cfg: DataConfig, what: str) -> Path:
+    """``data.path``, which must exist; a DataError saying what the reader wants otherwise."""
     if not cfg.path:
         raise DataError(
             f"data.path: the '{cfg.name}' reader needs {what}; set data.path "
@@ -255,7 +315,3 @@ def _from_npz(path: Path, sources: list[str] | None = None) -> RawDataset:
         files=[str(path)],
         sources=sources or [],
     )
-
-
-# Text and sequence entries build their bundles themselves; importing them registers them.
-from deepline.data import sequences, text  # noqa: E402, F401

@@ -1,9 +1,9 @@
 """Sequences for sequence classification: ``sequential-mnist`` and your texts (``text-csv``).
 
 ``sequential-mnist`` reads each MNIST image as 28 time steps (its rows) of 28 features: x is
-float32 (N, T, F), normalised with the training split's statistics, ``DataMeta.kind =
-"sequence"``. ``text-csv`` tokenizes a column of texts into x int64 (N, context) token ids,
-``kind = "tokens"``.
+float32 (N, T, F), normalised with the training split's statistics (the ``sequence`` codec).
+``text-csv`` tokenizes a column of texts into x int64 (N, context) token ids (the ``tokens``
+codec).
 
 Token ids of ``"tokens"`` data are the tokenizer's ids shifted by ``ID_OFFSET`` (2): id 0
 (``PAD_ID``) pads a short text up to ``data.context`` and id 1 (``UNK_ID``) stands for a
@@ -25,26 +25,13 @@ import numpy as np
 import torch
 
 from deepline.config import DataConfig
-from deepline.data.bundle import (
-    DataBundle,
-    DataMeta,
-    Split,
-    load_data,
-    register_bundle,
-    split_dataset,
-)
-from deepline.data.catalog import DatasetSpec, RawDataset, RawSplit
-from deepline.data.datasets import MNIST, _require_path
+from deepline.data.catalog import DataSample, DatasetSpec, RawDataset, RawSplit, register
+from deepline.data.datasets.images import MNIST, _idx_sample, require_path
 from deepline.data.fetch import file_sha256
-from deepline.data.tokenizers import (
-    ID_OFFSET,
-    PAD_ID,
-    UNK_ID,
-    CharTokenizer,
-    Tokenizer,
-    fit_tokenizer,
-    text_data_fingerprint,
-)
+from deepline.data.load import read_data
+from deepline.data.meta import DataMeta, DataSplits, Split
+from deepline.data.splitting import split_dataset
+from deepline.data.tokenizers import ID_OFFSET, encode_texts, fit_tokenizer, text_data_fingerprint
 from deepline.errors import DataError
 from deepline.registry import did_you_mean
 
@@ -61,19 +48,19 @@ SEQUENTIAL_MNIST = DatasetSpec(
 )
 
 
-@register_bundle(SEQUENTIAL_MNIST)
-def load_sequential_mnist(cfg: DataConfig) -> DataBundle:
+@register(SEQUENTIAL_MNIST, sample=_idx_sample)
+def read_sequential_mnist(cfg: DataConfig, files: dict[str, Path]) -> DataSplits:
     """MNIST, split and normalised exactly as the ``mnist`` entry, with each image (1, H, W)
     read as H time steps of W features: x float32 (N, H, W)."""
     if cfg.channels == 3:
         raise DataError("data.channels=3: sequential-mnist is grey; leave data.channels unset")
-    image = load_data(cfg.model_copy(update={"name": MNIST.name}))
+    image = read_data(cfg.model_copy(update={"name": MNIST.name}), files)
     _, h, w = image.meta.input_shape  # (1, H, W)
     splits = [Split(s.x.reshape(len(s.x), h, w), s.y) for s in (image.train, image.val, image.test)]
     payload = {"dataset": cfg.name, "images": image.meta.fingerprint}
     meta = DataMeta(
         name=cfg.name,
-        kind="sequence",
+        codec="sequence",
         input_shape=(h, w),  # (T, F)
         classes=list(image.meta.classes),
         input_scale=image.meta.input_scale,
@@ -83,7 +70,7 @@ def load_sequential_mnist(cfg: DataConfig) -> DataBundle:
         sizes=dict(image.meta.sizes),
         files=list(image.meta.files),
     )
-    return DataBundle(splits[0], splits[1], splits[2], meta)
+    return DataSplits(splits[0], splits[1], splits[2], meta)
 
 
 # ---------------------------------------------------------------------------- text-csv
@@ -98,15 +85,25 @@ TEXT_CSV = DatasetSpec(
 )
 
 
-@register_bundle(TEXT_CSV)
-def load_text_csv(cfg: DataConfig) -> DataBundle:
+def _text_csv_sample(folder: Path) -> DataSample:
+    """Short reviews, one with a quoted comma, labelled pos/neg."""
+    rows = ["text,label"] + [
+        f'"{("a fine, warm film", "dull and far too long")[i % 2]} {i}",{("pos", "neg")[i % 2]}'
+        for i in range(24)
+    ]
+    (folder / "reviews.csv").write_text("\n".join(rows) + "\n")
+    return DataSample(overrides={"path": str(folder / "reviews.csv"), "context": 16})
+
+
+@register(TEXT_CSV, sample=_text_csv_sample)
+def read_text_csv_entry(cfg: DataConfig, files: dict[str, Path]) -> DataSplits:
     """Texts and labels from one CSV, split as the image readers split (``data.test_fraction``
     then ``data.val_fraction``, seeded by ``data.split_seed``; ``data.limit`` caps train).
 
     The tokenizer (``data.tokenizer``) is fitted on the training texts only. Classes are the
     sorted distinct labels (numerically when all are integers).
     """
-    path = _require_path(cfg, "a .csv file with a text and a label column")
+    path = require_path(cfg, "a .csv file with a text and a label column")
     texts, labels = read_text_csv(path, cfg.text_column, cfg.label_column)
     y, classes = label_classes(labels)
     # Split the row indices with the very code that splits images.
@@ -127,7 +124,7 @@ def load_text_csv(cfg: DataConfig) -> DataBundle:
     )  # fmt: skip
     meta = DataMeta(
         name=cfg.name,
-        kind="tokens",
+        codec="tokens",
         input_shape=(cfg.context,),
         classes=classes,
         input_scale=1.0,
@@ -139,29 +136,7 @@ def load_text_csv(cfg: DataConfig) -> DataBundle:
         vocab_size=tok.vocab_size + ID_OFFSET,
         tokenizer=tok.to_json(),
     )
-    return DataBundle(splits[0], splits[1], splits[2], meta)
-
-
-def encode_texts(tok: Tokenizer, texts: Sequence[str], context: int) -> torch.Tensor:
-    """Texts -> int64 (N, context): tokenizer ids + ``ID_OFFSET``, cut to ``context`` tokens,
-    padded with ``PAD_ID``; characters the character tokenizer lacks become ``UNK_ID``.
-
-    >>> from deepline.data.tokenizers import CharTokenizer
-    >>> encode_texts(CharTokenizer.fit("abc"), ["ba", "abcd"], context=3).tolist()
-    [[3, 2, 0], [2, 3, 4]]
-    """
-    if isinstance(tok, CharTokenizer):
-        encoded = tok.encode_batch(texts, unknown=UNK_ID - ID_OFFSET)
-    elif hasattr(tok, "encode_batch"):
-        encoded = tok.encode_batch(texts)
-    else:
-        encoded = [tok.encode(t) for t in texts]
-    out = torch.full((len(texts), context), PAD_ID, dtype=torch.int64)
-    for row, ids in enumerate(encoded):
-        ids = ids[:context]
-        if ids:
-            out[row, : len(ids)] = torch.tensor(ids, dtype=torch.int64) + ID_OFFSET
-    return out
+    return DataSplits(splits[0], splits[1], splits[2], meta)
 
 
 def read_text_csv(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
