@@ -1,7 +1,8 @@
-"""A real MNIST bundle served over real HTTP on 127.0.0.1, shared by the serving tests.
+"""Real bundles served over real HTTP on 127.0.0.1, shared by the serving tests.
 
-The repository holds model ``mnist`` in versions 1 and 2 (the same bundle twice) and ``digits``
-(a second, 8x8 model), so every test sees several models and versions at once.
+The repository holds model ``lenet`` (digits at 28x28) in versions 1 and 2 (the same bundle
+twice) and ``digits`` (a second, 8x8 model), so every test sees several models and versions at
+once. Everything trains on data that ships with deepline or the tests: no dataset files needed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import httpx
 import numpy as np
 import pytest
 
-from deepline.config import load_config
+from deepline.config import DataConfig, load_config
+from deepline.data import load_data
 from deepline.deploy.export import export_run
 from deepline.serve.app import create_app
 from deepline.serve.repository import add_bundle
@@ -34,6 +36,7 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+ROMEO = Path(__file__).parents[1] / "fixtures" / "romeo.txt"  # 7 KB of Romeo and Juliet
 SMALL_LENET = {"name": "lenet", "channels": [8, 16], "hidden": 32, "dropout": 0.0}
 
 
@@ -43,8 +46,18 @@ def _train_and_export(config: dict, root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def lenet_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small LeNet trained on the bundled digits resized to 28x28, MNIST's size (about 97%
+    test accuracy): the serving tests' main model, with no dataset file needed."""
+    config = tiny_config(epochs=6, lr=0.003, optimizer="adamw", batch_size=64)
+    config.update(name="lenet", model=SMALL_LENET, data={"name": "digits", "image_size": [28, 28]})
+    return _train_and_export(config, tmp_path_factory.mktemp("lenet"))
+
+
+@pytest.fixture(scope="session")
 def mnist_bundle(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small LeNet trained briefly on 6,000 MNIST images (about 95% test accuracy)."""
+    """A small LeNet trained briefly on 6,000 MNIST images (about 95% test accuracy), for the
+    tests about MNIST itself (hand-drawn digits)."""
     config = tiny_config(epochs=2, lr=0.003, optimizer="adamw", batch_size=64)
     config.update(
         name="mnist",
@@ -61,11 +74,11 @@ def digits_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def repository(
-    mnist_bundle: Path, digits_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+    lenet_bundle: Path, digits_bundle: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     root = tmp_path_factory.mktemp("repository")
-    add_bundle(mnist_bundle, root, "mnist")
-    add_bundle(mnist_bundle, root, "mnist")
+    add_bundle(lenet_bundle, root, "lenet")
+    add_bundle(lenet_bundle, root, "lenet")
     add_bundle(digits_bundle, root, "digits")
     return root
 
@@ -83,14 +96,19 @@ def client(server: BackgroundServer) -> Iterator[httpx.Client]:
         yield c
 
 
-@pytest.fixture(scope="session")
-def mnist_digits(shared_data: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The first 32 MNIST test images (uint8, (32, 28, 28)) and their labels."""
-    from deepline.data.readers import read_idx
+def digits_test_split() -> tuple[np.ndarray, np.ndarray]:
+    """The digits test split (359 images the models never trained on) at 28x28 as whole-number
+    pixels 0..255, uint8 (N, 28, 28), and their labels."""
+    data = load_data(DataConfig(name="digits", image_size=(28, 28), normalize=False))
+    pixels = (data.test.x[:, 0].numpy() * 255).round().astype(np.uint8)
+    return pixels, data.test.y.numpy()
 
-    images = read_idx(next((shared_data / "mnist").glob("t10k-images*")))[:32]
-    labels = read_idx(next((shared_data / "mnist").glob("t10k-labels*")))[:32]
-    return np.asarray(images, dtype=np.uint8), np.asarray(labels, dtype=np.int64)
+
+@pytest.fixture(scope="session")
+def sample_digits() -> tuple[np.ndarray, np.ndarray]:
+    """32 test digits (uint8, (32, 28, 28)) and their labels."""
+    pixels, labels = digits_test_split()
+    return pixels[:32], labels[:32]
 
 
 REVIEWS = [
@@ -102,18 +120,14 @@ REVIEWS = [
 
 
 @pytest.fixture(scope="session")
-def text_bundles(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A few-step character GPT on Tiny Shakespeare and a text classifier on a small CSV."""
+def text_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A few-step character GPT on a few KB of Shakespeare and a text classifier on a small
+    CSV."""
     root = tmp_path_factory.mktemp("kserve-text")
     lm = {
         "name": "gpt",
         "seed": 0,
-        "data": {
-            "name": "tinyshakespeare",
-            "context": 16,
-            "limit": 5000,
-            "data_dir": str(shared_data),
-        },
+        "data": {"name": "text-file", "path": str(ROMEO), "context": 16},
         "task": {"name": "language_modelling", "sample_prompt": "A", "sample_tokens": 4},
         "model": {"name": "gpt", "n_layer": 1, "n_head": 1, "n_embd": 16},
         "train": {

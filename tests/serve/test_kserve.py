@@ -22,13 +22,13 @@ KINDS = {"FP32": "<f4", "UINT8": "u1", "INT64": "<i8", "INT32": "<i4"}
 
 
 @pytest.fixture(scope="module")
-def predictor(mnist_bundle: Path) -> Predictor:
-    return Predictor(mnist_bundle)
+def predictor(lenet_bundle: Path) -> Predictor:
+    return Predictor(lenet_bundle)
 
 
 @pytest.fixture(scope="module")
-def digits(mnist_digits: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    return mnist_digits[0][:8]  # (8, 28, 28) uint8
+def digits(sample_digits: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    return sample_digits[0][:8]  # (8, 28, 28) uint8
 
 
 def image_input(pixels: np.ndarray, datatype: str = "FP32", flat: bool = True) -> dict[str, Any]:
@@ -38,7 +38,7 @@ def image_input(pixels: np.ndarray, datatype: str = "FP32", flat: bool = True) -
     return {"name": "input", "shape": list(batch.shape), "datatype": datatype, "data": data}
 
 
-def infer(client: httpx.Client, body: dict[str, Any], path: str = "mnist") -> dict[str, Any]:
+def infer(client: httpx.Client, body: dict[str, Any], path: str = "lenet") -> dict[str, Any]:
     response = client.post(f"/v2/models/{path}/infer", json=body)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
@@ -111,8 +111,8 @@ def test_server_metadata_and_health(client: httpx.Client) -> None:
 
 
 def test_model_metadata_and_versions(client: httpx.Client) -> None:
-    meta = client.get("/v2/models/mnist").json()
-    assert meta["name"] == "mnist" and meta["versions"] == ["1", "2"]
+    meta = client.get("/v2/models/lenet").json()
+    assert meta["name"] == "lenet" and meta["versions"] == ["1", "2"]
     assert meta["platform"] == "deepline_onnx"
     assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 1, 28, 28]}]
     assert meta["outputs"] == [
@@ -121,21 +121,21 @@ def test_model_metadata_and_versions(client: httpx.Client) -> None:
         {"name": "label", "datatype": "BYTES", "shape": [-1]},
     ]
     for version in ("1", "2"):
-        assert client.get(f"/v2/models/mnist/versions/{version}").json() == meta
+        assert client.get(f"/v2/models/lenet/versions/{version}").json() == meta
     small = client.get("/v2/models/digits").json()
     assert small["versions"] == ["1"] and small["inputs"][0]["shape"] == [-1, 1, 8, 8]
-    for path in ("/v2/models/mnist/versions/3", "/v2/models/mnist/versions/x", "/v2/models/no"):
+    for path in ("/v2/models/lenet/versions/3", "/v2/models/lenet/versions/x", "/v2/models/no"):
         missing = client.get(path)
         assert missing.status_code == 404 and missing.json()["error"]
-    assert "versions: 1, 2" in client.get("/v2/models/mnist/versions/3").json()["error"]
+    assert "versions: 1, 2" in client.get("/v2/models/lenet/versions/3").json()["error"]
 
 
 def test_model_ready(client: httpx.Client) -> None:
-    for path in ("mnist", "mnist/versions/1", "mnist/versions/2", "digits"):
+    for path in ("lenet", "lenet/versions/1", "lenet/versions/2", "digits"):
         ready = client.get(f"/v2/models/{path}/ready")
         assert ready.status_code == 200 and ready.json()["ready"] is True
-    assert client.get("/v2/models/mnist/ready").json()["name"] == "mnist"
-    for path in ("mnist/versions/7", "nope"):
+    assert client.get("/v2/models/lenet/ready").json()["name"] == "lenet"
+    for path in ("lenet/versions/7", "nope"):
         missing = client.get(f"/v2/models/{path}/ready")
         assert missing.status_code == 404 and "error" in missing.json()
 
@@ -147,7 +147,7 @@ def test_fp32_json_agrees_with_predictor(
     client: httpx.Client, predictor: Predictor, digits: np.ndarray
 ) -> None:
     answer = infer(client, {"id": "req-7", "inputs": [image_input(digits, "FP32", flat=False)]})
-    assert answer["model_name"] == "mnist" and answer["model_version"] == "2"
+    assert answer["model_name"] == "lenet" and answer["model_version"] == "2"
     assert answer["id"] == "req-7"
     assert [o["name"] for o in answer["outputs"]] == ["logits", "probabilities", "label"]
     got = outputs(answer)
@@ -162,7 +162,7 @@ def test_uint8_flat_nested_and_versions_agree(
     client: httpx.Client, predictor: Predictor, digits: np.ndarray
 ) -> None:
     fp32 = outputs(infer(client, {"inputs": [image_input(digits, "FP32")]}))
-    flat = infer(client, {"inputs": [image_input(digits, "UINT8")]}, "mnist/versions/1")
+    flat = infer(client, {"inputs": [image_input(digits, "UINT8")]}, "lenet/versions/1")
     nested = infer(client, {"inputs": [image_input(digits, "UINT8", flat=False)]})
     assert flat["model_version"] == "1" and "id" not in flat
     for answer in (flat, nested):
@@ -173,7 +173,7 @@ def test_uint8_flat_nested_and_versions_agree(
         assert list(got["label"]) == expected_labels(predictor, digits)
     # a large body (parsed off the event loop) gives the same answer
     padded = json.dumps({"inputs": [image_input(digits, "UINT8")]}).encode() + b" " * 300_000
-    large = client.post("/v2/models/mnist/infer", content=padded)
+    large = client.post("/v2/models/lenet/infer", content=padded)
     assert outputs(large.json())["label"].tolist() == expected_labels(predictor, digits)
     # grey images may leave out the channel: (N, 28, 28)
     grey = {"name": "input", "shape": [8, 28, 28], "datatype": "UINT8"}
@@ -224,7 +224,7 @@ def test_binary_request_and_response_by_hand(
         ],
     }
     body, headers = binary_request(header, pixels.tobytes())
-    response = client.post("/v2/models/mnist/infer", content=body, headers=headers)
+    response = client.post("/v2/models/lenet/infer", content=body, headers=headers)
     assert response.status_code == 200, response.text
     doc, tensors = read_binary(response)
     assert doc["id"] == "bin" and doc["outputs"][1]["name"] == "probabilities"
@@ -248,13 +248,13 @@ def test_binary_request_and_response_by_hand(
         ],
     }
     body, headers = binary_request(header2, floats.tobytes())
-    doc, tensors = read_binary(client.post("/v2/models/mnist/infer", content=body, headers=headers))
+    doc, tensors = read_binary(client.post("/v2/models/lenet/infer", content=body, headers=headers))
     assert [o["name"] for o in doc["outputs"]] == ["logits", "probabilities", "label"]
     assert all("data" not in o for o in doc["outputs"])
     np.testing.assert_allclose(tensors["logits"], json_answer["logits"].astype(float), atol=1e-5)
     # a binary header with nothing binary after it is still a valid request
     body, headers = binary_request({"inputs": [image_input(digits[:1])]})
-    response = client.post("/v2/models/mnist/infer", content=body, headers=headers)
+    response = client.post("/v2/models/lenet/infer", content=body, headers=headers)
     assert response.status_code == 200 and response.headers["content-type"] == "application/json"
 
 
@@ -269,14 +269,14 @@ def test_tritonclient_talks_to_us(
     try:
         assert client.is_server_live() and client.is_server_ready()
         assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
-        assert client.is_model_ready("mnist") and client.is_model_ready("mnist", "1")
-        assert not client.is_model_ready("mnist", "9")
-        assert client.get_model_metadata("mnist", "1")["inputs"][0]["datatype"] == "FP32"
+        assert client.is_model_ready("lenet") and client.is_model_ready("lenet", "1")
+        assert not client.is_model_ready("lenet", "9")
+        assert client.get_model_metadata("lenet", "1")["inputs"][0]["datatype"] == "FP32"
         index = client.get_model_repository_index()
         assert [(m["name"], m["version"]) for m in index] == [
             ("digits", "1"),
-            ("mnist", "1"),
-            ("mnist", "2"),
+            ("lenet", "1"),
+            ("lenet", "2"),
         ]
 
         floats = (digits[:, None] / 255.0).astype(np.float32)
@@ -287,7 +287,7 @@ def test_tritonclient_talks_to_us(
             triton.InferRequestedOutput("label", binary_data=True),
             triton.InferRequestedOutput("probabilities", binary_data=False),
         ]
-        result = client.infer("mnist", [tensor], model_version="1", outputs=wanted, request_id="t")
+        result = client.infer("lenet", [tensor], model_version="1", outputs=wanted, request_id="t")
         assert result.get_response()["model_version"] == "1" and result.get_response()["id"] == "t"
         labels = [item.decode() for item in result.as_numpy("label")]
         assert labels == expected_labels(predictor, digits)
@@ -298,27 +298,27 @@ def test_tritonclient_talks_to_us(
         # UINT8 pixels, no outputs named: the client asks for every output in binary
         pixels = triton.InferInput("input", [8, 1, 28, 28], "UINT8")
         pixels.set_data_from_numpy(digits[:, None], binary_data=True)
-        result = client.infer("mnist", [pixels])
+        result = client.infer("lenet", [pixels])
         assert [item.decode() for item in result.as_numpy("label")] == labels
         assert result.as_numpy("logits").dtype == np.float32
         # JSON input, classification output (the client's class_count)
         pixels.set_shape([2, 1, 28, 28])
         pixels.set_data_from_numpy(digits[:2, None], binary_data=False)
         top = triton.InferRequestedOutput("probabilities", binary_data=True, class_count=2)
-        ranked = client.infer("mnist", [pixels], outputs=[top]).as_numpy("probabilities")
+        ranked = client.infer("lenet", [pixels], outputs=[top]).as_numpy("probabilities")
         assert ranked.shape == (2, 2) and ranked[0, 0].decode().endswith(":" + labels[0])
         # encoded images as BYTES elements, read by the image codec like uploads
         encoded = np.array([png_bytes(image) for image in digits[:3]], dtype=np.object_)
         files = triton.InferInput("input", [3], "BYTES")
         files.set_data_from_numpy(encoded, binary_data=True)
-        from_files = client.infer("mnist", [files]).as_numpy("label")
+        from_files = client.infer("lenet", [files]).as_numpy("label")
         assert [item.decode() for item in from_files] == labels[:3]
 
         for call, fragment in [
             (lambda: client.infer("nope", [tensor]), "no model named 'nope'"),
-            (lambda: client.infer("mnist", [tensor], model_version="5"), "has no version 5"),
-            (lambda: client.load_model("mnist"), "not loaded or unloaded"),
-            (lambda: client.unload_model("mnist"), "not loaded or unloaded"),
+            (lambda: client.infer("lenet", [tensor], model_version="5"), "has no version 5"),
+            (lambda: client.load_model("lenet"), "not loaded or unloaded"),
+            (lambda: client.unload_model("lenet"), "not loaded or unloaded"),
         ]:
             with pytest.raises(InferenceServerException, match=fragment):
                 call()
@@ -332,8 +332,8 @@ def test_tritonclient_talks_to_us(
 def test_repository_index_and_refused_loads(client: httpx.Client) -> None:
     expected = [
         {"name": "digits", "version": "1", "state": "READY", "reason": ""},
-        {"name": "mnist", "version": "1", "state": "READY", "reason": ""},
-        {"name": "mnist", "version": "2", "state": "READY", "reason": ""},
+        {"name": "lenet", "version": "1", "state": "READY", "reason": ""},
+        {"name": "lenet", "version": "2", "state": "READY", "reason": ""},
     ]
     assert client.post("/v2/repository/index").json() == expected
     assert client.post("/v2/repository/index", json={"ready": True}).json() == expected
@@ -342,7 +342,7 @@ def test_repository_index_and_refused_loads(client: httpx.Client) -> None:
         response = client.post("/v2/repository/index", content=bad)
         assert response.status_code == 400 and response.json()["error"]
     for action in ("load", "unload"):
-        for name in ("mnist", "unknown"):
+        for name in ("lenet", "unknown"):
             refused = client.post(f"/v2/repository/models/{name}/{action}", json={})
             assert refused.status_code == 403
             assert "not loaded or unloaded over HTTP" in refused.json()["error"]
@@ -376,112 +376,112 @@ def _json_case(**changes: Any) -> dict[str, Any]:
 
 ERROR_CASES = {
     "unknown model": ("nope", _json_case(), 404, "no model named 'nope'"),
-    "unknown version": ("mnist/versions/4", _json_case(), 404, "has no version 4"),
+    "unknown version": ("lenet/versions/4", _json_case(), 404, "has no version 4"),
     "wrong datatype": (
-        "mnist",
+        "lenet",
         _json_case(input={"datatype": "INT64", "data": [1] * 784}),
         400,
         "takes FP32, FP64, FP16, UINT8, BYTES, not INT64",
     ),
-    "unknown datatype": ("mnist", _json_case(input={"datatype": "FLOAT"}), 400, "known: BOOL"),
+    "unknown datatype": ("lenet", _json_case(input={"datatype": "FLOAT"}), 400, "known: BOOL"),
     "BYTES that are no image": (
-        "mnist",
+        "lenet",
         _json_case(input={"datatype": "BYTES", "shape": [1], "data": ["x"]}),
         400,
         "not a readable image",
     ),
     "BYTES in rows": (
-        "mnist",
+        "lenet",
         _json_case(input={"datatype": "BYTES", "shape": [1, 1], "data": ["x"]}),
         400,
         "must have shape [N]",
     ),
-    "wrong shape": ("mnist", _json_case(input={"shape": [1, 28, 1, 28]}), 400, "does not match"),
+    "wrong shape": ("lenet", _json_case(input={"shape": [1, 28, 1, 28]}), 400, "does not match"),
     "element count": (
-        "mnist",
+        "lenet",
         _json_case(input={"data": [0.5] * 783}),
         400,
         "has 783 elements but shape [1, 1, 28, 28] holds 784",
     ),
     "strings as numbers": (
-        "mnist",
+        "lenet",
         _json_case(input={"data": ["0.5"] * 784}),
         400,
         "must be numbers",
     ),
     "NaN": (
-        "mnist",
+        "lenet",
         {"content": json.dumps(_json_case(input={"data": [float("nan")] * 784})["json"]).encode()},
         400,
         "NaN",
     ),
     "wrong input name": (
-        "mnist",
+        "lenet",
         _json_case(input={"name": "image"}),
         400,
         "takes one input named 'input', got: image",
     ),
-    "no inputs": ("mnist", {"json": {"inputs": []}}, 400, "'inputs' must be a non-empty list"),
-    "bad JSON": ("mnist", {"content": b'{"inputs": ['}, 400, "not valid JSON"),
-    "not an object": ("mnist", {"content": b"[1, 2]"}, 400, "must be a JSON object"),
-    "unknown field": ("mnist", _json_case(inputz=1), 400, "unknown field(s) 'inputz'"),
+    "no inputs": ("lenet", {"json": {"inputs": []}}, 400, "'inputs' must be a non-empty list"),
+    "bad JSON": ("lenet", {"content": b'{"inputs": ['}, 400, "not valid JSON"),
+    "not an object": ("lenet", {"content": b"[1, 2]"}, 400, "must be a JSON object"),
+    "unknown field": ("lenet", _json_case(inputz=1), 400, "unknown field(s) 'inputz'"),
     "unknown output": (
-        "mnist",
+        "lenet",
         _json_case(outputs=[{"name": "scores"}]),
         400,
         "unknown output 'scores'",
     ),
     "classification of labels": (
-        "mnist",
+        "lenet",
         _json_case(outputs=[{"name": "label", "parameters": {"classification": 2}}]),
         400,
         "no classes to rank",
     ),
     "too many classes": (
-        "mnist",
+        "lenet",
         _json_case(outputs=[{"name": "logits", "parameters": {"classification": 11}}]),
         400,
         "the model has 10",
     ),
     "shared memory": (
-        "mnist",
+        "lenet",
         _json_case(outputs=[{"name": "logits", "parameters": {"shared_memory_region": "r"}}]),
         400,
         "shared memory",
     ),
     "binary sizes do not add up": (
-        "mnist",
+        "lenet",
         _binary_case(784, extra=b"\0" * 5),
         400,
         "add up to 784",
     ),
     "binary size wrong for shape": (
-        "mnist",
+        "lenet",
         _binary_case(700),
         400,
         "binary_data_size is 700 bytes but 784 UINT8",
     ),
     "binary data cut short": (
-        "mnist",
+        "lenet",
         {**_binary_case(784), "content": _binary_case(784)["content"][:-10]},
         400,
         "only 774 are left",
     ),
     "header length past the body": (
-        "mnist",
+        "lenet",
         _binary_case(784, length="99999"),
         400,
         "is 99999 but the body has",
     ),
     "header length not a number": (
-        "mnist",
+        "lenet",
         _binary_case(784, length="12a"),
         400,
         "must be a byte count",
     ),
-    "header length cuts the JSON": ("mnist", _binary_case(784, length="10"), 400, "not valid JSON"),
+    "header length cuts the JSON": ("lenet", _binary_case(784, length="10"), 400, "not valid JSON"),
     "binary size without the header": (
-        "mnist",
+        "lenet",
         {
             "json": _json_case()["json"]
             | {
@@ -499,7 +499,7 @@ ERROR_CASES = {
         "has no Inference-Header-Content-Length",
     ),
     "compressed body": (
-        "mnist",
+        "lenet",
         {**_json_case(), "headers": {"content-encoding": "gzip"}},
         415,
         "Content-Encoding: gzip",

@@ -45,7 +45,7 @@ def test_language_model_prompts(text_client: httpx.Client, text_bundles: dict[st
     assert text["data"] == [local.generate("ROMEO:", 12, seed=3, temperature=0.9, top_k=20)]
 
     # two prompts as binary BYTES, the answer as binary BYTES
-    prompts = [b"ROMEO:", b"JULIET:\n"]
+    prompts = [b"ROMEO:", b"BENVOLIO:\n"]
     header = {
         "parameters": {"max_tokens": 5, "seed": 1},
         "inputs": [
@@ -71,7 +71,7 @@ def test_language_model_prompts(text_client: httpx.Client, text_bundles: dict[st
     ]:
         bad = text_client.post("/v2/models/gpt/infer", json={**body, "parameters": parameters})
         assert bad.status_code == 400 and fragment in bad.json()["error"]
-    dash = {"name": "prompt", "shape": [1], "datatype": "BYTES", "data": ["JULIET \u2014"]}
+    dash = {"name": "prompt", "shape": [1], "datatype": "BYTES", "data": ["BENVOLIO \u2014"]}
     bad = text_client.post("/v2/models/gpt/infer", json={"inputs": [dash]})
     assert bad.status_code == 400 and "not in this tokenizer's vocabulary" in bad.json()["error"]
     numbers = {"name": "prompt", "shape": [1], "datatype": "FP32", "data": [1.0]}

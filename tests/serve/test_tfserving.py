@@ -30,7 +30,7 @@ def b64(data: bytes) -> dict[str, str]:
     return {"b64": base64.b64encode(data).decode()}
 
 
-def predict(client: httpx.Client, body: Any, model: str = "mnist") -> httpx.Response:
+def predict(client: httpx.Client, body: Any, model: str = "lenet") -> httpx.Response:
     return client.post(f"/v1/models/{model}:predict", json=body)
 
 
@@ -40,14 +40,14 @@ def labels(response: httpx.Response) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def local(mnist_bundle: Path) -> Predictor:
-    return Predictor(mnist_bundle)
+def local(lenet_bundle: Path) -> Predictor:
+    return Predictor(lenet_bundle)
 
 
 @pytest.fixture(scope="module")
-def expected(local: Predictor, mnist_digits: tuple[np.ndarray, np.ndarray]) -> list[str]:
+def expected(local: Predictor, sample_digits: tuple[np.ndarray, np.ndarray]) -> list[str]:
     """The local Predictor's labels for the 32 digits."""
-    return [a[0]["class"] for a in local.predict(list(mnist_digits[0]))]
+    return [a[0]["class"] for a in local.predict(list(sample_digits[0]))]
 
 
 # ------------------------------------------------------------------------------- status
@@ -55,21 +55,21 @@ def expected(local: Predictor, mnist_digits: tuple[np.ndarray, np.ndarray]) -> l
 
 def test_status_of_every_version_and_of_one(client: httpx.Client) -> None:
     ok = {"error_code": "OK", "error_message": ""}
-    response = client.get("/v1/models/mnist")
+    response = client.get("/v1/models/lenet")
     assert response.status_code == 200
     assert response.json() == {
         "model_version_status": [
             {"version": v, "state": "AVAILABLE", "status": ok} for v in ("1", "2")
         ]
     }
-    one = client.get("/v1/models/mnist/versions/2").json()
+    one = client.get("/v1/models/lenet/versions/2").json()
     assert one == {"model_version_status": [{"version": "2", "state": "AVAILABLE", "status": ok}]}
     digits = client.get("/v1/models/digits").json()["model_version_status"]
     assert [s["version"] for s in digits] == ["1"]
 
 
 @pytest.mark.parametrize(
-    "path", ["/v1/models/nope", "/v1/models/mnist/versions/9", "/v1/models/mnist/versions/x"]
+    "path", ["/v1/models/nope", "/v1/models/lenet/versions/9", "/v1/models/lenet/versions/x"]
 )
 def test_status_of_unknown_model_or_version_is_404(client: httpx.Client, path: str) -> None:
     response = client.get(path)
@@ -87,8 +87,8 @@ def dims(info: dict[str, Any]) -> list[int]:
 
 
 def test_metadata_is_a_signature_def(client: httpx.Client) -> None:
-    meta = client.get("/v1/models/mnist/metadata").json()
-    assert meta["model_spec"] == {"name": "mnist", "signature_name": "", "version": "2"}
+    meta = client.get("/v1/models/lenet/metadata").json()
+    assert meta["model_spec"] == {"name": "lenet", "signature_name": "", "version": "2"}
     signature = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
     assert signature["method_name"] == "tensorflow/serving/predict"
     ((name, info),) = signature["inputs"].items()
@@ -100,7 +100,7 @@ def test_metadata_is_a_signature_def(client: httpx.Client) -> None:
         "probabilities": ("DT_FLOAT", [-1, 10]),
         "label": ("DT_STRING", [-1]),
     }
-    v1 = client.get("/v1/models/mnist/versions/1/metadata").json()
+    v1 = client.get("/v1/models/lenet/versions/1/metadata").json()
     assert v1["model_spec"]["version"] == "1"
     digits = client.get("/v1/models/digits/metadata").json()
     inputs = digits["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]
@@ -114,9 +114,9 @@ def test_instances_float_and_uint8_pixels_agree_with_predictor(
     client: httpx.Client,
     local: Predictor,
     expected: list[str],
-    mnist_digits: tuple[np.ndarray, np.ndarray],
+    sample_digits: tuple[np.ndarray, np.ndarray],
 ) -> None:
-    images, truth = mnist_digits
+    images, truth = sample_digits
     ints = predict(client, {"instances": images.tolist()})  # all 32: two server batches
     assert labels(ints) == expected
     assert np.mean(np.asarray(expected, dtype=int) == truth) > 0.8
@@ -137,9 +137,9 @@ def test_instances_float_and_uint8_pixels_agree_with_predictor(
 
 
 def test_columnar_inputs_plain_and_named(
-    client: httpx.Client, expected: list[str], mnist_digits: tuple[np.ndarray, np.ndarray]
+    client: httpx.Client, expected: list[str], sample_digits: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    images = mnist_digits[0][:N]
+    images = sample_digits[0][:N]
     for inputs in (images.tolist(), {"input": (images[:, None] / 255.0).tolist()}):
         response = predict(client, {"inputs": inputs})
         assert response.status_code == 200, response.text
@@ -151,19 +151,19 @@ def test_columnar_inputs_plain_and_named(
 
 
 def test_versions_one_two_and_latest(
-    client: httpx.Client, expected: list[str], mnist_digits: tuple[np.ndarray, np.ndarray]
+    client: httpx.Client, expected: list[str], sample_digits: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    body = {"instances": mnist_digits[0][:N].tolist()}
-    for path in ("mnist/versions/1", "mnist/versions/2", "mnist"):
+    body = {"instances": sample_digits[0][:N].tolist()}
+    for path in ("lenet/versions/1", "lenet/versions/2", "lenet"):
         assert labels(client.post(f"/v1/models/{path}:predict", json=body)) == expected[:N]
 
 
 def test_b64_png_instances(
     client: httpx.Client,
     local: Predictor,
-    mnist_digits: tuple[np.ndarray, np.ndarray],
+    sample_digits: tuple[np.ndarray, np.ndarray],
 ) -> None:
-    pngs = [png_bytes(image) for image in mnist_digits[0][:4]]
+    pngs = [png_bytes(image) for image in sample_digits[0][:4]]
     want = [a[0]["class"] for a in local.predict(pngs)]
     assert labels(predict(client, {"instances": [b64(p) for p in pngs]})) == want
     named = [{"input": b64(p)} for p in pngs]
@@ -185,7 +185,7 @@ def test_digits_model_is_served_beside_mnist(
         for a in reference.answers(reference.run(reference.codec.decode_tensor(pixels)))
     ]
     assert labels(predict(client, {"instances": pixels.tolist()}, "digits")) == want
-    wrong = predict(client, {"instances": pixels.tolist()}, "mnist")  # 8x8 to a 28x28 model
+    wrong = predict(client, {"instances": pixels.tolist()}, "lenet")  # 8x8 to a 28x28 model
     assert wrong.status_code == 400 and "28" in wrong.json()["error"]
     metrics = client.get("/metrics").text
     assert any(
@@ -236,7 +236,7 @@ def test_bad_requests_are_400_and_the_server_carries_on(client: httpx.Client, ca
     body = BAD_REQUESTS[case]
     if isinstance(body, bytes):
         response = client.post(
-            "/v1/models/mnist:predict", content=body, headers={"content-type": "application/json"}
+            "/v1/models/lenet:predict", content=body, headers={"content-type": "application/json"}
         )
     else:
         response = predict(client, body)
@@ -244,19 +244,19 @@ def test_bad_requests_are_400_and_the_server_carries_on(client: httpx.Client, ca
     assert response.headers["content-type"].startswith("application/json")
     error = response.json()["error"]
     assert isinstance(error, str) and error
-    assert client.get("/v1/models/mnist").status_code == 200
+    assert client.get("/v1/models/lenet").status_code == 200
 
 
 @pytest.mark.parametrize(
     ("path", "status"),
     [
         ("/v1/models/nope:predict", 404),
-        ("/v1/models/mnist/versions/7:predict", 404),
-        ("/v1/models/mnist/versions/seven:predict", 404),
-        ("/v1/models/mnist/labels/stable:predict", 404),
-        ("/v1/models/mnist", 404),
-        ("/v1/models/mnist/metadata", 404),
-        ("/v1/models/mnist:classify", 400),
+        ("/v1/models/lenet/versions/7:predict", 404),
+        ("/v1/models/lenet/versions/seven:predict", 404),
+        ("/v1/models/lenet/labels/stable:predict", 404),
+        ("/v1/models/lenet", 404),
+        ("/v1/models/lenet/metadata", 404),
+        ("/v1/models/lenet:classify", 400),
     ],
 )
 def test_unknown_models_versions_and_endpoints(
@@ -336,7 +336,7 @@ def test_language_model_answers_prompts(lm_server: BackgroundServer) -> None:
             {
                 "instances": [
                     {"prompt": "ROMEO:", "max_tokens": 5},
-                    {"prompt": "JULIET:", "max_tokens": 3},
+                    {"prompt": "BENVOLIO:", "max_tokens": 3},
                 ]
             },
             "shakespeare",

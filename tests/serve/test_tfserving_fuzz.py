@@ -123,7 +123,7 @@ http_bodies = st.one_of(
 @settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(raw=http_bodies, model=st.sampled_from(["digits", "mnist", "mnist/versions/1"]))
+@given(raw=http_bodies, model=st.sampled_from(["digits", "lenet", "lenet/versions/1"]))
 def test_random_bodies_over_http_are_never_a_server_error(
     client: httpx.Client, raw: bytes, model: str
 ) -> None:

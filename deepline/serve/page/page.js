@@ -1,12 +1,16 @@
 // The model server's page: pick a model, draw / upload / type an input, see the answer.
 // Talks only to this server's own API (/models, /predict, /generate); no outside resources.
+// What it shows comes from the model's metadata: the form of its input (image, text, array,
+// fields) picks the input panel, the form of its answers (ranking, values, text) how they show.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
   // A tokened server lets the browser open /?token=...; every API call then sends the header.
   const token = new URLSearchParams(location.search).get("token");
   const TOP_K = 5;
-  const state = { models: [], meta: null, drawn: false, file: null, busy: false, asked: 0 };
+  const state = {
+    models: [], meta: null, parse: null, drawn: false, file: null, busy: false, asked: 0,
+  };
   window.lastInput = null; // what the last request sent (tests read it back)
 
   class ServerError extends Error {}
@@ -50,7 +54,9 @@
   function setState(name) {
     $("result").dataset.state = name;
     state.busy = name === "busy";
-    for (const id of ["predict", "generate", "predict-input"]) $(id).disabled = state.busy;
+    for (const id of ["predict", "generate", "predict-input", "predict-fields"]) {
+      $(id).disabled = state.busy;
+    }
   }
 
   function showError(message) {
@@ -63,6 +69,7 @@
     $("error").hidden = true;
     $("top-class").textContent = "";
     $("bars").replaceChildren();
+    $("values").replaceChildren();
     $("generated").hidden = true;
     $("generated-prompt").textContent = "";
     $("generated-text").textContent = "";
@@ -80,32 +87,60 @@
     $("result").dataset.version = data.version;
   }
 
+  // -- answers, by the form the model declares -----------------------------------------------
+
+  function bar(name, probability) {
+    const pct = 100 * probability;
+    const li = document.createElement("li");
+    const label = document.createElement("span");
+    label.className = "name";
+    label.textContent = name;
+    label.title = name;
+    const track = document.createElement("span");
+    track.className = "track";
+    const fill = document.createElement("span");
+    fill.className = "fill";
+    fill.style.width = `${Math.max(0, Math.min(100, pct)).toFixed(1)}%`;
+    track.append(fill);
+    const value = document.createElement("span");
+    value.className = "pct";
+    value.textContent = `${pct.toFixed(1)}%`;
+    li.append(label, track, value);
+    return li;
+  }
+
+  function showTop(text) {
+    $("top-class").textContent = text;
+    $("result").dataset.topClass = text;
+  }
+
+  const ANSWERS = {
+    // classes with probabilities, the likeliest first: bars
+    ranking(answer) {
+      const label = (a) => String(a.class ?? a.token ?? a.label ?? a.index);
+      $("bars").replaceChildren(...answer.map((a) => bar(label(a), a.probability)));
+      showTop(answer.length ? label(answer[0]) : "");
+    },
+    // a value per target: a table, the first value large
+    values(answer) {
+      const rows = answer.map((a) => {
+        const tr = document.createElement("tr");
+        const name = document.createElement("th");
+        name.textContent = a.target;
+        const value = document.createElement("td");
+        value.className = "num";
+        value.textContent = Number(a.value).toPrecision(4);
+        tr.append(name, value);
+        return tr;
+      });
+      $("values").replaceChildren(...rows);
+      showTop(answer.length ? Number(answer[0].value).toPrecision(4) : "");
+    },
+  };
+
   function showPrediction(data, ms) {
-    const answers = data.predictions[0] || [];
-    const label = (a) => String(a.class ?? a.token ?? a.label ?? a.index);
-    const bars = answers.map((a) => {
-      const pct = 100 * a.probability;
-      const li = document.createElement("li");
-      const name = document.createElement("span");
-      name.className = "name";
-      name.textContent = label(a);
-      name.title = label(a);
-      const track = document.createElement("span");
-      track.className = "track";
-      const fill = document.createElement("span");
-      fill.className = "fill";
-      fill.style.width = `${Math.max(0, Math.min(100, pct)).toFixed(1)}%`;
-      track.append(fill);
-      const value = document.createElement("span");
-      value.className = "pct";
-      value.textContent = `${pct.toFixed(1)}%`;
-      li.append(name, track, value);
-      return li;
-    });
-    $("bars").replaceChildren(...bars);
-    const top = answers.length ? label(answers[0]) : "";
-    $("top-class").textContent = top;
-    $("result").dataset.topClass = top;
+    const show = ANSWERS[state.meta.answer.type] || ANSWERS.values;
+    show(data.predictions[0] || []);
     showTiming(data, ms);
     setState("done");
   }
@@ -151,6 +186,51 @@
     await chooseVersion();
   }
 
+  // The input panels, by the form of the model's input; a generating model gets the prompt.
+  const PANELS = {
+    image(form) {
+      $("preview").width = form.width;
+      $("preview").height = form.height;
+      return "image-panel";
+    },
+    text() {
+      $("input-title").textContent = "Text";
+      $("input-hint").textContent = "";
+      $("input-text").placeholder = "Type a sentence";
+      state.parse = (text) => text;
+      return "input-panel";
+    },
+    array(form) {
+      $("input-title").textContent = "A sequence of numbers";
+      $("input-hint").textContent = `JSON numbers, a (T, ${form.shape[form.shape.length - 1]}) array`;
+      $("input-text").placeholder = JSON.stringify(form.example);
+      state.parse = (text) => {
+        try {
+          return JSON.parse(text);
+        } catch (err) {
+          throw new ServerError(`the input is not JSON numbers (${err.message})`);
+        }
+      };
+      return "input-panel";
+    },
+    fields(form) {
+      const rows = form.fields.map((field) => {
+        const label = document.createElement("label");
+        label.textContent = field.name;
+        const input = document.createElement("input");
+        input.type = "number";
+        input.step = "any";
+        input.name = field.name;
+        input.value = Number(field.mean).toPrecision(4);
+        input.title = `training mean ${field.mean.toPrecision(4)}, std ${field.std.toPrecision(4)}`;
+        label.append(input);
+        return label;
+      });
+      $("fields").replaceChildren(...rows);
+      return "fields-panel";
+    },
+  };
+
   async function chooseVersion() {
     clearResult();
     document.body.dataset.ready = "false";
@@ -159,27 +239,16 @@
     const { data: meta } = await call("GET", path);
     if (asked !== state.asked) return;
     state.meta = meta;
+    const input = meta.inputs[0];
     const shape = meta.input_shape ? `[${meta.input_shape.join(", ")}]` : "?";
     const classes = meta.classes && meta.classes.length ? ` · ${meta.classes.length} classes` : "";
     $("model-info").textContent =
-      `${meta.task} · ${meta.input_kind} input ${shape}${classes} · ${meta.backend || ""} backend`;
-    for (const panel of ["image-panel", "text-panel", "input-panel"]) $(panel).hidden = true;
-    if (meta.input_kind === "image") {
-      const [, h, w] = meta.input_shape;
-      $("preview").width = w;
-      $("preview").height = h;
-      $("image-panel").hidden = false;
-    } else if (meta.input_kind === "text") {
-      $("text-panel").hidden = false;
-    } else {
-      const sequence = meta.input_kind === "sequence";
-      $("input-title").textContent = sequence ? "A sequence of numbers" : "Text to classify";
-      $("input-hint").textContent = sequence
-        ? `JSON numbers, a (T, ${meta.input_shape[meta.input_shape.length - 1]}) array`
-        : "";
-      $("input-text").placeholder = sequence ? "[[0.1], [0.5], [0.2]]" : "Type a sentence";
-      $("input-panel").hidden = false;
+      `${meta.task} · ${input.form.type} input ${shape}${classes} · ${meta.backend || ""} backend`;
+    for (const panel of ["image-panel", "text-panel", "input-panel", "fields-panel"]) {
+      $(panel).hidden = true;
     }
+    const panel = meta.generates ? "text-panel" : PANELS[input.form.type](input.form);
+    $(panel).hidden = false;
     document.body.dataset.ready = "true";
   }
 
@@ -255,7 +324,8 @@
   // With "fit", the drawing's bounding box is scaled to 20/28 of the input and its centre of
   // mass put in the middle, as MNIST's digits were made.
   function modelInput() {
-    const [channels, h, w] = state.meta ? state.meta.input_shape : [1, 28, 28];
+    const form = state.meta ? state.meta.inputs[0].form : { channels: 1, height: 28, width: 28 };
+    const [channels, h, w] = [form.channels, form.height, form.width];
     const preview = $("preview");
     const out = preview.getContext("2d", { willReadFrequently: true });
     out.fillStyle = "#000";
@@ -354,17 +424,24 @@
 
   async function predictInput() {
     await run(async () => {
-      const text = $("input-text").value;
-      let input = text;
-      if (state.meta.input_kind === "sequence") {
-        try {
-          input = JSON.parse(text);
-        } catch (err) {
-          throw new ServerError(`the input is not JSON numbers (${err.message})`);
-        }
-      }
-      window.lastInput = { kind: state.meta.input_kind, input };
+      const input = state.parse($("input-text").value);
+      window.lastInput = { kind: state.meta.inputs[0].form.type, input };
       const { data, ms } = await call("POST", modelPath("predict"), { inputs: [input], top_k: TOP_K });
+      showPrediction(data, ms);
+    });
+  }
+
+  async function predictFields() {
+    await run(async () => {
+      const input = {};
+      for (const field of $("fields").querySelectorAll("input")) {
+        if (field.value.trim() === "" || !Number.isFinite(Number(field.value))) {
+          throw new ServerError(`${field.name}: give a number`);
+        }
+        input[field.name] = Number(field.value);
+      }
+      window.lastInput = { kind: "fields", input };
+      const { data, ms } = await call("POST", modelPath("predict"), { inputs: [input] });
       showPrediction(data, ms);
     });
   }
@@ -378,6 +455,7 @@
   $("predict").addEventListener("click", predictImage);
   $("generate").addEventListener("click", generate);
   $("predict-input").addEventListener("click", predictInput);
+  $("predict-fields").addEventListener("click", predictFields);
   $("file").addEventListener("change", async () => {
     const file = $("file").files[0];
     if (!file) return;
