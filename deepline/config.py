@@ -224,10 +224,11 @@ class ExperimentConfig(Section):
     @classmethod
     def _default_task(cls, data: Any) -> Any:
         """A config that names no task trains the one its dataset is for."""
-        if isinstance(data, dict) and "task" not in data:
+        task = data.get("task", {}) if isinstance(data, dict) else None
+        if isinstance(task, dict) and "name" not in task:
             section = data.get("data")
             name = section.get("name", "digits") if isinstance(section, dict) else "digits"
-            data = {**data, "task": {"name": default_task(str(name))}}
+            data = {**data, "task": {"name": default_task(str(name)), **task}}
         return data
 
     @field_validator("model", mode="before")

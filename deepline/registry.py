@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from deepline.errors import DeeplineError, did_you_mean
 
-__all__ = ["CODECS", "DATASETS", "MODELS", "TASKS", "Registry", "did_you_mean"]
+__all__ = ["CODECS", "DATASETS", "MODELS", "PROTOCOLS", "TASKS", "Registry", "did_you_mean"]
 
 T = TypeVar("T")
 
@@ -29,9 +29,12 @@ class Registry(Generic[T]):
     on the first lookup, so the registry (and the config that uses it) stays import-light.
     """
 
-    def __init__(self, kind: str, package: str | None = None) -> None:
+    def __init__(
+        self, kind: str, package: str | None = None, requires: tuple[str, ...] = ()
+    ) -> None:
         self.kind = kind
         self.package = package
+        self.requires = requires  # metadata every entry must give (what its contract test reads)
         self._entries: dict[str, T] = {}
         self._meta: dict[str, dict[str, Any]] = {}
 
@@ -47,6 +50,12 @@ class Registry(Generic[T]):
         def decorator(obj: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
+            missing = [key for key in self.requires if key not in meta]
+            if missing:
+                raise ValueError(
+                    f"{self.kind} '{name}' is registered without {', '.join(missing)}: its "
+                    "contract test needs them (see docs/extending.md)"
+                )
             self._entries[name] = obj
             self._meta[name] = meta
             return obj
@@ -82,7 +91,12 @@ class Registry(Generic[T]):
 
 
 # The registries of deepline. Components register themselves when their package is imported.
-DATASETS: Registry[Any] = Registry("dataset", "deepline.data.datasets")
-CODECS: Registry[Any] = Registry("input codec", "deepline.data.codecs")
-MODELS: Registry[Any] = Registry("model", "deepline.models")
-TASKS: Registry[Any] = Registry("task", "deepline.tasks")
+# Each entry gives what its contract test (tests/contracts/) needs: a dataset writes a sample of
+# its files; a codec names a dataset whose data it reads; models and tasks give a small
+# experiment (data, model and task settings) that exercises them.
+DATASETS: Registry[Any] = Registry("dataset", "deepline.data.datasets", ("spec", "sample"))
+CODECS: Registry[Any] = Registry("input codec", "deepline.data.codecs", ("example",))
+MODELS: Registry[Any] = Registry("model", "deepline.models", ("config", "example"))
+TASKS: Registry[Any] = Registry("task", "deepline.tasks", ("config", "example"))
+# A protocol is a FastAPI router and the path prefixes it answers (for its request metrics).
+PROTOCOLS: Registry[Any] = Registry("protocol", "deepline.serve.protocols", ("prefixes",))

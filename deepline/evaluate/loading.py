@@ -26,14 +26,21 @@ class TrainedRun:
 
 
 def load_trained(
-    run_dir: str | Path, checkpoint: str | None = None, data_dir: str | None = None
+    run_dir: str | Path,
+    checkpoint: str | None = None,
+    data_dir: str | None = None,
+    data: DataSplits | None = None,
 ) -> TrainedRun:
-    """The run's model, with its ``best`` (default) or ``last`` weights, in eval mode."""
+    """The run's model, with its ``best`` (default) or ``last`` weights, in eval mode.
+
+    ``data``, when given, replaces the data the config would load (a run trained on data it
+    was handed, as ``run_training(..., data=...)`` allows).
+    """
     run_dir = check_run_dir(run_dir)
     cfg = load_config(run_dir / "config.yaml")
     if data_dir is not None:
         cfg.data.data_dir = data_dir
-    data = task_class(cfg.task.name).load_data(cfg.data)
+    data = data if data is not None else task_class(cfg.task.name).load_data(cfg.data)
     task = build_task(cfg.task, data.meta)
     model = task.build_model(cfg.model)
     which = checkpoint or cfg.eval.checkpoint

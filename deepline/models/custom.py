@@ -23,7 +23,14 @@ class CustomModelConfig(ModelConfig):
     arguments: dict[str, Any] = Field(default_factory=dict, description="constructor arguments")
 
 
-@MODELS.register("custom", config=CustomModelConfig)
+@MODELS.register(
+    "custom",
+    config=CustomModelConfig,
+    example={
+        "data": {"name": "diabetes"},
+        "model": {"target": "torch.nn:Linear", "arguments": {"in_features": 10, "out_features": 1}},
+    },
+)
 def build_custom(target: str, arguments: dict[str, Any], **_shape_args: Any) -> nn.Module:
     """Import ``target`` and call it with ``arguments`` (the data's shapes are not passed)."""
     module_name, _, attr = target.partition(":")

@@ -37,7 +37,14 @@ class GPTConfig(ModelConfig):
         return self
 
 
-@MODELS.register("gpt", config=GPTConfig)
+@MODELS.register(
+    "gpt",
+    config=GPTConfig,
+    example={
+        "data": {"name": "text-file"},
+        "model": {"n_layer": 1, "n_head": 2, "n_embd": 16},
+    },
+)
 class GPT(nn.Module):
     """Token + position embedding, ``n_layer`` causal pre-LN blocks, LayerNorm, tied LM head.
 

@@ -20,7 +20,11 @@ class LeNetConfig(ModelConfig):
     batch_norm: bool = True
 
 
-@MODELS.register("lenet", config=LeNetConfig)
+@MODELS.register(
+    "lenet",
+    config=LeNetConfig,
+    example={"data": {"name": "digits"}, "model": {"channels": [4, 8], "hidden": 16}},
+)
 class LeNet(nn.Module):
     """Two [conv3x3 -> maxpool2 -> (BN) -> ReLU] stages, a dense layer and a classifier.
 

@@ -18,7 +18,9 @@ class MLPConfig(ModelConfig):
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
 
 
-@MODELS.register("mlp", config=MLPConfig)
+@MODELS.register(
+    "mlp", config=MLPConfig, example={"data": {"name": "digits"}, "model": {"hidden": [16]}}
+)
 class MLP(nn.Module):
     """Linear -> ReLU -> Dropout blocks, then a linear classifier.
 

@@ -43,7 +43,11 @@ class BasicBlock(nn.Module):
         return torch.relu(out + self.shortcut(x))
 
 
-@MODELS.register("resnet", config=ResNetConfig)
+@MODELS.register(
+    "resnet",
+    config=ResNetConfig,
+    example={"data": {"name": "digits"}, "model": {"blocks": [1, 1], "width": 4}},
+)
 class ResNet(nn.Module):
     """Stem conv3x3, stages of basic blocks (stride 2 from the second stage), global pooling.
 

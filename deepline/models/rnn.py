@@ -90,13 +90,29 @@ class RecurrentNet(nn.Module):
         return self.head(last)  # (B, num_outputs)
 
 
-@MODELS.register("lstm", config=LSTMConfig)
+@MODELS.register(
+    "lstm",
+    config=LSTMConfig,
+    example={
+        "data": {"name": "sequential-mnist"},
+        "task": {"name": "sequence_classification"},
+        "model": {"hidden": 8, "layers": 1},
+    },
+)
 class LSTM(RecurrentNet):
     __doc__ = RecurrentNet.__doc__
     cell = nn.LSTM
 
 
-@MODELS.register("gru", config=GRUConfig)
+@MODELS.register(
+    "gru",
+    config=GRUConfig,
+    example={
+        "data": {"name": "text-csv"},
+        "task": {"name": "sequence_classification"},
+        "model": {"hidden": 8, "layers": 1, "bidirectional": True},
+    },
+)
 class GRU(RecurrentNet):
     __doc__ = RecurrentNet.__doc__
     cell = nn.GRU

@@ -44,7 +44,15 @@ def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
     return table
 
 
-@MODELS.register("transformer", config=TransformerConfig)
+@MODELS.register(
+    "transformer",
+    config=TransformerConfig,
+    example={
+        "data": {"name": "text-csv"},
+        "task": {"name": "sequence_classification"},
+        "model": {"d_model": 16, "heads": 2, "layers": 1, "dropout": 0.0},
+    },
+)
 class TransformerClassifier(nn.Module):
     """Embedding + positions, ``layers`` pre-LN blocks, final LayerNorm, pooled linear head.
 

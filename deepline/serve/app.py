@@ -11,12 +11,12 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from deepline import __version__
+from deepline.registry import PROTOCOLS
 from deepline.serve.batching import Arrivals
 from deepline.serve.dataplane import DataPlane
 from deepline.serve.errors import HANDLERS
 from deepline.serve.metrics import ServerMetrics
 from deepline.serve.middleware import BearerToken, BodyLimit, RequestMetrics
-from deepline.serve.protocols import deepline_api, kserve, page, tfserving
 from deepline.serve.repository import Entry, scan
 from deepline.serve.served import ModelSet
 from deepline.serve.settings import ServeSettings
@@ -50,8 +50,8 @@ def create_app(
     app.state.metrics = metrics
     for error, handler in HANDLERS.items():
         app.add_exception_handler(error, handler)
-    for protocol in (deepline_api, tfserving, kserve, page):  # the page last
-        app.include_router(protocol.router)
+    for name in sorted(PROTOCOLS.names(), key=lambda n: PROTOCOLS.meta(n).get("order", 50)):
+        app.include_router(PROTOCOLS.get(name))
 
     _add_api_docs(app)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from deepline.registry import PROTOCOLS
 from deepline.serve.batching import Arrivals
 from deepline.serve.metrics import ServerMetrics
 
@@ -92,13 +93,14 @@ class BearerToken:
 
 
 def protocol_of(path: str) -> str:
-    if path.startswith("/v1/"):
-        return "tfserving"
-    if path.startswith("/v2"):
-        return "kserve"
-    if path.startswith(("/predict/", "/generate/", "/models", "/monitor/")):
-        return "deepline"
-    return "other"
+    """The registered protocol with the longest prefix of ``path`` ("/" only for "/")."""
+    best, length = "other", 0
+    for name in PROTOCOLS.names():
+        for prefix in PROTOCOLS.meta(name)["prefixes"]:
+            fits = path.startswith(prefix) if prefix != "/" else path == "/"
+            if fits and len(prefix) > length:
+                best, length = name, len(prefix)
+    return best
 
 
 class RequestMetrics:

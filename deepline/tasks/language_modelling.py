@@ -37,7 +37,7 @@ class LanguageModellingConfig(TaskConfig):
 @TASKS.register(
     "language_modelling",
     config=LanguageModellingConfig,
-    example={"data": {"name": "tinyshakespeare"},
+    example={"data": {"name": "text-file"},
              "task": {"sample_prompt": "The", "sample_tokens": 8},
              "model": {"name": "gpt", "n_layer": 1, "n_head": 2, "n_embd": 16}},
 )  # fmt: skip

@@ -96,6 +96,10 @@ class InputCodec(ABC):
         items = list(value.reshape(-1)) if isinstance(value, np.ndarray) else list(value)
         return self.decode(items)
 
+    @abstractmethod
+    def sample_inputs(self, n: int, seed: int = 0) -> list[Any]:
+        """``n`` valid raw inputs as a client sends them in JSON (for examples and tests)."""
+
     def read_file(self, path: Path) -> list[tuple[str, Any]]:
         """The named raw inputs a file holds (for ``deepline predict FILE``)."""
         raise InputError(f"a {self.name} model does not read files; give its inputs directly")

@@ -26,7 +26,7 @@ from deepline.registry import CODECS, did_you_mean
 MAX_DRIFT_FEATURES = 32  # features watched one by one for drift; beyond, the first 32
 
 
-@CODECS.register("features")
+@CODECS.register("features", example="diabetes")
 class FeaturesCodec(InputCodec):
     """``(value - mean) / std`` for each named feature."""
 
@@ -81,6 +81,12 @@ class FeaturesCodec(InputCodec):
         if len({len(c) for c in columns}) > 1:
             raise InputError("every feature must have the same number of values")
         return self._standardise(np.stack(columns, axis=1))
+
+    def sample_inputs(self, n: int, seed: int = 0) -> list[Any]:
+        """Objects naming every feature, values drawn around the training mean."""
+        rng = np.random.default_rng(seed)
+        values = self.mean + self.std * rng.standard_normal((n, len(self.names)))
+        return [{name: round(float(v), 4) for name, v in zip(self.names, row)} for row in values]
 
     def summaries(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Each feature's (standardised) value: drift is watched feature by feature."""

@@ -29,7 +29,7 @@ from deepline.registry import CODECS
 PIXEL_SLACK = 1e-3  # rounding tolerance around [0, 1] for fractional pixels
 
 
-@CODECS.register("image")
+@CODECS.register("image", example="digits")
 class ImageCodec(InputCodec):
     """``(raw / 255 - mean) / std`` per channel, after converting to the model's channels and
     resizing to its (H, W) bilinearly with antialiasing."""
@@ -73,6 +73,11 @@ class ImageCodec(InputCodec):
             array = array[:, None]  # (N, H, W) for grey
         check_tensor_shape(array, self.input_spec()["shape"])
         return self.normalise(pixels(array))
+
+    def sample_inputs(self, n: int, seed: int = 0) -> list[Any]:
+        """Whole-number pixels (C, H, W) in 0..255."""
+        rng = np.random.default_rng(seed)
+        return [rng.integers(0, 256, self.input_shape).tolist() for _ in range(n)]
 
     def read_file(self, path: Path) -> list[tuple[str, Any]]:
         """A PNG/JPEG holds one image; a .npy one ((H, W), (C, H, W) or (H, W, C)) or a batch

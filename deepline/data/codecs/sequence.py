@@ -25,7 +25,7 @@ from deepline.errors import InputError
 from deepline.registry import CODECS
 
 
-@CODECS.register("sequence")
+@CODECS.register("sequence", example="sequential-mnist")
 class SequenceCodec(InputCodec):
     """``(raw / input_scale - mean) / std`` for every value of a (T, F) sequence."""
 
@@ -65,6 +65,11 @@ class SequenceCodec(InputCodec):
     def decode_tensor(self, array: np.ndarray) -> np.ndarray:
         check_tensor_shape(array, self.input_spec()["shape"])
         return self._normalise(self._scaled(array))
+
+    def sample_inputs(self, n: int, seed: int = 0) -> list[Any]:
+        """Sequences of 5 steps, values in [0, 1]."""
+        rng = np.random.default_rng(seed)
+        return [rng.random((5, self.features)).round(3).tolist() for _ in range(n)]
 
     def _sequence(self, item: Any) -> np.ndarray:
         values = self._scaled(item)

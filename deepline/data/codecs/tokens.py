@@ -53,6 +53,12 @@ class TokenCodec(InputCodec):
     def form(self) -> dict[str, Any]:
         return {"type": "text"}
 
+    def sample_inputs(self, n: int, seed: int = 0) -> list[Any]:
+        """Texts of a few tokens the tokenizer knows."""
+        rng = np.random.default_rng(seed)
+        size = self.tokenizer.vocab_size
+        return [self.tokenizer.decode(rng.integers(0, size, 6).tolist()) for _ in range(n)]
+
     def decode_tensor(self, array: np.ndarray) -> np.ndarray:
         """Token ids (N, T), 1 <= T <= context, each in range(vocab_size)."""
         if array.dtype.kind not in "ui":
@@ -72,7 +78,7 @@ class TokenCodec(InputCodec):
         return {"length": (ids != PAD_ID).sum(1).astype(np.float64), "mean": ids.mean(1)}
 
 
-@CODECS.register("tokens")
+@CODECS.register("tokens", example="text-csv")
 class TokensCodec(TokenCodec):
     """Texts to classify -> int64 (N, context): ids shifted by ``id_offset``, padded with
     ``pad_id``, a character the vocabulary lacks as ``unk_id``; longer texts keep their start."""
@@ -94,7 +100,7 @@ class TokensCodec(TokenCodec):
         return encode_texts(self.tokenizer, texts, self.context).numpy()
 
 
-@CODECS.register("text")
+@CODECS.register("text", example="text-file")
 class TextCodec(TokenCodec):
     """Prompts for a language model: ``encode`` gives a prompt's token ids (the model reads
     windows of exactly ``context`` ids); ``decode`` is for classifiers and refuses."""

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deepline.errors import validation_problems
+from deepline.registry import PROTOCOLS
 from deepline.serve.dataplane import MAX_INPUTS, GenerateRequest, plane
 from deepline.serve.errors import BadRequest
 from deepline.serve.openapi import body_schema
@@ -54,6 +55,9 @@ class GenerateResponse(BaseModel):
 
 
 router = APIRouter(tags=["deepline"])
+PROTOCOLS.register(
+    "deepline", prefixes=("/predict/", "/generate/", "/models", "/monitor/"), order=10
+)(router)
 
 
 @router.get("/models", summary="The served models and their versions")

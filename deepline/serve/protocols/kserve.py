@@ -37,6 +37,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from deepline import __version__
+from deepline.registry import PROTOCOLS
 from deepline.serve.dataplane import SAMPLING, DataPlane, generation_request, plane
 from deepline.serve.errors import BadRequest, ServeError
 from deepline.serve.openapi import body_schema
@@ -229,6 +230,7 @@ INFER_DOCS: dict[str, Any] = {
 # -- routes ----------------------------------------------------------------------------------
 
 router = APIRouter(tags=["KServe V2"])
+PROTOCOLS.register("kserve", prefixes=("/v2",), order=30)(router)
 
 
 @router.get("/v2", response_model=ServerMetadata, summary="V2 server metadata")

@@ -18,7 +18,10 @@ from importlib.resources import files
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
+from deepline.registry import PROTOCOLS
+
 router = APIRouter()
+PROTOCOLS.register("page", prefixes=("/",), order=90)(router)
 
 
 def _read(name: str) -> str:

@@ -31,6 +31,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from deepline.registry import PROTOCOLS
 from deepline.serve.dataplane import SAMPLING, GenerateRequest, generation_request, plane
 from deepline.serve.errors import BadRequest, NotFound
 from deepline.serve.protocols.tfserving_payload import (
@@ -65,6 +66,7 @@ SAMPLING_DTYPES = {
 }  # fmt: skip
 
 router = APIRouter(tags=["tensorflow-serving"])
+PROTOCOLS.register("tfserving", prefixes=("/v1/",), order=20)(router)
 
 
 # -- routes -------------------------------------------------------------------------------------
