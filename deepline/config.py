@@ -14,10 +14,11 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -29,7 +30,7 @@ from pydantic import (
 )
 
 from deepline.errors import ConfigError, describe_problem
-from deepline.registry import DATASETS, MODELS, TASKS, Registry
+from deepline.registry import DATASETS, EXPORTERS, MODELS, TASKS, Registry
 
 
 class Section(BaseModel):
@@ -167,15 +168,21 @@ class EvalConfig(Section):
     batch_size: int = Field(512, ge=1)
 
 
-ExportFormat = Literal["onnx", "torchscript", "int8"]
+def _known_format(name: str) -> str:
+    if name not in EXPORTERS:
+        raise ValueError(EXPORTERS.unknown_message(name))
+    return name
 
 
-def _default_formats() -> list[ExportFormat]:
+ExportFormatName = Annotated[str, AfterValidator(_known_format)]  # a registered export format
+
+
+def _default_formats() -> list[str]:
     return ["onnx"]
 
 
 class ExportConfig(Section):
-    formats: list[ExportFormat] = Field(
+    formats: list[ExportFormatName] = Field(
         default_factory=_default_formats,
         description="files besides the safetensors weights, each checked against eager PyTorch",
     )

@@ -17,7 +17,16 @@ from typing import Any, Generic, TypeVar
 
 from deepline.errors import DeeplineError, did_you_mean
 
-__all__ = ["CODECS", "DATASETS", "MODELS", "PROTOCOLS", "TASKS", "Registry", "did_you_mean"]
+__all__ = [
+    "CODECS",
+    "DATASETS",
+    "EXPORTERS",
+    "MODELS",
+    "PROTOCOLS",
+    "TASKS",
+    "Registry",
+    "did_you_mean",
+]
 
 T = TypeVar("T")
 
@@ -98,5 +107,6 @@ DATASETS: Registry[Any] = Registry("dataset", "deepline.data.datasets", ("spec",
 CODECS: Registry[Any] = Registry("input codec", "deepline.data.codecs", ("example",))
 MODELS: Registry[Any] = Registry("model", "deepline.models", ("config", "example"))
 TASKS: Registry[Any] = Registry("task", "deepline.tasks", ("config", "example"))
+EXPORTERS: Registry[Any] = Registry("export format", "deepline.deploy.formats", ("order",))
 # A protocol is a FastAPI router and the path prefixes it answers (for its request metrics).
 PROTOCOLS: Registry[Any] = Registry("protocol", "deepline.serve.protocols", ("prefixes",))

@@ -3,7 +3,8 @@
 A bundle always holds the weights (``model.safetensors``), ``bundle.json``, the inputs the
 checks ran on (``examples.safetensors``: ``test_x``/``test_y``, up to 256 test inputs and their
 targets, and ``calibration``, up to 128 training inputs) and the drift reference
-(``reference.json``). ``export.formats`` adds, each checked on the test inputs:
+(``reference.json``). ``export.formats`` adds registered formats (``deepline.deploy.formats``),
+each checked on the test inputs:
 
 - ``onnx``: ``model.onnx``, max |ONNX Runtime - PyTorch| <= ``export.atol``;
 - ``torchscript``: ``model.torchscript.pt``, max |TorchScript - PyTorch| <= ``export.atol``;
@@ -19,28 +20,19 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
 
 from deepline import __version__
-from deepline.config import ExportConfig, ExportFormat
+from deepline.config import ExportConfig
 from deepline.deploy.bundle import BUNDLE_FORMAT, load_bundle, sha256_text
 from deepline.deploy.drift import reference_statistics
-from deepline.deploy.onnx_export import export_onnx, onnx_session
-from deepline.deploy.quantize import (
-    DYNAMIC_METHOD,
-    STATIC_METHOD,
-    int8_runtime,
-    quantize_dynamic_torchscript,
-    quantize_onnx_static,
-)
-from deepline.deploy.torchscript_export import export_torchscript, load_torchscript
+from deepline.deploy.formats import ExportJob, export_format, format_names
 from deepline.errors import DeeplineError, ExportError
 from deepline.evaluate.loading import TrainedRun, load_trained, predict_batches
 from deepline.runs import read_json, write_json
@@ -50,9 +42,6 @@ from deepline.tensor_files import save_tensors
 PARITY_EXAMPLES = 256
 CALIBRATION_EXAMPLES = 128
 REFERENCE_EXAMPLES = 2000
-FORMATS: tuple[ExportFormat, ...] = ("onnx", "torchscript", "int8")  # the order they run in
-
-Runner = Callable[[torch.Tensor], torch.Tensor]  # a batch of inputs -> outputs
 
 
 def export_run(
@@ -165,21 +154,6 @@ def export_bundle(
 # ------------------------------------------------------------------------------- formats
 
 
-@dataclass
-class _Job:
-    """What every format's exporter needs: the eager model and the inputs to check it on."""
-
-    model: nn.Module
-    task: Task
-    examples: dict[str, torch.Tensor]
-    out: Path
-    config: ExportConfig
-
-    @property
-    def test_x(self) -> torch.Tensor:
-        return self.examples["test_x"]
-
-
 def export_formats(
     model: nn.Module,
     task: Task,
@@ -190,18 +164,18 @@ def export_formats(
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Write each format into ``out`` and check it: (report per format, {files key: name}).
 
-    Formats run in the order onnx, torchscript, int8; int8 of a conv net adds onnx (its source).
-    A format that fails its check is reported but its file is removed and not listed.
+    Formats run in their registered order, after the formats they are made from (int8 of a
+    conv net adds onnx). A format that fails its check is reported but its file is removed and
+    not listed.
     """
     model.eval()
+    job = ExportJob(model, task, examples, out, config)
     wanted = set(check_formats(formats))
-    if "int8" in wanted and int8_runtime(model) == "onnxruntime":
-        wanted.add("onnx")
-    job = _Job(model, task, examples, out, config)
+    wanted |= {need for name in list(wanted) for need in export_format(name).needs(job)}
     report: dict[str, dict[str, Any]] = {}
-    for name in (f for f in FORMATS if f in wanted):
+    for name in (f for f in format_names() if f in wanted):
         try:
-            report[name] = EXPORTERS[name](job)
+            report[name] = export_format(name).export(job)
         except DeeplineError:
             raise
         except Exception as err:  # tracing, ONNX Runtime, torch.jit: errors of many classes
@@ -212,157 +186,27 @@ def export_formats(
     return report, {key: e["path"] for key, e in report.items() if key not in failed}
 
 
-def _export_onnx(job: _Job) -> dict[str, Any]:
-    path = job.out / "model.onnx"
-    shape = job.task.signature()["inputs"][0]["shape"]
-    dynamic = tuple(axis for axis, size in enumerate(shape) if size == -1)
-    max_len = int(job.task.meta.input_shape[0])
-    export_onnx(job.model, job.test_x[:2], path, job.config.opset, dynamic, max_len=max_len)
-    return _parity(job, path, _onnx_runner(path))
-
-
-def _export_torchscript(job: _Job) -> dict[str, Any]:
-    path = export_torchscript(job.model, job.test_x[:2], job.out / "model.torchscript.pt")
-    return _parity(job, path, load_torchscript(path))
-
-
-def _export_int8(job: _Job) -> dict[str, Any]:
-    runtime = int8_runtime(job.model)
-    if runtime == "onnxruntime":
-        fp32 = job.out / "model.onnx"  # written (and checked) first, see export_formats
-        path = quantize_onnx_static(fp32, job.examples["calibration"], job.out / "model.int8.onnx")
-        run, method, fp32_bytes = _onnx_runner(path), STATIC_METHOD, fp32.stat().st_size
-    else:
-        path = quantize_dynamic_torchscript(job.model, job.test_x[:2], job.out / "model.int8.pt")
-        run, method, fp32_bytes = (
-            load_torchscript(path),
-            DYNAMIC_METHOD,
-            _fp32_torchscript_bytes(job),
-        )
-    name, mode = primary_metric(job.task)
-    eager, int8 = _outputs(job.model, job.test_x), _outputs(run, job.test_x)
-    fp32_score, int8_score = _score(job, name, eager), _score(job, name, int8)
-    change = int8_score - fp32_score
-    drop = -change if mode == "max" else change  # how much worse, in the metric's units
-    size = path.stat().st_size
-    return {
-        "path": path.name,
-        "runtime": runtime,
-        "method": method,
-        "metric": name,
-        "higher_is_better": mode == "max",
-        "fp32": fp32_score,
-        "int8": int8_score,
-        "change": change,
-        "max_drop": job.config.int8_max_drop,
-        "ok": drop <= job.config.int8_max_drop,
-        "max_abs_diff": float((int8 - eager).abs().max()),  # for information: not a check
-        "examples": len(job.test_x),
-        "bytes": size,
-        "fp32_bytes": fp32_bytes,
-        "size_ratio": size / fp32_bytes,
-    }
-
-
-EXPORTERS: dict[str, Callable[[_Job], dict[str, Any]]] = {
-    "onnx": _export_onnx,
-    "torchscript": _export_torchscript,
-    "int8": _export_int8,
-}
-
-
-def primary_metric(task: Task) -> tuple[str, str]:
-    """The metric int8 is judged by and 'max' or 'min': the one that picks the best checkpoint."""
-    name, mode = task.monitor_default()
-    return name.removeprefix("val/"), mode
-
-
-def _parity(job: _Job, path: Path, run: Runner) -> dict[str, Any]:
-    """Largest |format - eager PyTorch| on the test inputs, against ``export.atol``."""
-    diff = max_abs_difference(job.model, run, job.test_x)
-    return {
-        "path": path.name,
-        "max_abs_diff": diff,
-        "atol": job.config.atol,
-        "ok": diff <= job.config.atol,
-        "examples": len(job.test_x),
-        "bytes": path.stat().st_size,
-    }
-
-
-@torch.no_grad()
-def max_abs_difference(model: nn.Module, run: Runner, inputs: torch.Tensor) -> float:
-    """Largest |run(x) - model(x)|, on one example alone and in batches of up to 64 (a format
-    traced on a batch of 2 must take any other)."""
-    worst = 0.0
-    for x in [inputs[:1], *inputs.split(64)]:
-        worst = max(worst, float((run(x) - model(x)).abs().max()))
-    return worst
-
-
-@torch.no_grad()
-def _outputs(run: Runner, inputs: torch.Tensor) -> torch.Tensor:
-    return torch.cat([run(x) for x in inputs.split(64)])
-
-
-def _score(job: _Job, name: str, outputs: torch.Tensor) -> float:
-    """The task's metric ``name`` of ``outputs`` on the test examples."""
-    evaluator = job.task.evaluator()
-    evaluator.update(job.test_x, outputs, job.examples["test_y"])
-    return float(evaluator.compute()[name])
-
-
-def _onnx_runner(path: Path) -> Runner:
-    session = onnx_session(path)
-    return lambda x: torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
-
-
-def _fp32_torchscript_bytes(job: _Job) -> int:
-    """Size of the fp32 model as TorchScript: the file int8 TorchScript replaces."""
-    existing = job.out / "model.torchscript.pt"
-    if existing.is_file():
-        return existing.stat().st_size
-    scratch = job.out / ".fp32.torchscript.pt"
-    try:
-        return export_torchscript(job.model, job.test_x[:2], scratch).stat().st_size
-    finally:
-        scratch.unlink(missing_ok=True)
-
-
 def raise_on_failures(formats: dict[str, dict[str, Any]]) -> None:
     """ExportError naming each failed check and its numbers."""
-    problems = []
-    for name, info in formats.items():
-        if info.get("ok") is not False:
-            continue
-        if name == "int8":
-            worse = "lower" if info["higher_is_better"] else "higher"
-            problems.append(
-                f"int8 {info['metric']} is {info['int8']:.4g} against {info['fp32']:.4g} in fp32 "
-                f"({worse} by {abs(info['change']):.4g} > export.int8_max_drop "
-                f"{info['max_drop']:g}) on {info['examples']} test inputs"
-            )
-        else:
-            label = {"onnx": "ONNX", "torchscript": "TorchScript"}.get(name, name)
-            problems.append(
-                f"{label} output differs from PyTorch by {info['max_abs_diff']:.3g} "
-                f"(> export.atol {info['atol']:g}) on {info['examples']} test inputs"
-            )
+    problems = [
+        export_format(name).failure(info)
+        for name, info in formats.items()
+        if info.get("ok") is False and name in format_names()
+    ]
     if problems:
         raise ExportError("; ".join(problems))
 
 
-def check_formats(formats: Sequence[str]) -> list[ExportFormat]:
+def check_formats(formats: Sequence[str]) -> list[str]:
     """``formats`` (each once, in order), or an ExportError naming a bad one and the allowed."""
     formats = [name.strip().lower() for name in formats]
+    allowed = ", ".join(format_names())
     for name in formats:
         if name == "safetensors":
-            raise ExportError(
-                "safetensors weights are always written; --format adds " + ", ".join(FORMATS)
-            )
-        if name not in FORMATS:
-            raise ExportError(f"unknown export format '{name}'. Allowed: {', '.join(FORMATS)}")
-    return list(dict.fromkeys(cast(Sequence[ExportFormat], formats)))
+            raise ExportError("safetensors weights are always written; --format adds " + allowed)
+        if name not in format_names():
+            raise ExportError(f"unknown export format '{name}'. Allowed: {allowed}")
+    return list(dict.fromkeys(formats))
 
 
 def _with_formats(config: ExportConfig, formats: Sequence[str] | None) -> ExportConfig:

@@ -9,26 +9,23 @@ only the bundle: no pickles, no training code.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import torch
 
 from deepline.data.codecs import InputCodec
 from deepline.deploy.bundle import Bundle, load_bundle
-from deepline.deploy.onnx_export import onnx_session
+from deepline.deploy.formats import Engine, export_format
+from deepline.deploy.formats.base import torch_engine
 from deepline.errors import DeeplineError, InputError
-
-Backend = Literal["onnx", "torch", "torchscript", "int8"]
-BACKENDS: tuple[str, ...] = ("onnx", "torch", "torchscript", "int8")
-Engine = Callable[[np.ndarray], np.ndarray]
+from deepline.registry import EXPORTERS
 
 
 class Predictor:
-    """Runs a bundle on ONNX Runtime (default), PyTorch, TorchScript or its int8 model.
+    """Runs a bundle on ONNX Runtime (default), eager PyTorch (``torch``) or any other export
+    format the bundle holds (``torchscript``, ``int8``: the format's name is the backend).
 
     >>> p = Predictor("runs/digits_lenet/<time>/bundle")              # doctest: +SKIP
     >>> p.predict([open("seven.png", "rb").read()])[0][0]["class"]    # doctest: +SKIP
@@ -139,40 +136,14 @@ class Predictor:
 
     def _engine(self, backend: str, threads: int | None) -> Engine:
         if backend == "torch":
-            model = self.bundle.torch_model()
-            return _torch_engine(model)
-        if backend not in BACKENDS:
-            raise DeeplineError(f"unknown backend '{backend}'. Allowed: {', '.join(BACKENDS)}")
-        role = backend
-        runtime = "onnxruntime" if backend == "onnx" else "torchscript"
-        if backend == "int8":
-            runtime = str(self.bundle.spec.get("int8", {}).get("runtime", ""))
-        path = self.bundle.file(role)
+            return torch_engine(self.bundle.torch_model())
+        if backend not in EXPORTERS:
+            allowed = ", ".join(["torch", *EXPORTERS.names()])
+            raise DeeplineError(f"unknown backend '{backend}'. Allowed: {allowed}")
+        path = self.bundle.file(backend)
         if path is None or not path.is_file():
             raise DeeplineError(
                 f"bundle '{self.bundle.path}' has no {backend} model; add it with "
                 f"`deepline export {self.bundle.path} --format {backend}` or pick another backend"
             )
-        if runtime == "onnxruntime":
-            session = onnx_session(path, threads)
-            return lambda batch: session.run(None, {"input": batch})[0]
-        from deepline.deploy.torchscript_export import load_torchscript
-
-        return _torch_engine(load_torchscript(path), quiet=backend == "int8")
-
-
-def _torch_engine(model: torch.nn.Module, quiet: bool = False) -> Engine:
-    def run(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
-
-    if not quiet:
-        return run
-
-    def run_quietly(batch: np.ndarray) -> np.ndarray:
-        # torch's quantized ops warn at every call that they are deprecated; nothing to act on
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*quantize_per_(tensor|channel).*")
-            return run(batch)
-
-    return run_quietly
+        return export_format(backend).engine(path, threads)

@@ -110,12 +110,13 @@ class ImageCodec(InputCodec):
             return load_image(bytes(item), self.channels, size)
         if isinstance(item, Path):
             return load_image(item, self.channels, size)
-        x = torch.from_numpy(pixels(as_numbers(item)))
-        if x.ndim not in (2, 3):
+        values = pixels(as_numbers(item))
+        if values.ndim not in (2, 3):
             raise InputError(
                 f"an image must be 2-D (H, W) or 3-D (C, H, W) / (H, W, C), got shape "
-                f"{list(x.shape)}"
+                f"{list(values.shape)}"
             )
+        x = torch.from_numpy(values)
         if x.ndim == 2:
             x = x[None]
         elif x.shape[-1] in (1, 3, 4) and x.shape[0] not in (1, 3, 4):
@@ -141,7 +142,7 @@ def pixels(array: np.ndarray) -> np.ndarray:
     if array.dtype.kind in "ui":
         if low < 0 or high > 255:
             raise InputError(f"whole-number pixels must lie in 0..255, got {low:g}..{high:g}")
-        return values / 255.0
+        return np.asarray(values / 255.0)
     if low < -PIXEL_SLACK or high > 1 + PIXEL_SLACK:
         raise InputError(
             f"pixels given as fractions must lie in [0, 1], got {low:g}..{high:g}: send "

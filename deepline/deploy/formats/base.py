@@ -1,0 +1,110 @@
+"""The export format contract: write a file from the eager model, check it, and run it.
+
+A format is one module with a registered :class:`ExportFormat` subclass (see
+docs/extending.md). ``export`` writes its file into the bundle being made and checks it against
+eager PyTorch on the bundle's test inputs, reporting ``ok``; ``engine`` runs the file in a
+Predictor (the format's name is a Predictor backend).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepline.config import ExportConfig
+from deepline.tasks import Task
+
+Runner = Callable[[torch.Tensor], torch.Tensor]  # a batch of inputs -> outputs
+Engine = Callable[[np.ndarray], np.ndarray]  # the same on numpy, as a Predictor runs it
+
+
+@dataclass
+class ExportJob:
+    """What every format needs: the eager model, its task, the inputs to check it on
+    (``test_x``/``test_y``, ``calibration``), the folder to write into and the settings."""
+
+    model: nn.Module
+    task: Task
+    examples: dict[str, torch.Tensor]
+    out: Path
+    config: ExportConfig
+
+    @property
+    def test_x(self) -> torch.Tensor:
+        return self.examples["test_x"]
+
+
+class ExportFormat(ABC):
+    """One export format; subclasses set ``name`` (their registry name)."""
+
+    name: ClassVar[str]
+
+    def needs(self, job: ExportJob) -> tuple[str, ...]:
+        """Formats that must be exported first (the file this one is made from)."""
+        return ()
+
+    @abstractmethod
+    def export(self, job: ExportJob) -> dict[str, Any]:
+        """Write the file into ``job.out`` and check it: a report entry with its ``path``
+        (relative to the bundle), ``ok``, ``bytes`` and the numbers of the check."""
+
+    @abstractmethod
+    def engine(self, path: Path, threads: int | None = None) -> Engine:
+        """A function running the exported file on a model-ready batch."""
+
+    def failure(self, info: dict[str, Any]) -> str:
+        """Why a check failed, with its numbers (``info`` is the report entry)."""
+        return (
+            f"{self.name} output differs from PyTorch by {info['max_abs_diff']:.3g} "
+            f"(> export.atol {info['atol']:g}) on {info['examples']} test inputs"
+        )
+
+
+def parity(job: ExportJob, path: Path, run: Runner) -> dict[str, Any]:
+    """Largest |format - eager PyTorch| on the test inputs, against ``export.atol``."""
+    diff = max_abs_difference(job.model, run, job.test_x)
+    return {
+        "path": path.name,
+        "max_abs_diff": diff,
+        "atol": job.config.atol,
+        "ok": diff <= job.config.atol,
+        "examples": len(job.test_x),
+        "bytes": path.stat().st_size,
+    }
+
+
+@torch.no_grad()
+def max_abs_difference(model: nn.Module, run: Runner, inputs: torch.Tensor) -> float:
+    """Largest |run(x) - model(x)|, on one example alone and in batches of up to 64 (a format
+    traced on a batch of 2 must take any other)."""
+    worst = 0.0
+    for x in [inputs[:1], *inputs.split(64)]:
+        worst = max(worst, float((run(x) - model(x)).abs().max()))
+    return worst
+
+
+@torch.no_grad()
+def batched_outputs(run: Runner, inputs: torch.Tensor) -> torch.Tensor:
+    return torch.cat([run(x) for x in inputs.split(64)])
+
+
+def on_tensors(engine: Engine) -> Runner:
+    """An engine (numpy in and out) as a runner of tensors."""
+    return lambda x: torch.from_numpy(np.asarray(engine(x.numpy())))
+
+
+def torch_engine(model: nn.Module) -> Engine:
+    """A module (eager or TorchScript) run in inference mode on numpy batches."""
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+
+    return run
