@@ -17,6 +17,7 @@ from deepline.serve.dataplane import DataPlane
 from deepline.serve.errors import HANDLERS
 from deepline.serve.metrics import ServerMetrics
 from deepline.serve.middleware import BearerToken, BodyLimit, RequestMetrics
+from deepline.serve.openapi import install as install_openapi
 from deepline.serve.repository import Entry, scan
 from deepline.serve.served import ModelSet
 from deepline.serve.settings import ServeSettings
@@ -53,6 +54,7 @@ def create_app(
     for name in sorted(PROTOCOLS.names(), key=lambda n: PROTOCOLS.meta(n).get("order", 50)):
         app.include_router(PROTOCOLS.get(name))
 
+    install_openapi(app, settings)
     _add_api_docs(app)
 
     @app.get("/metrics", include_in_schema=False)

@@ -10,8 +10,9 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match, Route
 
-from deepline.errors import InputError
+from deepline.errors import InputError, validation_problems
 
 
 class ServeError(Exception):
@@ -46,17 +47,34 @@ async def _input_error(_: Request, err: Exception) -> JSONResponse:
     return error_response(400, str(err))
 
 
-async def _http_error(_: Request, err: Exception) -> JSONResponse:
+async def _http_error(request: Request, err: Exception) -> JSONResponse:
     assert isinstance(err, HTTPException)
-    return error_response(err.status_code, str(err.detail))
+    response = error_response(err.status_code, str(err.detail))
+    response.headers.update(err.headers or {})
+    if err.status_code == 405:  # every method some route takes at this path, not only the first
+        response.headers["Allow"] = ", ".join(allowed_methods(request))
+    return response
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods of every route whose path matches the request's."""
+    from deepline.registry import PROTOCOLS
+
+    routes = [*request.app.router.routes]
+    routes += [route for name in PROTOCOLS.names() for route in PROTOCOLS.get(name).routes]
+    methods: set[str] = set()
+    for route in routes:
+        if not isinstance(route, Route):  # included routers, mounts: their routes are listed
+            continue
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= set(route.methods or ())
+    return sorted(methods)
 
 
 async def _validation_error(_: Request, err: Exception) -> JSONResponse:
     assert isinstance(err, RequestValidationError)
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in err.errors()
-    )
-    return error_response(400, f"invalid request: {problems}")
+    return error_response(400, f"invalid request: {validation_problems(list(err.errors()))}")
 
 
 HANDLERS = {

@@ -1,37 +1,33 @@
-"""Property-based fuzz of the whole HTTP API from its own OpenAPI document (schemathesis):
-whatever a client sends, the server answers without a 5xx and stays up."""
+"""The OpenAPI document tells the truth, checked as a client generator reads it: schemathesis's
+own command, with every check (status codes and error bodies as declared, request schemas as
+strict as the server, ``Allow`` on 405, no 5xx) and 100 examples per operation, against the
+served repository. ``schemathesis.toml`` beside the README says where a schema cannot be exact
+(a tensor's meaning for the model served)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import httpx
-import schemathesis
-from hypothesis import HealthCheck, given, settings
 
 from deepline.serve.server import BackgroundServer
 
+ROOT = Path(__file__).resolve().parents[2]
 
-def test_no_input_makes_the_server_fail(server: BackgroundServer) -> None:
-    schema = schemathesis.openapi.from_url(server.url + "/openapi.json")
-    checked = []
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        valid = operation.as_strategy(schemathesis.GenerationMode.POSITIVE)
-        invalid = operation.as_strategy(schemathesis.GenerationMode.NEGATIVE)
 
-        @given(case=valid | invalid)
-        @settings(
-            max_examples=25,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
-        def no_server_error(case: schemathesis.Case) -> None:
-            response = case.call(timeout=30)
-            assert response.status_code < 500, (case.method, case.formatted_path, response.text)
-            if response.status_code >= 400 and "json" in response.headers.get("content-type", ""):
-                assert "error" in response.json()  # every refusal names its reason
-
-        no_server_error()
-        checked.append(f"{operation.method.upper()} {operation.path}")
-    assert "POST /predict/{name}" in checked and len(checked) >= 5
-    assert httpx.get(server.url + "/models").status_code == 200
+def test_schemathesis_finds_nothing_wrong(server: BackgroundServer) -> None:
+    document = httpx.get(server.url + "/openapi.json").json()
+    assert len(document["paths"]) >= 20
+    for item in document["paths"].values():
+        for operation in item.values():
+            assert "422" not in operation["responses"]  # validation errors are answered 400
+    command = [
+        sys.executable, "-m", "schemathesis.cli", "run", f"{server.url}/openapi.json",
+        "--checks", "all", "--max-examples", "100", "--workers", "1", "--seed", "1",
+        "--no-color",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "Selected: " in result.stdout and "failures" not in result.stdout.splitlines()[-1]

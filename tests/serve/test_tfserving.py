@@ -254,8 +254,8 @@ def test_bad_requests_are_400_and_the_server_carries_on(client: httpx.Client, ca
         ("/v1/models/lenet/versions/7:predict", 404),
         ("/v1/models/lenet/versions/seven:predict", 404),
         ("/v1/models/lenet/labels/stable:predict", 404),
-        ("/v1/models/lenet", 404),
-        ("/v1/models/lenet/metadata", 404),
+        ("/v1/models/lenet", 405),  # status is read with GET: 405 with Allow: GET
+        ("/v1/models/lenet/metadata", 405),
         ("/v1/models/lenet:classify", 400),
     ],
 )
@@ -265,6 +265,8 @@ def test_unknown_models_versions_and_endpoints(
     response = client.post(path, json={"instances": [GOOD]})
     assert response.status_code == status, response.text
     assert response.json()["error"]
+    if status == 405:
+        assert response.headers["allow"] == "GET"
     assert labels(predict(client, {"instances": [GOOD]}))  # still answering
 
 

@@ -21,7 +21,7 @@ from deepline.errors import validation_problems
 from deepline.registry import PROTOCOLS
 from deepline.serve.dataplane import MAX_INPUTS, GenerateRequest, plane
 from deepline.serve.errors import BadRequest
-from deepline.serve.openapi import body_schema
+from deepline.serve.openapi import body_schema, errors
 
 
 class Image64(BaseModel):
@@ -78,7 +78,9 @@ async def list_models(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/models/{name}", summary="One model's metadata (latest or ?version=)")
+@router.get(
+    "/models/{name}", responses=errors(404), summary="One model's metadata (latest or ?version=)"
+)
 async def model_metadata(
     request: Request, name: str, version: int | None = Query(None, ge=1)
 ) -> dict[str, Any]:
@@ -90,6 +92,7 @@ async def model_metadata(
     "/predict/{name}",
     response_model=PredictResponse,
     summary="Answer inputs: classes of images, sequences or texts, values of features",
+    responses=errors(404, 504),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -133,7 +136,10 @@ async def predict(
 
 
 @router.post(
-    "/generate/{name}", response_model=GenerateResponse, summary="Continue a prompt with text"
+    "/generate/{name}",
+    response_model=GenerateResponse,
+    responses=errors(404, 504),
+    summary="Continue a prompt with text",
 )
 async def generate(
     request: Request, name: str, body: GenerateRequest, version: int | None = Query(None, ge=1)
@@ -150,7 +156,11 @@ async def generate(
     }
 
 
-@router.get("/monitor/{name}", summary="Drift of live traffic against the training data")
+@router.get(
+    "/monitor/{name}",
+    responses=errors(404),
+    summary="Drift of live traffic against the training data",
+)
 async def monitor(
     request: Request, name: str, version: int | None = Query(None, ge=1)
 ) -> dict[str, Any]:

@@ -29,20 +29,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from deepline import __version__
 from deepline.registry import PROTOCOLS
 from deepline.serve.dataplane import SAMPLING, DataPlane, generation_request, plane
 from deepline.serve.errors import BadRequest, ServeError
-from deepline.serve.openapi import body_schema
+from deepline.serve.openapi import body_schema, errors
 from deepline.serve.protocols.kserve_payload import (
+    DATATYPES,
     HEADER,
+    MAX_DIMS,
+    MAX_TENSORS,
     InferInput,
     InferRequest,
     build_outputs,
@@ -122,10 +125,6 @@ async def _generate(
 # -- documentation models --------------------------------------------------------------------
 
 
-class ErrorBody(BaseModel):
-    error: str
-
-
 class ServerMetadata(BaseModel):
     name: str
     version: str
@@ -147,14 +146,18 @@ class ModelMetadata(BaseModel):
 
 
 class RequestInput(BaseModel):
-    name: str
-    shape: list[int]
-    datatype: str
-    parameters: dict[str, Any] | None = Field(None, description="binary_data_size: bytes")
-    data: list[Any] | None = Field(None, description="row-major elements, flat or nested")
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    shape: list[Annotated[int, Field(ge=0)]] = Field(max_length=MAX_DIMS)
+    datatype: str = Field(json_schema_extra={"enum": list(DATATYPES)})
+    parameters: dict[str, Any] | None = Field(
+        None, description="binary_data_size, with the binary tensor extension"
+    )
+    data: list[Any] = Field(description="row-major elements, flat or nested")
 
 
 class RequestOutputDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     name: str
     parameters: dict[str, Any] | None = Field(
         None, description="binary_data: bool; classification: top k"
@@ -162,12 +165,28 @@ class RequestOutputDoc(BaseModel):
 
 
 class InferenceRequestDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     id: str | None = None
     parameters: dict[str, Any] | None = Field(
         None, description="binary_data_output; max_tokens, temperature, top_k, top_p, seed"
     )
-    inputs: list[RequestInput]
-    outputs: list[RequestOutputDoc] | None = None
+    inputs: list[RequestInput] = Field(min_length=1, max_length=MAX_TENSORS)
+    outputs: list[RequestOutputDoc] | None = Field(None, max_length=MAX_TENSORS)
+
+
+class IndexRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ready: bool = False
+    repository_name: str | None = None
+
+
+class ReadyBody(BaseModel):
+    ready: bool
+
+
+class ModelReadyBody(BaseModel):
+    name: str
+    ready: bool
 
 
 class ResponseOutput(BaseModel):
@@ -193,28 +212,14 @@ class IndexEntry(BaseModel):
 
 
 BINARY = {"type": "string", "format": "binary"}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "a request the server cannot read"},
-    404: {"model": ErrorBody, "description": "no such model or version"},
-}
 INFER_DOCS: dict[str, Any] = {
+    "description": "JSON tensors; with Triton's binary tensor data extension a JSON header of "
+    f"`{HEADER}` bytes, then the tensors' bytes (application/octet-stream both ways).",
     "openapi_extra": {
         "requestBody": {
             "required": True,
-            "content": {
-                "application/json": {"schema": body_schema(InferenceRequestDoc)},
-                "application/octet-stream": {"schema": BINARY},
-            },
+            "content": {"application/json": {"schema": body_schema(InferenceRequestDoc)}},
         },
-        "parameters": [
-            {
-                "name": HEADER,
-                "in": "header",
-                "required": False,
-                "schema": {"type": "integer", "minimum": 1},
-                "description": "binary requests: the size of the JSON header at the body's start",
-            }
-        ],
     },
     "responses": {
         200: {
@@ -222,7 +227,7 @@ INFER_DOCS: dict[str, Any] = {
             "description": "the outputs (binary outputs: application/octet-stream)",
             "content": {"application/octet-stream": {"schema": BINARY}},
         },
-        **ERRORS,
+        **errors(404, 415, 504),
     },
     "response_class": Response,
 }
@@ -246,7 +251,8 @@ async def live() -> dict[str, bool]:
 @router.get(
     "/v2/health/ready",
     summary="V2 readiness: 200 when every model is ready, else 503",
-    responses={503: {"description": "a model is not ready"}},
+    response_model=ReadyBody,
+    responses={503: {"model": ReadyBody, "description": "a model is not ready"}},
 )
 async def ready(request: Request) -> JSONResponse:
     ok = all(model.ready for model in plane(request).models)
@@ -267,7 +273,7 @@ def _metadata(request: Request, name: str, version: str | None) -> dict[str, Any
 @router.get(
     "/v2/models/{name}",
     response_model=ModelMetadata,
-    responses=ERRORS,
+    responses=errors(404),
     summary="V2 model metadata (latest version)",
 )
 async def model_metadata(request: Request, name: str) -> dict[str, Any]:
@@ -277,7 +283,7 @@ async def model_metadata(request: Request, name: str) -> dict[str, Any]:
 @router.get(
     "/v2/models/{name}/versions/{version}",
     response_model=ModelMetadata,
-    responses=ERRORS,
+    responses=errors(404),
     summary="V2 model metadata of one version",
 )
 async def version_metadata(request: Request, name: str, version: str) -> dict[str, Any]:
@@ -290,14 +296,20 @@ def _ready(request: Request, name: str, version: str | None) -> JSONResponse:
     return JSONResponse(body, status_code=200 if model.ready else 503)
 
 
-@router.get("/v2/models/{name}/ready", responses=ERRORS, summary="V2 model readiness (latest)")
+@router.get(
+    "/v2/models/{name}/ready",
+    response_model=ModelReadyBody,
+    responses={**errors(404), 503: {"model": ModelReadyBody, "description": "not ready"}},
+    summary="V2 model readiness (latest)",
+)
 async def model_ready(request: Request, name: str) -> JSONResponse:
     return _ready(request, name, None)
 
 
 @router.get(
     "/v2/models/{name}/versions/{version}/ready",
-    responses=ERRORS,
+    response_model=ModelReadyBody,
+    responses={**errors(404), 503: {"model": ModelReadyBody, "description": "not ready"}},
     summary="V2 readiness of one model version",
 )
 async def version_ready(request: Request, name: str, version: str) -> JSONResponse:
@@ -349,16 +361,11 @@ async def version_infer(request: Request, name: str, version: str) -> Response:
 @router.post(
     "/v2/repository/index",
     response_model=list[IndexEntry],
-    responses={400: ERRORS[400]},
     summary="Every model version in the repository and its state",
     openapi_extra={
         "requestBody": {
             "required": False,
-            "content": {
-                "application/json": {
-                    "schema": {"type": "object", "properties": {"ready": {"type": "boolean"}}}
-                }
-            },
+            "content": {"application/json": {"schema": body_schema(IndexRequest)}},
         }
     },
 )
@@ -385,7 +392,7 @@ REFUSED = (
 @router.post(
     "/v2/repository/models/{name}/{action}",
     status_code=403,
-    responses={403: {"model": ErrorBody, "description": "always: models are fixed"}},
+    responses=errors(403),
     summary="Refused (load, unload): models are fixed when the server starts",
 )
 async def load_or_unload(name: str, action: Literal["load", "unload"]) -> None:

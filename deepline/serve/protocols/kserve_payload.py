@@ -154,13 +154,15 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
 
 def parse_index_request(body: bytes) -> bool:
     """A repository index request (empty, or ``{"ready": bool}``) -> only ready models?"""
-    if not body.strip():
+    if not body:  # no body; whitespace alone is not JSON
         return False
     doc = _json_object(body, "the index request")
     _known_keys(doc, ("ready", "repository_name"), "the index request")
     ready = doc.get("ready", False)
     if not isinstance(ready, bool):
         raise ProtocolError("'ready' must be true or false")
+    if not isinstance(doc.get("repository_name", ""), (str, type(None))):
+        raise ProtocolError("'repository_name' must be a string")
     return ready
 
 

@@ -24,16 +24,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
+from starlette.convertors import Convertor, register_url_convertor
 
 from deepline.registry import PROTOCOLS
-from deepline.serve.dataplane import SAMPLING, GenerateRequest, generation_request, plane
-from deepline.serve.errors import BadRequest, NotFound
+from deepline.serve.dataplane import (
+    MAX_INPUTS,
+    SAMPLING,
+    GenerateRequest,
+    generation_request,
+    plane,
+)
+from deepline.serve.errors import BadRequest
+from deepline.serve.openapi import errors
 from deepline.serve.protocols.tfserving_payload import (
     PredictPayload,
     Tensor,
@@ -72,59 +79,116 @@ PROTOCOLS.register("tfserving", prefixes=("/v1/",), order=20)(router)
 # -- routes -------------------------------------------------------------------------------------
 
 
-@router.get("/v1/models/{name}", summary="TF Serving: status of every version of a model")
+class _NameConvertor(Convertor[str]):
+    """A model name, version or verb: no '/' and no ':' (which starts the verb), but any other
+    character (Starlette's default stops at a newline, then reached other routes)."""
+
+    regex = r"[^/:]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("tfname", _NameConvertor())
+
+
+@router.get(
+    "/v1/models/{name:tfname}",
+    responses=errors(404),
+    summary="TF Serving: status of every version of a model",
+)
 async def model_status(request: Request, name: str) -> Response:
     plane(request).model(request, name, None)  # 404 for an unknown name
     return _json({"model_version_status": [_status(m) for m in _versions(request, name)]})
 
 
-@router.get("/v1/models/{name}/versions/{version}", summary="TF Serving: status of one version")
+@router.get(
+    "/v1/models/{name:tfname}/versions/{version:tfname}",
+    responses=errors(404),
+    summary="TF Serving: status of one version",
+)
 async def version_status(request: Request, name: str, version: str) -> Response:
     return _json({"model_version_status": [_status(plane(request).model(request, name, version))]})
 
 
-@router.get("/v1/models/{name}/metadata", summary="TF Serving: signature of the latest version")
+@router.get(
+    "/v1/models/{name:tfname}/metadata",
+    responses=errors(404),
+    summary="TF Serving: signature of the latest version",
+)
 async def model_metadata(request: Request, name: str) -> Response:
     return _json(_metadata(plane(request).model(request, name, None)))
 
 
 @router.get(
-    "/v1/models/{name}/versions/{version}/metadata",
+    "/v1/models/{name:tfname}/versions/{version:tfname}/metadata",
+    responses=errors(404),
     summary="TF Serving: signature of one version",
 )
 async def version_metadata(request: Request, name: str, version: str) -> Response:
     return _json(_metadata(plane(request).model(request, name, version)))
 
 
-BODY = {  # the :predict body, for the OpenAPI page
+BODY = {  # the :predict body, as strict as parse_predict_request
     "type": "object",
     "properties": {
         "signature_name": {"type": "string"},
-        "instances": {"type": "array", "description": "row format: one item per instance"},
-        "inputs": {"description": "columnar format: a tensor, or an object of named tensors"},
+        "instances": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_INPUTS,
+            "description": "row format: one item per instance",
+        },
+        "inputs": {
+            "description": "columnar format: a tensor, or an object of named tensors",
+            "anyOf": [
+                {"type": "array", "minItems": 1},
+                {"type": "object", "minProperties": 1},
+                {"type": ["string", "number"]},
+            ],
+        },
+    },
+    "additionalProperties": False,
+    "oneOf": [{"required": ["instances"]}, {"required": ["inputs"]}],
+}
+
+
+PREDICT_DOCS: dict[str, Any] = {
+    "responses": errors(404, 504),
+    "openapi_extra": {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": BODY}}}
     },
 }
-_TARGET = re.compile(r"(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?:(?P<verb>[^/:]+)")
+VERB = Path(description="the method: deepline models answer predict", examples=["predict"],
+            json_schema_extra={"enum": ["predict"]})  # fmt: skip
 
 
 @router.post(
-    "/v1/models/{target:path}",
-    summary="TF Serving: POST /v1/models/{name}[/versions/{version}]:predict",
-    openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": BODY}}}
-    },
+    "/v1/models/{name:tfname}:{verb:tfname}",
+    summary="TF Serving: predict with the latest version",
+    **PREDICT_DOCS,
 )
-async def predict(request: Request, target: str) -> Response:
-    # FastAPI path parameters cannot end at a ':', so the route takes the rest of the path
-    match = _TARGET.fullmatch(target)
-    if match is None:
-        raise NotFound(
-            f"no endpoint POST /v1/models/{target}; use /v1/models/NAME[/versions/VERSION]:predict"
-        )
+async def predict(request: Request, name: str, verb: str = VERB) -> Response:
+    return await _predict(request, name, None, verb)
+
+
+@router.post(
+    "/v1/models/{name:tfname}/versions/{version:tfname}:{verb:tfname}",
+    summary="TF Serving: predict with one version",
+    **PREDICT_DOCS,
+)
+async def version_predict(request: Request, name: str, version: str, verb: str = VERB) -> Response:
+    return await _predict(request, name, version, verb)
+
+
+async def _predict(request: Request, name: str, version: str | None, verb: str) -> Response:
     data = plane(request)
-    model = data.model(request, match["name"], match["version"])
-    if match["verb"] != "predict":
-        raise BadRequest(f"':{match['verb']}' is not supported: deepline models answer ':predict'")
+    model = data.model(request, name, version)
+    if verb != "predict":
+        raise BadRequest(f"':{verb}' is not supported: deepline models answer ':predict'")
     body = await request.body()
     if len(body) > PARSE_INLINE_BYTES:  # ~50 ms per MiB: off the event loop
         payload = await asyncio.to_thread(parse_predict_request, body)
