@@ -1,4 +1,4 @@
-"""Sequence data: sequential-mnist from the real MNIST files, and text-csv on CSVs written here."""
+"""Sequence data: text-csv on CSVs written here (sequential-mnist: test_real_datasets.py)."""
 
 from __future__ import annotations
 
@@ -21,36 +21,6 @@ from deepline.data.tokenizers import (
     load_tokenizer,
 )
 from deepline.errors import DataError
-
-MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
-
-
-@pytest.mark.data
-def test_sequential_mnist(data_env: Path) -> None:
-    seq = load_data(DataConfig(name="sequential-mnist", split_seed=3))
-    img = load_data(DataConfig(name="mnist", split_seed=3))
-    m = seq.meta
-    assert m.codec == "sequence" and m.input_shape == (28, 28) and m.name == "sequential-mnist"
-    assert m.classes == [str(i) for i in range(10)] and m.sizes == img.meta.sizes
-    assert m.sizes == {"train": 54000, "val": 6000, "test": 10000}  # mnist's split rules
-    assert seq.train.x.shape == (54000, 28, 28) and seq.test.x.shape == (10000, 28, 28)
-    assert seq.train.x.dtype == torch.float32 and seq.train.y.dtype == torch.int64
-    # Time step t is image row t; normalised with the training split's statistics.
-    assert torch.equal(seq.val.x, img.val.x[:, 0]) and torch.equal(seq.test.y, img.test.y)
-    assert m.mean[0] == pytest.approx(0.1307, abs=2e-4) and m.std[0] == pytest.approx(
-        0.3081, abs=2e-4
-    )
-    assert abs(float(seq.train.x.mean())) < 1e-3 and abs(float(seq.train.x.std()) - 1) < 1e-3
-    total = torch.bincount(torch.cat([seq.train.y, seq.val.y]), minlength=10)
-    assert total.tolist() == MNIST_TRAIN_COUNTS
-    pre = codec_for(m).preprocessing
-    assert pre == {"codec": "sequence", "input_shape": [28, 28], "input_scale": 255.0,
-                   "mean": m.mean, "std": m.std}  # fmt: skip
-    assert DataMeta.from_dict(json.loads(json.dumps(m.to_dict()))) == m
-    assert m.fingerprint != img.meta.fingerprint and len(m.fingerprint) == 64
-    with pytest.raises(DataError, match="channels"):
-        load_data(DataConfig(name="sequential-mnist", channels=3))
-
 
 # ---------------------------------------------------------------------------- text-csv
 

@@ -1,22 +1,20 @@
-"""Text data: tokenizers, the tinyshakespeare entry (real file) and language-model windows."""
+"""Text data: tokenizers, the text-file entry (on a few KB of Shakespeare committed with the
+tests) and language-model windows. The tinyshakespeare file itself: test_real_datasets.py."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
 from deepline.config import DataConfig
-from deepline.data import DataMeta, DataSplits, get_spec, load_data
+from deepline.data import DataMeta, DataSplits, load_data
 from deepline.data.codecs import codec_for
-from deepline.data.fetch import check_file
 from deepline.data.loaders import WindowLoader, eval_windows
 from deepline.data.tokenizers import (
     BPETokenizer,
@@ -27,64 +25,25 @@ from deepline.data.tokenizers import (
 )
 from deepline.errors import DataError, InputError
 
-SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
-SPEC = get_spec("tinyshakespeare")
+ROMEO = Path(__file__).parents[1] / "fixtures" / "romeo.txt"  # 7 KB of Romeo and Juliet
 
 
 @pytest.fixture(scope="module")
-def text(shared_data: Path) -> str:
-    return (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+def text() -> str:
+    return ROMEO.read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
-def char_bundle(shared_data: Path) -> DataSplits:
-    return load_data(DataConfig(name="tinyshakespeare", data_dir=str(shared_data)))
+def char_bundle() -> DataSplits:
+    return load_data(DataConfig(name="text-file", path=str(ROMEO)))
 
 
 @pytest.fixture(scope="module")
-def bpe_bundle(shared_data: Path) -> DataSplits:
-    cfg = DataConfig(name="tinyshakespeare", data_dir=str(shared_data), tokenizer="bpe")
-    return load_data(cfg)
+def bpe(text: str) -> Tokenizer:
+    return BPETokenizer.fit(text[: int(len(text) * 0.9)], 512)
 
 
-@pytest.fixture(scope="module")
-def bpe(bpe_bundle: DataSplits) -> Tokenizer:
-    assert bpe_bundle.meta.tokenizer is not None
-    return load_tokenizer(bpe_bundle.meta.tokenizer)
-
-
-# ---------------------------------------------------------------------------- tinyshakespeare
-
-
-@pytest.mark.data
-def test_tinyshakespeare_file_and_nanogpt_split(
-    shared_data: Path, char_bundle: DataSplits, text: str
-) -> None:
-    status = check_file(SPEC, SPEC.file("input.txt"), shared_data)
-    assert status.status == "OK" and status.actual_sha256 == SHA256 == SPEC.files[0].sha256
-    assert len(text) == 1_115_394
-    b = char_bundle
-    assert b.meta.sizes == {"train": 1_003_854, "val": 111_540, "test": 111_540}
-    assert b.meta.codec == "text" and b.meta.classes == [] and b.meta.input_shape == (64,)
-    assert b.meta.vocab_size == 65 and b.meta.files == [str(shared_data / "tinyshakespeare" /
-                                                            "input.txt")]  # fmt: skip
-    assert b.train.x.dtype == torch.int64 and b.train.x.ndim == 1 and b.train.y.numel() == 0
-    assert len(b.train) == 1_003_854 and torch.equal(b.test.x, b.val.x)
-    assert b.train.x[:10].tolist() == [18, 47, 56, 57, 58, 1, 15, 47, 58, 47]  # as nanoGPT
-    assert b.meta.tokenizer is not None
-    tok = load_tokenizer(b.meta.tokenizer)
-    assert tok.decode(b.train.x.tolist()) + tok.decode(b.val.x.tolist()) == text
-    assert len(b.meta.fingerprint) == 64
-
-
-@pytest.mark.data
-def test_char_vocabulary_matches_whole_text(char_bundle: DataSplits, text: str) -> None:
-    assert char_bundle.meta.tokenizer is not None
-    tok = load_tokenizer(char_bundle.meta.tokenizer)
-    assert isinstance(tok, CharTokenizer) and tok.kind == "char"
-    assert tok.chars == sorted(set(text))  # fitted on train only, yet nanoGPT's 65
-    assert tok.encode("hii there") == [46, 47, 47, 1, 58, 46, 43, 56, 43]  # nanoGPT's example
-    assert tok.decode(tok.encode("To be, or not to be")) == "To be, or not to be"
+# ---------------------------------------------------------------------------- text files
 
 
 def test_char_out_of_vocabulary_names_the_characters() -> None:
@@ -99,18 +58,6 @@ def test_char_out_of_vocabulary_names_the_characters() -> None:
         tok.decode([0, 7])
 
 
-@pytest.mark.data
-def test_bpe_on_shakespeare(bpe_bundle: DataSplits, bpe: Tokenizer, text: str) -> None:
-    b = bpe_bundle
-    assert isinstance(bpe, BPETokenizer) and bpe.kind == "bpe" and bpe.vocab_size == 512
-    assert b.meta.vocab_size == 512 and int(b.train.x.max()) < 512
-    assert b.meta.sizes["train"] < 1_003_854 / 1.8  # merges shorten the stream
-    assert bpe.decode(b.train.x.tolist()) + bpe.decode(b.val.x.tolist()) == text
-    with pytest.raises(InputError, match="outside"):
-        bpe.decode([512])
-
-
-@pytest.mark.data
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -121,7 +68,6 @@ def test_bpe_round_trips_any_unicode(bpe: Tokenizer, s: str) -> None:
     assert bpe.decode(ids) == s
 
 
-@pytest.mark.data
 def test_tokenizer_json_round_trip_and_fingerprint(bpe: Tokenizer, char_bundle: DataSplits) -> None:
     assert char_bundle.meta.tokenizer is not None
     char = load_tokenizer(char_bundle.meta.tokenizer)
@@ -153,22 +99,20 @@ def test_bpe_fit_is_deterministic_and_small_text_works() -> None:
     assert len(a.encode("the cat")) < len(b"the cat")
 
 
-@pytest.mark.data
 def test_meta_of_text_round_trips(char_bundle: DataSplits) -> None:
     meta = char_bundle.meta
     d = json.loads(json.dumps(meta.to_dict()))
     assert DataMeta.from_dict(d) == meta
     pre = codec_for(meta).preprocessing
-    assert pre["codec"] == "text" and pre["context"] == 64 and pre["vocab_size"] == 65
+    assert pre["codec"] == "text" and pre["context"] == 64 and pre["vocab_size"] == 56
     assert pre["tokenizer"] == meta.tokenizer
     # metadata written before vocab_size/tokenizer existed still loads
     old = {k: v for k, v in d.items() if k not in ("vocab_size", "tokenizer")}
     assert DataMeta.from_dict(old).tokenizer is None
 
 
-@pytest.mark.data
-def test_settings_change_the_fingerprint(shared_data: Path, char_bundle: DataSplits) -> None:
-    cfg = DataConfig(name="tinyshakespeare", data_dir=str(shared_data), limit=5000, context=32)
+def test_settings_change_the_fingerprint(char_bundle: DataSplits) -> None:
+    cfg = DataConfig(name="text-file", path=str(ROMEO), limit=5000, context=32)
     b = load_data(cfg)
     assert b.meta.sizes["train"] == 5000 and b.meta.input_shape == (32,)
     assert b.meta.fingerprint != char_bundle.meta.fingerprint
@@ -176,39 +120,22 @@ def test_settings_change_the_fingerprint(shared_data: Path, char_bundle: DataSpl
         load_data(cfg.model_copy(update={"limit": 10}))
 
 
-def test_download_through_mirror(mirror: Any, isolated: Path, copy_real: Any) -> None:
-    copy_real("tinyshakespeare", "input.txt", mirror.root)
-    b = load_data(DataConfig(name="tinyshakespeare", limit=1000))
-    cached = isolated / "tinyshakespeare" / "input.txt"
-    assert b.meta.files == [str(cached)] and cached.is_file()
-    assert hashlib.sha256(cached.read_bytes()).hexdigest() == SHA256
-    assert b.meta.vocab_size == 65 and b.meta.sizes["train"] == 1000
-
-
 def test_missing_file_is_a_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"input\.txt"):
         load_data(DataConfig(name="tinyshakespeare", data_dir=str(tmp_path)))
+    with pytest.raises(DataError, match=r"data\.path: .*nope\.txt does not exist"):
+        load_data(DataConfig(name="text-file", path=str(tmp_path / "nope.txt")))
 
 
-@pytest.mark.data
-def test_cli_shows_text_entries(shared_data: Path) -> None:
-    import deepline.cli.commands  # noqa: F401  (registers the subcommands)
-    from deepline.cli import app
-
-    runner = CliRunner()
-    env = {"COLUMNS": "250"}
-    listed = runner.invoke(app, ["data", "list"], env=env)
-    assert listed.exit_code == 0, listed.output
-    for name in ("tinyshakespeare", "sequential-mnist", "text-csv"):
-        assert name in listed.output
-    info = runner.invoke(
-        app, ["data", "info", "tinyshakespeare", "--data-dir", str(shared_data)], env=env
-    )
-    assert info.exit_code == 0 and SHA256 in info.output, info.output
-    verify = runner.invoke(
-        app, ["data", "verify", "tinyshakespeare", "--data-dir", str(shared_data)], env=env
-    )
-    assert verify.exit_code == 0 and "OK" in verify.output, verify.output
+def test_text_file_splits_like_nanogpt(char_bundle: DataSplits, text: str) -> None:
+    b = char_bundle
+    cut = int(len(text) * 0.9)
+    assert b.meta.sizes == {"train": cut, "val": len(text) - cut, "test": len(text) - cut}
+    assert b.meta.codec == "text" and b.meta.classes == [] and b.meta.input_shape == (64,)
+    assert b.train.x.dtype == torch.int64 and b.train.x.ndim == 1 and b.train.y.numel() == 0
+    assert b.meta.tokenizer is not None
+    tok = load_tokenizer(b.meta.tokenizer)
+    assert tok.decode(b.train.x.tolist()) + tok.decode(b.val.x.tolist()) == text
 
 
 # ---------------------------------------------------------------------------- windows
@@ -239,7 +166,6 @@ def test_windows_shapes_and_shift() -> None:
     assert int(starts.max()) <= 10_000 - 33 and len(set(starts.tolist())) > 30
 
 
-@pytest.mark.data
 def test_windows_on_shakespeare(char_bundle: DataSplits) -> None:
     tokens = char_bundle.train.x
     loader = WindowLoader(tokens, context=64, batch_size=4, steps_per_epoch=2, seed=3)

@@ -31,6 +31,7 @@ from deepline.tensor_files import load_tensors, save_tensors
 from deepline.training.experiment import run_training
 from tests.cli.test_cli import assert_clear_error, deepline
 from tests.conftest import tiny_config
+from tests.serve.conftest import ROMEO
 
 ALL = ["onnx", "torchscript", "int8"]
 
@@ -188,9 +189,9 @@ def test_bad_format_names_are_clear_errors(
     assert load_config({"model": {"name": "mlp"}, "export": {"onnx": False}}).export.formats == []
 
 
-def test_lstm_exports_torchscript_and_dynamic_int8(tmp_path: Path, shared_data: Path) -> None:
+def test_lstm_exports_torchscript_and_dynamic_int8(tmp_path: Path) -> None:
     overrides = {
-        "data.limit": 1000,
+        "data.name": "sequential-digits",
         "train.epochs": None,
         "train.max_steps": 30,
         "model.hidden": 32,
@@ -209,17 +210,18 @@ def test_lstm_exports_torchscript_and_dynamic_int8(tmp_path: Path, shared_data: 
     model, x = bundle.torch_model(), bundle.examples()["test_x"]
     traced = load_torchscript(bundle.file("torchscript"))  # type: ignore[arg-type]
     quantized = load_torchscript(bundle.file("int8"))  # type: ignore[arg-type]
-    for batch in (x[:1], x[:5], x[:5, :20]):  # traced on 2 x 28 steps: other sizes and lengths
+    for batch in (x[:1], x[:5], x[:5, :5]):  # traced on 2 x 8 steps: other sizes and lengths
         torch.testing.assert_close(traced(batch), model(batch).detach(), atol=1e-4, rtol=0)
         assert quantized(batch).shape == (len(batch), 10)
+    assert x.shape[1:] == (8, 8)  # the digits' 8 rows of 8 pixels
 
 
-def test_language_model_int8_is_judged_by_its_loss(tmp_path: Path, shared_data: Path) -> None:
+def test_language_model_int8_is_judged_by_its_loss(tmp_path: Path) -> None:
     """No training needed: the targets, the metric and its direction are what is checked."""
     torch.manual_seed(0)
     cfg = load_config(
         {
-            "data": {"name": "tinyshakespeare", "context": 16, "limit": 5000},
+            "data": {"name": "text-file", "path": str(ROMEO), "context": 16},
             "task": {"name": "language_modelling"},
             "model": {"name": "gpt", "n_layer": 1, "n_head": 2, "n_embd": 32},
         }
@@ -230,7 +232,8 @@ def test_language_model_int8_is_judged_by_its_loss(tmp_path: Path, shared_data: 
     run = TrainedRun(tmp_path, cfg, data, task, model, tmp_path / "none")
     examples = run_examples(run)
     x, y = examples["test_x"], examples["test_y"]
-    assert x.shape == y.shape == (256, 16) and torch.equal(x[:, 1:], y[:, :-1])
+    windows = min(256, (len(data.test.x) - 1) // 16)  # the test stream's whole windows
+    assert x.shape == y.shape == (windows, 16) and torch.equal(x[:, 1:], y[:, :-1])
     config = ExportConfig(int8_max_drop=0.1)
     report, files = export_formats(model, task, examples, tmp_path, ["int8"], config)
     int8 = report["int8"]

@@ -25,7 +25,7 @@ from deepline.errors import InputError
 from deepline.registry import CODECS
 
 
-@CODECS.register("sequence", example="sequential-mnist")
+@CODECS.register("sequence", example="sequential-digits")
 class SequenceCodec(InputCodec):
     """``(raw / input_scale - mean) / std`` for every value of a (T, F) sequence."""
 

@@ -26,7 +26,7 @@ import torch
 
 from deepline.config import DataConfig
 from deepline.data.catalog import DataSample, DatasetSpec, RawDataset, RawSplit, register
-from deepline.data.datasets.images import MNIST, _idx_sample, require_path
+from deepline.data.datasets.images import DIGITS, MNIST, _idx_sample, _no_files, require_path
 from deepline.data.fetch import file_sha256
 from deepline.data.load import read_data
 from deepline.data.meta import DataMeta, DataSplits, Split
@@ -52,9 +52,32 @@ SEQUENTIAL_MNIST = DatasetSpec(
 def read_sequential_mnist(cfg: DataConfig, files: dict[str, Path]) -> DataSplits:
     """MNIST, split and normalised exactly as the ``mnist`` entry, with each image (1, H, W)
     read as H time steps of W features: x float32 (N, H, W)."""
+    return rows_as_sequences(read_data(cfg.model_copy(update={"name": MNIST.name}), files), cfg)
+
+
+SEQUENTIAL_DIGITS = DatasetSpec(
+    name="sequential-digits",
+    description="the bundled 8x8 digits as sequences: 8 steps (rows) x 8 features; no download",
+    licence=DIGITS.licence,
+    classes=DIGITS.classes,
+    splits=dict(DIGITS.splits),
+    homepage=DIGITS.homepage,
+    citation=DIGITS.citation,
+    task="sequence_classification",
+)
+
+
+@register(SEQUENTIAL_DIGITS, sample=_no_files)
+def read_sequential_digits(cfg: DataConfig, files: dict[str, Path]) -> DataSplits:
+    """The ``digits`` entry, split and normalised as it is, each image read as 8 time steps of
+    8 features: x float32 (N, 8, 8)."""
+    return rows_as_sequences(read_data(cfg.model_copy(update={"name": DIGITS.name}), files), cfg)
+
+
+def rows_as_sequences(image: DataSplits, cfg: DataConfig) -> DataSplits:
+    """Grey images (N, 1, H, W) as H time steps of W features each: (N, H, W)."""
     if cfg.channels == 3:
-        raise DataError("data.channels=3: sequential-mnist is grey; leave data.channels unset")
-    image = read_data(cfg.model_copy(update={"name": MNIST.name}), files)
+        raise DataError(f"data.channels=3: {cfg.name} is grey; leave data.channels unset")
     _, h, w = image.meta.input_shape  # (1, H, W)
     splits = [Split(s.x.reshape(len(s.x), h, w), s.y) for s in (image.train, image.val, image.test)]
     payload = {"dataset": cfg.name, "images": image.meta.fingerprint}
