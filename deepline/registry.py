@@ -71,6 +71,13 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def unregister(self, name: str) -> None:
+        """Remove an entry (a plugin unloading, a test's own entry)."""
+        self._load()
+        if name not in self._entries:
+            raise DeeplineError(self.unknown_message(name))
+        del self._entries[name], self._meta[name]
+
     def get(self, name: str) -> T:
         if name not in self._load():
             raise DeeplineError(self.unknown_message(name))

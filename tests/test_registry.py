@@ -18,6 +18,10 @@ def test_unknown_names_list_the_choices_and_a_close_one() -> None:
         colours.get("gren")
     with pytest.raises(ValueError, match="registered twice"):
         colours.register("red")("#e00")
+    colours.unregister("red")
+    assert colours.names() == ["green"]
+    with pytest.raises(DeeplineError, match="unknown colour 'red'"):
+        colours.unregister("red")
 
 
 def test_a_failing_import_surfaces_at_every_lookup(tmp_path, monkeypatch) -> None:

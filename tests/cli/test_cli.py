@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import socket
@@ -60,12 +61,17 @@ def test_bad_config_values(tmp_path, capsys, override: str, needles: list[str]) 
     assert_clear_error(code, err, *needles)
 
 
-def test_missing_dataset_file_names_file_and_sha(tmp_path, capsys, monkeypatch) -> None:
-    with socket.socket() as sock:  # a mirror nobody listens on: no download can succeed
+@pytest.fixture
+def no_dataset_sources(tmp_path, monkeypatch) -> None:
+    """An empty cache, no DEEPLINE_DATA_DIR, and a mirror nobody listens on (no download)."""
+    with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         monkeypatch.setenv("DEEPLINE_MIRROR", f"http://127.0.0.1:{sock.getsockname()[1]}")
     monkeypatch.setenv("DEEPLINE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("DEEPLINE_DATA_DIR", raising=False)
+
+
+def test_missing_dataset_file_names_file_and_sha(tmp_path, capsys, no_dataset_sources) -> None:
     config = write_config(tmp_path, {**tiny_config(), "data": {"name": "mnist"}})
     code, _, err = deepline(["train", str(config), "--data-dir", str(tmp_path / "empty")], capsys)
     assert_clear_error(
@@ -76,21 +82,21 @@ def test_missing_dataset_file_names_file_and_sha(tmp_path, capsys, monkeypatch) 
     )
 
 
-def test_corrupt_dataset_file_names_file_and_sha(tmp_path, capsys, shared_data) -> None:
+def test_corrupt_dataset_file_names_file_and_sha(tmp_path, capsys, no_dataset_sources) -> None:
+    """A file of the catalog's name with other bytes, where the catalog looks for it."""
     data_dir = tmp_path / "data"
-    shutil.copytree(shared_data / "mnist", data_dir / "mnist")
-    labels = data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz"
-    labels.chmod(0o644)
-    blob = bytearray(labels.read_bytes())
-    blob[100] ^= 0xFF
-    labels.write_bytes(bytes(blob))
+    images = data_dir / "mnist" / "train-images-idx3-ubyte.gz"
+    images.parent.mkdir(parents=True)
+    images.write_bytes(b"\x1f\x8b not the MNIST training images")
     config = write_config(tmp_path, {**tiny_config(), "data": {"name": "mnist"}})
     code, _, err = deepline(["train", str(config), "--data-dir", str(data_dir)], capsys)
     assert_clear_error(
         code,
         err,
-        "t10k-labels-idx1-ubyte.gz",
-        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        "train-images-idx3-ubyte.gz",
+        "corrupt",
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",  # expected
+        hashlib.sha256(images.read_bytes()).hexdigest(),  # found
     )
 
 
