@@ -190,6 +190,12 @@ class ExportConfig(Section):
     atol: float = Field(
         1e-4, gt=0.0, description="largest allowed ONNX/TorchScript - PyTorch difference"
     )
+    rtol: float = Field(
+        1e-5,
+        ge=0.0,
+        description="relative tolerance added to atol: |format - PyTorch| <= atol + rtol * "
+        "|PyTorch| (outputs in large units, such as regression targets)",
+    )
     int8_max_drop: float = Field(
         0.02,
         ge=0.0,

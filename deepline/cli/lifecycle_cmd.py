@@ -189,7 +189,8 @@ def _export_table(report: dict[str, Any]) -> None:
                 f"(max drop {info['max_drop']:g}), {info['size_ratio']:.2f}x size"
             )
         elif "max_abs_diff" in info:
-            check = f"max |diff| {info['max_abs_diff']:.2e} (atol {info['atol']:g})"
+            check = f"max |diff| {info['max_abs_diff']:.2e} (atol {info['atol']:g}"
+            check += f", rtol {info['rtol']:g})" if "rtol" in info else ")"
         else:
             check = "-"
         ok = {True: "[green]ok[/]", False: "[red]failed[/]"}.get(info.get("ok"), "-")
@@ -202,22 +203,25 @@ def _export_table(report: dict[str, Any]) -> None:
 def predict(
     bundle: Path = typer.Argument(..., help="a bundle folder (RUN_DIR/bundle)"),
     files: list[Path] = typer.Argument(
-        ..., help="PNG, JPEG or NPY files, any size (an NPY may hold a batch: N, H, W)"
+        ...,
+        help="inputs in files, as the model reads them: images (PNG, JPEG, ..., any size; an "
+        "NPY of one image or a batch N, H, W), rows of features (CSV with a header, or JSON)",
     ),
-    backend: str = typer.Option("onnx", help="onnx, torch, torchscript or int8"),
-    top_k: int = typer.Option(3, min=1, help="classes to show per file"),
+    backend: str = typer.Option("onnx", help="onnx, torch, or a format the bundle holds"),
+    top_k: int = typer.Option(3, min=1, help="classifiers: classes to show per input"),
 ) -> None:
-    """Predict the classes of image files with an exported bundle."""
+    """Answer the inputs in files with an exported bundle: one table row per input."""
     from deepline.deploy.predictor import Predictor
 
     predictor = Predictor(bundle, backend)
     answers = predictor.predict_files(list(files), top_k)
+    rows = [(name, predictor.task.answer_cells(answer)) for name, answer in answers]
     table = Table(title=f"{bundle} ({backend})")
-    table.add_column("image", overflow="fold")
-    for i in range(top_k):
+    table.add_column("input", overflow="fold")
+    for i in range(max((len(cells) for _, cells in rows), default=0)):
         table.add_column(f"#{i + 1}")
-    for name, top in answers:
-        table.add_row(name, *[f"{a['class']} ({a['probability']:.1%})" for a in top])
+    for name, cells in rows:
+        table.add_row(name, *cells)
     console.print(table)
 
 

@@ -74,7 +74,8 @@ def build_context(run_dir: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         # Figures are drawn from the JSON into a scratch folder and embedded, so the report
         # never overwrites the evaluator's plots/ and always matches the numbers shown.
-        images = _figures(Path(tmp), run_dir, records, evaluation, classes)
+        images = _figures(Path(tmp), run_dir, records, classes)
+        task_figures = _task_figures(Path(tmp), config, data, evaluation)
     return {
         "title": _get(config, "name") or run_dir.name,
         "run_dir": str(run_dir),
@@ -93,33 +94,58 @@ def build_context(run_dir: Path) -> dict[str, Any]:
         "samples": _read_jsonl(run_dir / "samples.jsonl"),
         "env": _env_rows(env),
         "images": images,
+        "task_figures": task_figures,
         "fmt": _fmt,
     }
 
 
-def _figures(
-    tmp: Path, run_dir: Path, records: list[dict], evaluation: dict | None, classes: list[str]
-) -> dict[str, str]:
+def _figures(tmp: Path, run_dir: Path, records: list[dict], classes: list[str]) -> dict[str, str]:
     """Base64 PNGs by name, for each figure whose inputs exist (a failing one is skipped)."""
     jobs: dict[str, Callable[[Path], Path]] = {}
     if records:
         jobs["learning_curves"] = lambda p: plots.plot_learning_curves(records, p)
-    cm = (evaluation or {}).get("confusion_matrix")
-    if cm and classes:
-        jobs["confusion_matrix"] = lambda p: plots.plot_confusion_matrix(np.asarray(cm), classes, p)
-    per_class = (evaluation or {}).get("per_class")
-    if per_class and classes:
-        jobs["per_class"] = lambda p: plots.plot_per_class(per_class, classes, p)
     mistakes = _read_mistakes(run_dir / "mistakes.npz", classes)
     if mistakes is not None:
         jobs["mistakes"] = lambda p: plots.plot_image_grid(mistakes[0], mistakes[1], p)
     out: dict[str, str] = {}
     for name, job in jobs.items():
-        try:
-            out[name] = plots.figure_to_base64_png(job(tmp / f"{name}.png"))
-        except (ValueError, TypeError, IndexError, KeyError):
-            continue  # malformed inputs: leave this one figure out, keep the report
+        png = _draw(job, tmp / f"{name}.png")
+        if png is not None:
+            out[name] = png
     return out
+
+
+def _task_figures(
+    tmp: Path, config: dict | None, data: dict | None, evaluation: dict | None
+) -> list[dict[str, str]]:
+    """The task's own figures of the evaluation (a confusion matrix, predicted against true):
+    title, caption and base64 PNG each. None when the run's task cannot be rebuilt."""
+    if not (config and data and evaluation):
+        return []
+    from deepline.config import task_config
+    from deepline.data.meta import DataMeta
+    from deepline.errors import DeeplineError
+    from deepline.tasks import build_task
+
+    try:
+        task = build_task(task_config(config.get("task") or {}), DataMeta.from_dict(data))
+        figures = task.figures(evaluation)
+    except (DeeplineError, ValueError, TypeError, KeyError):
+        return []  # a run folder from another version: the rest of the report still shows
+    shown = []
+    for name, figure in figures.items():
+        png = _draw(figure.draw, tmp / f"task-{name}.png")
+        if png is not None:
+            shown.append({"name": name, "title": figure.title, "caption": figure.caption,
+                          "png": png})  # fmt: skip
+    return shown
+
+
+def _draw(job: Callable[[Path], Path], path: Path) -> str | None:
+    try:
+        return plots.figure_to_base64_png(job(path))
+    except (ValueError, TypeError, IndexError, KeyError):
+        return None  # malformed inputs: leave this one figure out, keep the report
 
 
 def _metrics_table(evaluation: dict | None, records: list[dict]) -> dict[str, Any] | None:

@@ -204,6 +204,10 @@ class Task(ABC):
         """How answers are shown to people (the web page): ``{"type": ...}``."""
         return {"type": "values"}
 
+    def answer_cells(self, answer: Any) -> list[str]:
+        """One answer as the cells of a terminal table row."""
+        return [str(answer)]
+
     def drift_signal(self, raw: np.ndarray) -> np.ndarray:
         """One number per example that drift monitoring watches: a class index when
         ``drift_categories`` is set, else a value."""

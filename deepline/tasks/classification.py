@@ -78,6 +78,9 @@ class ClassificationTask(Task):
     def answer_form(self) -> dict[str, Any]:
         return {"type": "ranking", "classes": len(self.meta.classes)}
 
+    def answer_cells(self, answer: Any) -> list[str]:
+        return [f"{a['class']} ({a['probability']:.1%})" for a in answer]
+
     def drift_signal(self, raw: np.ndarray) -> np.ndarray:
         return np.asarray(raw).argmax(-1)  # the predicted class
 

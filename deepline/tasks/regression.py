@@ -105,6 +105,9 @@ class Regression(Task):
     def answer_form(self) -> dict[str, Any]:
         return {"type": "values", "targets": self.targets}
 
+    def answer_cells(self, answer: Any) -> list[str]:
+        return [f"{a['target']} {a['value']:.4g}" for a in answer]
+
     def figures(self, evaluation: dict[str, Any]) -> dict[str, Figure]:
         from deepline import plots
 

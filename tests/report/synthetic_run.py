@@ -113,6 +113,7 @@ def write_run(run_dir: Path, name: str = "digits-mlp", omit: tuple[str, ...] = (
             "std": [0.4],
             "fingerprint": "f00dfeed" * 8,
             "input_scale": 16.0,
+            "files": [],  # a run from before input codecs: "kind" names the codec
         },
         "status.json": {
             "status": "completed",

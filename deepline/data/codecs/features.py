@@ -7,7 +7,10 @@ Standardisation uses the training split's mean and standard deviation of each fe
 
 from __future__ import annotations
 
+import csv
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,6 +91,25 @@ class FeaturesCodec(InputCodec):
         values = self.mean + self.std * rng.standard_normal((n, len(self.names)))
         return [{name: round(float(v), 4) for name, v in zip(self.names, row)} for row in values]
 
+    def read_file(self, path: Path) -> list[tuple[str, Any]]:
+        """Rows of a CSV with a header naming the features (other columns are ignored), or a
+        JSON object or list of objects naming them; each row named ``file[i]``."""
+        try:
+            if path.suffix.lower() == ".json":
+                doc = json.loads(path.read_text(encoding="utf-8"))
+                rows = doc if isinstance(doc, list) else [doc]
+            else:
+                with path.open(newline="", encoding="utf-8-sig") as fh:
+                    rows = [
+                        {k: _number(v, path) for k, v in row.items() if k in self.names}
+                        for row in csv.DictReader(fh)
+                    ]
+        except (OSError, UnicodeDecodeError, ValueError, csv.Error) as err:
+            raise InputError(f"'{path}' is not readable as rows of features ({err})") from None
+        if not rows:
+            raise InputError(f"'{path}' holds no rows")
+        return [(f"{path}[{i}]", row) for i, row in enumerate(rows)]
+
     def summaries(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Each feature's (standardised) value: drift is watched feature by feature."""
         values = np.asarray(batch, dtype=np.float64)
@@ -118,3 +140,10 @@ class FeaturesCodec(InputCodec):
 
     def _standardise(self, rows: np.ndarray) -> np.ndarray:
         return finite_float32((rows - self.mean) / self.std)
+
+
+def _number(text: str | None, path: Path) -> float:
+    try:
+        return float(text or "")
+    except ValueError:
+        raise InputError(f"'{path}': {text!r} is not a number") from None

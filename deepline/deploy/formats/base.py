@@ -63,31 +63,40 @@ class ExportFormat(ABC):
         """Why a check failed, with its numbers (``info`` is the report entry)."""
         return (
             f"{self.name} output differs from PyTorch by {info['max_abs_diff']:.3g} "
-            f"(> export.atol {info['atol']:g}) on {info['examples']} test inputs"
+            f"(> export.atol {info['atol']:g} + export.rtol {info.get('rtol', 0):g} x |output|) "
+            f"on {info['examples']} test inputs"
         )
 
 
 def parity(job: ExportJob, path: Path, run: Runner) -> dict[str, Any]:
-    """Largest |format - eager PyTorch| on the test inputs, against ``export.atol``."""
-    diff = max_abs_difference(job.model, run, job.test_x)
+    """|format - eager PyTorch| on the test inputs within ``atol + rtol * |PyTorch|``."""
+    atol, rtol = job.config.atol, job.config.rtol
+    diff, excess = differences(job.model, run, job.test_x, rtol)
     return {
         "path": path.name,
         "max_abs_diff": diff,
-        "atol": job.config.atol,
-        "ok": diff <= job.config.atol,
+        "atol": atol,
+        "rtol": rtol,
+        "ok": excess <= atol,
         "examples": len(job.test_x),
         "bytes": path.stat().st_size,
     }
 
 
 @torch.no_grad()
-def max_abs_difference(model: nn.Module, run: Runner, inputs: torch.Tensor) -> float:
-    """Largest |run(x) - model(x)|, on one example alone and in batches of up to 64 (a format
-    traced on a batch of 2 must take any other)."""
-    worst = 0.0
+def differences(
+    model: nn.Module, run: Runner, inputs: torch.Tensor, rtol: float = 0.0
+) -> tuple[float, float]:
+    """(largest |run(x) - model(x)|, largest |run(x) - model(x)| - rtol * |model(x)|), on one
+    example alone and in batches of up to 64 (a format traced on a batch of 2 must take any
+    other)."""
+    worst = excess = 0.0
     for x in [inputs[:1], *inputs.split(64)]:
-        worst = max(worst, float((run(x) - model(x)).abs().max()))
-    return worst
+        want = model(x)
+        gap = (run(x) - want).abs()
+        worst = max(worst, float(gap.max()))
+        excess = max(excess, float((gap - rtol * want.abs()).max()))
+    return worst, excess
 
 
 @torch.no_grad()
