@@ -36,6 +36,7 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+TOKEN = "s3cret"
 ROMEO = Path(__file__).parents[1] / "fixtures" / "romeo.txt"  # 7 KB of Romeo and Juliet
 SMALL_LENET = {"name": "lenet", "channels": [8, 16], "hidden": 32, "dropout": 0.0}
 
@@ -52,6 +53,14 @@ def lenet_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = tiny_config(epochs=6, lr=0.003, optimizer="adamw", batch_size=64)
     config.update(name="lenet", model=SMALL_LENET, data={"name": "digits", "image_size": [28, 28]})
     return _train_and_export(config, tmp_path_factory.mktemp("lenet"))
+
+
+@pytest.fixture(scope="session")
+def diabetes_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLP regression on the bundled diabetes data (features in, progression out)."""
+    config = tiny_config(epochs=10, lr=0.003, batch_size=32)
+    config.update(name="diabetes", model={"name": "mlp", "hidden": [16]}, data={"name": "diabetes"})
+    return _train_and_export(config, tmp_path_factory.mktemp("diabetes"))
 
 
 @pytest.fixture(scope="session")
@@ -87,6 +96,13 @@ def repository(
 def server(repository: Path) -> Iterator[BackgroundServer]:
     settings = ServeSettings(max_body_bytes=1024 * 1024, max_batch_size=16, max_delay_ms=5)
     with BackgroundServer(create_app(repository, settings)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def tokened(repository: Path) -> Iterator[BackgroundServer]:
+    app = create_app(repository, ServeSettings(token=TOKEN, max_batch_size=1))
+    with BackgroundServer(app) as running:
         yield running
 
 
