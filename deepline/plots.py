@@ -44,7 +44,7 @@ def plot_confusion_matrix(
     ax = fig.add_subplot()
     image = ax.imshow(shade, cmap="Blues", vmin=0, vmax=1 if normalize else None)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="row fraction" if normalize else "")
-    labels = [_plain(c) for c in classes]
+    labels = [plain_text(c) for c in classes]
     ax.set_xticks(range(n), labels, rotation=45 if n > 6 else 0, ha="right" if n > 6 else "center")
     ax.set_yticks(range(n), labels)
     ax.set_xlabel("predicted")
@@ -65,7 +65,7 @@ def plot_confusion_matrix(
                     fontsize=8,
                     color="white" if dark else "#222222",
                 )
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_per_class(per_class: dict[str, list[float]], classes: list[str], path: Path) -> Path:
@@ -80,7 +80,7 @@ def plot_per_class(per_class: dict[str, list[float]], classes: list[str], path: 
         ax.bar(x + (k - (len(metrics) - 1) / 2) * width, per_class[name][:n], width, label=name)
     ax.set_xticks(
         x,
-        [_plain(c) for c in classes],
+        [plain_text(c) for c in classes],
         rotation=45 if n > 10 else 0,
         ha="right" if n > 10 else "center",
     )
@@ -90,7 +90,7 @@ def plot_per_class(per_class: dict[str, list[float]], classes: list[str], path: 
     ax.grid(axis="y", alpha=0.3)
     if metrics:
         ax.legend(loc="upper center", ncols=len(metrics), fontsize=8, frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_learning_curves(records: list[dict], path: Path) -> Path:
@@ -109,7 +109,7 @@ def plot_learning_curves(records: list[dict], path: Path) -> Path:
         if s
     ]
     if not panels:
-        return _save(_message_figure("no metrics logged"), path)
+        return save_figure(_message_figure("no metrics logged"), path)
     fig = Figure(figsize=(5.0 * len(panels), 3.8), dpi=DPI)
     for i, (title, panel) in enumerate(panels, start=1):
         ax = fig.add_subplot(1, len(panels), i)
@@ -122,7 +122,7 @@ def plot_learning_curves(records: list[dict], path: Path) -> Path:
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         else:
             ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_image_grid(images: np.ndarray, titles: list[str], path: Path, ncols: int = 8) -> Path:
@@ -130,7 +130,7 @@ def plot_image_grid(images: np.ndarray, titles: list[str], path: Path, ncols: in
     images = np.asarray(images, dtype=np.float32)
     n = images.shape[0] if images.ndim == 4 else 0
     if n == 0:
-        return _save(_message_figure("no images"), path)
+        return save_figure(_message_figure("no images"), path)
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
     _, _, h, w = images.shape
@@ -149,11 +149,11 @@ def plot_image_grid(images: np.ndarray, titles: list[str], path: Path, ncols: in
         mosaic[top : top + h, left : left + w] = np.clip(rgb[i], 0.0, 1.0).transpose(1, 2, 0)
         if i < len(titles):
             ax.text(
-                left + w / 2, top - 0.5, _plain(titles[i]), ha="center", va="bottom", fontsize=8
+                left + w / 2, top - 0.5, plain_text(titles[i]), ha="center", va="bottom", fontsize=8
             )
     ax.imshow(mosaic, interpolation="nearest")
     ax.set_axis_off()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def figure_to_base64_png(path_or_fig: str | Path | Figure) -> str:
@@ -187,14 +187,14 @@ def _series(records: Iterable[dict]) -> dict[str, tuple[list[float], list[float]
 def _plot_series(ax: Axes, steps: list[float], values: list[float], name: str) -> None:
     # Markers keep sparse series (epoch lines, a single record) visible as points.
     marker = "o" if len(steps) <= 50 else None
-    ax.plot(steps, values, marker=marker, markersize=3, linewidth=1.2, label=_plain(name))
+    ax.plot(steps, values, marker=marker, markersize=3, linewidth=1.2, label=plain_text(name))
 
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _plain(text: str) -> str:
+def plain_text(text: str) -> str:
     """Text as written: a ``$`` in a class name must not start matplotlib's math mode."""
     return str(text).replace("$", r"\$")
 
@@ -206,35 +206,10 @@ def _message_figure(message: str) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (folders made as needed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A message figure has no axes: cropping it tightly would leave only a sliver of text.
     fig.savefig(path, format="png", dpi=DPI, bbox_inches="tight" if fig.axes else None)
     return path
-
-
-def plot_predicted_vs_true(
-    true: np.ndarray, predicted: np.ndarray, targets: list[str], path: Path
-) -> Path:
-    """One scatter per target of predicted against true values, with the diagonal of exact
-    predictions and the R² of the points shown."""
-    true, predicted = np.asarray(true, dtype=float), np.asarray(predicted, dtype=float)
-    true, predicted = true.reshape(len(true), -1), predicted.reshape(len(predicted), -1)
-    n = max(1, true.shape[1])
-    fig = Figure(figsize=(4.2 * n, 4.0), dpi=DPI)
-    for i in range(true.shape[1]):
-        ax = fig.add_subplot(1, n, i + 1)
-        t, p = true[:, i], predicted[:, i]
-        ax.scatter(t, p, s=12, alpha=0.6, edgecolors="none")
-        low, high = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
-        ax.plot([low, high], [low, high], color="#888888", linewidth=1, linestyle="--")
-        residual = float(((t - p) ** 2).sum())
-        spread = float(((t - t.mean()) ** 2).sum()) or 1.0
-        name = _plain(targets[i]) if i < len(targets) else f"target {i}"
-        ax.set_title(f"{name} (R² {1 - residual / spread:.3f}, n = {len(t)})")
-        ax.set_xlabel("true")
-        ax.set_ylabel("predicted")
-        ax.set_aspect("equal", adjustable="datalim")
-    fig.tight_layout()
-    return _save(fig, path)

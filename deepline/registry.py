@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -29,6 +30,14 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+def import_modules(package: str) -> None:
+    """Import every module of ``package`` (each registers its components as it loads), so a
+    new component is a new file: no list of modules to keep."""
+    for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package}.{info.name}")
 
 
 class Registry(Generic[T]):

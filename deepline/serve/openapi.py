@@ -21,6 +21,7 @@ REASONS = {
     401: "missing or wrong bearer token",
     403: "refused: the server does not do this",
     404: "no such model or version",
+    405: "not a method of this path (the answer's Allow header lists those)",
     413: "the body is larger than the server's cap",
     415: "a compressed body (Content-Encoding), which the server does not read",
     503: "not ready",

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 from deepline.config import TaskConfig
 from deepline.data.meta import DataMeta
-from deepline.registry import TASKS
-from deepline.tasks import (  # noqa: F401  (registers the tasks)
-    image_classification,
-    language_modelling,
-    regression,
-    sequence_classification,
-)
+from deepline.registry import TASKS, import_modules
 from deepline.tasks.base import Evaluator, Figure, OutputSpec, Task
+
+import_modules(__name__)  # each module registers its task
 
 __all__ = ["Evaluator", "Figure", "OutputSpec", "Task", "build_task", "task_class"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -109,8 +110,6 @@ class Regression(Task):
         return [f"{a['target']} {a['value']:.4g}" for a in answer]
 
     def figures(self, evaluation: dict[str, Any]) -> dict[str, Figure]:
-        from deepline import plots
-
         points = evaluation.get("predictions")
         if not points:
             return {}
@@ -119,7 +118,7 @@ class Regression(Task):
                 "Predicted against true",
                 f"Each point is a {evaluation.get('split', 'test')} example; on the diagonal "
                 "the prediction is exact.",
-                lambda p: plots.plot_predicted_vs_true(
+                lambda p: plot_predicted_vs_true(
                     np.asarray(points["true"]),
                     np.asarray(points["predicted"]),
                     points["targets"],
@@ -174,3 +173,33 @@ class RegressionEvaluator(Evaluator):
             "predictions": {"targets": self.targets, "true": true.tolist(),
                             "predicted": pred.tolist()},
         }  # fmt: skip
+
+
+def plot_predicted_vs_true(
+    true: np.ndarray, predicted: np.ndarray, targets: list[str], path: Path
+) -> Path:
+    """One scatter per target of predicted against true values, with the diagonal of exact
+    predictions and the R² of the points shown."""
+    from matplotlib.figure import Figure as MplFigure
+
+    from deepline import plots
+
+    true, predicted = np.asarray(true, dtype=float), np.asarray(predicted, dtype=float)
+    true, predicted = true.reshape(len(true), -1), predicted.reshape(len(predicted), -1)
+    n = max(1, true.shape[1])
+    fig = MplFigure(figsize=(4.2 * n, 4.0), dpi=plots.DPI)
+    for i in range(true.shape[1]):
+        ax = fig.add_subplot(1, n, i + 1)
+        t, p = true[:, i], predicted[:, i]
+        ax.scatter(t, p, s=12, alpha=0.6, edgecolors="none")
+        low, high = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
+        ax.plot([low, high], [low, high], color="#888888", linewidth=1, linestyle="--")
+        residual = float(((t - p) ** 2).sum())
+        spread = float(((t - t.mean()) ** 2).sum()) or 1.0
+        name = plots.plain_text(targets[i]) if i < len(targets) else f"target {i}"
+        ax.set_title(f"{name} (R² {1 - residual / spread:.3f}, n = {len(t)})")
+        ax.set_xlabel("true")
+        ax.set_ylabel("predicted")
+        ax.set_aspect("equal", adjustable="datalim")
+    fig.tight_layout()
+    return plots.save_figure(fig, path)

@@ -7,10 +7,11 @@ Adding a codec is a new module with a registered
 
 from __future__ import annotations
 
-from deepline.data.codecs import features, image, sequence, tokens  # noqa: F401  (registers)
 from deepline.data.codecs.base import INPUT_NAME, InputCodec
 from deepline.data.meta import DataMeta
-from deepline.registry import CODECS
+from deepline.registry import CODECS, import_modules
+
+import_modules(__name__)  # each module registers its codec
 
 __all__ = ["INPUT_NAME", "InputCodec", "codec_for"]
 

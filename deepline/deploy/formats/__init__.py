@@ -1,8 +1,10 @@
 """Export formats: one module each, registered in ``EXPORTERS`` (``export.formats`` names them,
 and each is a Predictor backend). Importing this package registers them."""
 
-from deepline.deploy.formats import int8, onnx, torchscript  # noqa: F401  (registers)
 from deepline.deploy.formats.base import Engine, ExportFormat, ExportJob
+from deepline.registry import import_modules
+
+import_modules(__name__)  # each module registers its format
 
 __all__ = ["Engine", "ExportFormat", "ExportJob", "export_format", "format_names"]
 

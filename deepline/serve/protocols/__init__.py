@@ -1,4 +1,6 @@
 """The HTTP protocols the server speaks; each module builds one FastAPI router and registers it
 in ``PROTOCOLS`` with the path prefixes it answers. Importing this package registers them."""
 
-from deepline.serve.protocols import deepline_api, kserve, page, tfserving  # noqa: F401
+from deepline.registry import import_modules
+
+import_modules(__name__)  # each protocol module registers its router

@@ -93,42 +93,44 @@ class _NameConvertor(Convertor[str]):
 
 
 register_url_convertor("tfname", _NameConvertor())
+NAME = Path(pattern=r"^[^/:]+$", description="a served model's name")
+VERSION = Path(pattern=r"^[^/:]+$", description="a version number of the model")
 
 
 @router.get(
     "/v1/models/{name:tfname}",
-    responses=errors(404),
+    responses=errors(404, 405),  # a name with ":" is a method path
     summary="TF Serving: status of every version of a model",
 )
-async def model_status(request: Request, name: str) -> Response:
+async def model_status(request: Request, name: str = NAME) -> Response:
     plane(request).model(request, name, None)  # 404 for an unknown name
     return _json({"model_version_status": [_status(m) for m in _versions(request, name)]})
 
 
 @router.get(
     "/v1/models/{name:tfname}/versions/{version:tfname}",
-    responses=errors(404),
+    responses=errors(404, 405),  # a name with ":" is a method path
     summary="TF Serving: status of one version",
 )
-async def version_status(request: Request, name: str, version: str) -> Response:
+async def version_status(request: Request, name: str = NAME, version: str = VERSION) -> Response:
     return _json({"model_version_status": [_status(plane(request).model(request, name, version))]})
 
 
 @router.get(
     "/v1/models/{name:tfname}/metadata",
-    responses=errors(404),
+    responses=errors(404, 405),  # a name with ":" is a method path
     summary="TF Serving: signature of the latest version",
 )
-async def model_metadata(request: Request, name: str) -> Response:
+async def model_metadata(request: Request, name: str = NAME) -> Response:
     return _json(_metadata(plane(request).model(request, name, None)))
 
 
 @router.get(
     "/v1/models/{name:tfname}/versions/{version:tfname}/metadata",
-    responses=errors(404),
+    responses=errors(404, 405),  # a name with ":" is a method path
     summary="TF Serving: signature of one version",
 )
-async def version_metadata(request: Request, name: str, version: str) -> Response:
+async def version_metadata(request: Request, name: str = NAME, version: str = VERSION) -> Response:
     return _json(_metadata(plane(request).model(request, name, version)))
 
 
@@ -171,7 +173,7 @@ VERB = Path(description="the method: deepline models answer predict", examples=[
     summary="TF Serving: predict with the latest version",
     **PREDICT_DOCS,
 )
-async def predict(request: Request, name: str, verb: str = VERB) -> Response:
+async def predict(request: Request, name: str = NAME, verb: str = VERB) -> Response:
     return await _predict(request, name, None, verb)
 
 
@@ -180,7 +182,9 @@ async def predict(request: Request, name: str, verb: str = VERB) -> Response:
     summary="TF Serving: predict with one version",
     **PREDICT_DOCS,
 )
-async def version_predict(request: Request, name: str, version: str, verb: str = VERB) -> Response:
+async def version_predict(
+    request: Request, name: str = NAME, version: str = VERSION, verb: str = VERB
+) -> Response:
     return await _predict(request, name, version, verb)
 
 
