@@ -95,7 +95,7 @@ class ClassificationTask(Task):
         per_class, cm = evaluation.get("per_class"), evaluation.get("confusion_matrix")
         if per_class and classes:
             figures["per_class"] = Figure(
-                "Per class", "Precision, recall and F1 per class",
+                "Per-class scores", "Precision, recall and F1 of each class.",
                 lambda p: plots.plot_per_class(per_class, classes, p),
             )  # fmt: skip
         if cm and classes:
