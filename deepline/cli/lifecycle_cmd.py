@@ -70,6 +70,7 @@ def train(
 
     if current().is_main:
         _finish(exp.run_dir, exp.trainer.logs)
+    del exp  # its DDP model holds the process group, which cleanup() destroys
     cleanup()
 
 

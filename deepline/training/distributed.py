@@ -7,6 +7,7 @@ train CONFIG`` works as well, with every torchrun flag (``--nnodes``, ``--rdzv-e
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -49,6 +50,11 @@ def init_distributed() -> DistEnv:
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     backend = default_backend()
     if not dist.is_initialized():
+        # DDP imports torch.distributed.nn.functional on first use, whose defaults
+        # (``group=group.WORLD``) would pin the default group for good and keep cleanup() from
+        # destroying it; imported now, while there is no group, they hold None
+        import torch.distributed.nn.functional
+
         if backend == "nccl":
             torch.cuda.set_device(local_rank)
         # torchrun's store outlives a restart; keys of this round under their own prefix keep
@@ -105,7 +111,14 @@ def barrier() -> None:
 
 
 def cleanup() -> None:
+    """Destroy the process group, joining gloo's worker threads while Python is fully alive.
+
+    Call it after the DDP model is released (DDP holds the group). Left to interpreter exit, a
+    gloo worker still dropping a finished collective's tensors needs the GIL after finalization
+    began; CPython then ends the thread inside a noexcept destructor: std::terminate, SIGABRT.
+    """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()  # a DDP wrapper in a reference cycle still holds the group
         dist.destroy_process_group()
 
 
