@@ -125,7 +125,7 @@ def serve(
     import uvicorn
 
     from deepline.serve.app import create_app
-    from deepline.serve.server import uvicorn_config
+    from deepline.serve.server import freeze_heap, uvicorn_config
     from deepline.serve.settings import ServeSettings
 
     torch.set_num_threads(threads)
@@ -138,6 +138,7 @@ def serve(
             port=port, threads=threads, max_batch_size=batch, max_delay_ms=delay_ms
         )
         app = create_app(bundle, settings)
+    freeze_heap()  # as `deepline serve` does
     server = uvicorn.Server(uvicorn_config(app, settings))
     if not profile:
         return server.run()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
+from functools import cache
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -94,13 +95,17 @@ class BearerToken:
 
 def protocol_of(path: str) -> str:
     """The registered protocol with the longest prefix of ``path`` ("/" only for "/")."""
-    best, length = "other", 0
-    for name in PROTOCOLS.names():
-        for prefix in PROTOCOLS.meta(name)["prefixes"]:
-            fits = path.startswith(prefix) if prefix != "/" else path == "/"
-            if fits and len(prefix) > length:
-                best, length = name, len(prefix)
-    return best
+    for prefix, name in _prefixes():
+        if path.startswith(prefix) if prefix != "/" else path == "/":
+            return name
+    return "other"
+
+
+@cache
+def _prefixes() -> list[tuple[str, str]]:
+    """(prefix, protocol), longest prefix first (read once: protocols register at import)."""
+    pairs = [(p, n) for n in PROTOCOLS.names() for p in PROTOCOLS.meta(n)["prefixes"]]
+    return sorted(pairs, key=lambda pair: -len(pair[0]))
 
 
 class RequestMetrics:

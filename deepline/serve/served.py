@@ -7,6 +7,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from deepline.serve.errors import NotFound, ServeError
 from deepline.serve.metrics import ServerMetrics
 from deepline.serve.repository import Entry
 from deepline.serve.settings import ServeSettings
+from deepline.tasks import OutputSpec
 
 
 @dataclass
@@ -73,6 +75,11 @@ class ServedModel:
     @property
     def generates(self) -> bool:
         return self.predictor.generates
+
+    @cached_property
+    def outputs(self) -> list[OutputSpec]:
+        """The task's named outputs (computed once: a request reads them)."""
+        return self.predictor.task.outputs()
 
     async def infer(self, batch: np.ndarray) -> np.ndarray:
         """Model outputs for a model-ready batch, through the batcher, within the timeout."""

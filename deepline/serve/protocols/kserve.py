@@ -74,7 +74,7 @@ def input_specs(model: ServedModel) -> list[dict[str, Any]]:
 
 
 def output_specs(model: ServedModel) -> list[dict[str, Any]]:
-    return [spec.to_dict() for spec in model.predictor.task.outputs()]
+    return [spec.to_dict() for spec in model.outputs]
 
 
 def accepted_datatypes(model: ServedModel) -> list[str]:
@@ -328,20 +328,20 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
         parsed = await asyncio.to_thread(parse_infer_request, body, length)
     else:
         parsed = parse_infer_request(body, length)
-    specs = output_specs(model)
-    plan = plan_outputs(parsed, specs, _classes(model))
+    specs, classes = output_specs(model), _classes(model)
+    plan = plan_outputs(parsed, specs, classes)
     if model.generates:
         tensors = await _generate(data, model, parsed)
     else:
         tensors = await _infer_inputs(data, model, parsed)
-    outputs = build_outputs(plan, tensors, specs, _classes(model))
+    outputs = build_outputs(plan, tensors, specs, classes)
     body, headers = encode_response(model.name, model.version, outputs, parsed.id)
     return Response(body, headers=headers)
 
 
 def _classes(model: ServedModel) -> dict[str, tuple[str, ...]]:
     """Outputs of scores over classes, for the classification extension: name -> classes."""
-    return {spec.name: spec.classes for spec in model.predictor.task.outputs() if spec.classes}
+    return {spec.name: spec.classes for spec in model.outputs if spec.classes}
 
 
 @router.post("/v2/models/{name}/infer", summary="V2 inference (latest version)", **INFER_DOCS)

@@ -268,7 +268,7 @@ def signature_def(model: ServedModel) -> dict[str, Any]:
         }  # fmt: skip
     outputs = {
         spec.name: _tensor_info(f"StatefulPartitionedCall:{i}", spec.datatype, list(spec.shape))
-        for i, spec in enumerate(model.predictor.task.outputs())
+        for i, spec in enumerate(model.outputs)
     }
     return {"inputs": inputs, "outputs": outputs, "method_name": PREDICT_METHOD}
 
