@@ -32,10 +32,6 @@ from deepline.data.meta import DataMeta, DataSplits
 from deepline.data.transforms import BatchAugment
 from deepline.errors import DeeplineError
 
-# V2 names of the numpy dtypes a task's named outputs use (KServe and TF Serving read these)
-V2_DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32",
-                "bool": "BOOL", "object": "BYTES"}  # fmt: skip
-
 
 @dataclass(frozen=True)
 class OutputSpec:

@@ -20,15 +20,13 @@ from deepline.evaluate.evaluate import evaluate_trained
 from deepline.evaluate.loading import load_trained
 from deepline.registry import TASKS
 from deepline.serve.app import create_app
+from deepline.serve.protocols.kserve import V2_NAMES
 from deepline.serve.repository import add_bundle
 from deepline.serve.server import BackgroundServer
 from deepline.serve.settings import ServeSettings
 from tests.contracts.conftest import example_run, sample_data
 
 SAMPLES = 3  # examples per request
-V2_DATATYPES = {"float32": "FP32", "float64": "FP64", "float16": "FP16", "int64": "INT64",
-                "int32": "INT32", "uint8": "UINT8"}  # fmt: skip
-
 
 @pytest.fixture(scope="session")
 def task_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
@@ -160,7 +158,7 @@ def _v2_inputs(local: Predictor, samples: list[Any]) -> list[dict[str, Any]]:
     kinds = [d for d in local.codec.tensor_dtypes if np.dtype(d).kind == array.dtype.kind]
     kinds = kinds or [d for d in local.codec.tensor_dtypes if np.dtype(d).kind == "u"]
     dtype = kinds[0]
-    return [{"name": "input", "shape": list(array.shape), "datatype": V2_DATATYPES[dtype],
+    return [{"name": "input", "shape": list(array.shape), "datatype": V2_NAMES[dtype],
              "data": array.astype(dtype).reshape(-1).tolist()}]  # fmt: skip
 
 
