@@ -28,6 +28,7 @@ from tests.contracts.conftest import example_run, sample_data
 
 SAMPLES = 3  # examples per request
 
+
 @pytest.fixture(scope="session")
 def task_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """Every registered task trained on its example, evaluated and exported."""
