@@ -26,11 +26,11 @@ DATA_DIR = typer.Option(
 
 @data_app.command("list")
 def list_datasets(data_dir: str | None = DATA_DIR) -> None:
-    """List every dataset: description, download size, splits, licence, files present here."""
-    table = Table("name", "description", "size", "splits", "licence", "local")
+    """List every dataset: its task, description, download size, splits, licence, files here."""
+    table = Table("name", "task", "description", "size", "splits", "licence", "local")
     for name in dataset_names():
         spec = get_spec(name)
-        cells = (name, spec.description, _size(spec), _splits(spec), spec.licence)
+        cells = (name, spec.task, spec.description, _size(spec), _splits(spec), spec.licence)
         table.add_row(*map(escape, cells), _local(spec, data_dir))
     console.print(table)
 
@@ -46,6 +46,7 @@ def info(name: str = NAME, data_dir: str | None = DATA_DIR) -> None:
     )
     rows = [
         ("description", spec.description),
+        ("task", f"{spec.task} (what a config that names no task trains)"),
         ("licence", spec.licence),
         ("homepage", spec.homepage),
         ("citation", spec.citation),

@@ -45,6 +45,7 @@ SEQUENTIAL_MNIST = DatasetSpec(
     splits=dict(MNIST.splits),
     homepage=MNIST.homepage,
     citation=MNIST.citation,
+    task="sequence_classification",
 )
 
 
@@ -105,6 +106,7 @@ TEXT_CSV = DatasetSpec(
     "label column (data.label_column), tokenized",
     licence="yours",
     needs_path=True,
+    task="sequence_classification",
 )
 
 
