@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -140,7 +141,23 @@ class TrainConfig(Section):
     schedule: ScheduleConfig = ScheduleConfig()
     grad_clip: float | None = Field(None, gt=0.0, description="max global gradient norm")
     accumulate: int = Field(1, ge=1, description="batches per optimizer step")
-    precision: Literal["32", "bf16"] = "32"
+    device: str = Field(
+        "auto",
+        description="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps; under "
+        "torchrun each process takes its LOCAL_RANK GPU",
+    )
+    precision: Literal["32", "bf16", "fp16"] = Field(
+        "32", description="32, bf16 (autocast) or fp16 (autocast and a gradient scaler)"
+    )
+    tf32: bool = Field(False, description="CUDA: TensorFloat-32 matmuls and convolutions in fp32")
+    compile: bool = Field(
+        False, description="torch.compile the model (eager, with a warning, if it cannot)"
+    )
+    data_on_device: bool | Literal["auto"] = Field(
+        "auto",
+        description="keep the training split on the device (no copy per batch); auto: when it "
+        "takes at most half of the device's free memory",
+    )
     channels_last: bool = Field(
         True, description="NHWC memory layout for 4-D inputs (faster convs)"
     )
@@ -152,6 +169,20 @@ class TrainConfig(Section):
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads")
     tensorboard: bool = True
     mlflow: bool = Field(False, description="also log to MLflow (needs mlflow installed)")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError(
+                "unknown device. Allowed: auto, cpu, cuda, cuda:N (N = 0, 1, ...), mps"
+            )
+        return value
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        return "32" if value == 32 else value  # an unquoted 32 in YAML is an int
 
     @model_validator(mode="after")
     def _epochs_or_steps(self) -> TrainConfig:

@@ -1,9 +1,11 @@
 """In-memory batch loading with a resumable position.
 
-A ``BatchLoader`` shuffles with a generator seeded by (seed, epoch), so the order of any epoch can
-be rebuilt from two integers; its state is (epoch, position) plus the augmentation generator.
-Sharding for distributed training takes every ``world_size``-th index, starting at ``rank``.
-A ``WindowLoader`` draws random windows of a token stream (nanoGPT's ``get_batch``), resumably.
+A ``BatchLoader`` shuffles with a generator seeded by (seed, epoch), and augments each batch with
+a generator seeded by (seed, epoch, position, rank), so any batch can be rebuilt from integers:
+its state is (epoch, position). Sharding for distributed training takes every
+``world_size``-th index, starting at ``rank``. A ``WindowLoader`` draws random windows of a
+token stream (nanoGPT's ``get_batch``), resumably. Both may keep their tensors on a training
+device (``to``), so batches need no copy from the host.
 
 >>> tokens = torch.arange(100)
 >>> x, y = next(iter(WindowLoader(tokens, context=8, batch_size=4, steps_per_epoch=10)))
@@ -34,18 +36,21 @@ class Loader(Protocol):
     def set_epoch(self, epoch: int) -> None: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
-    def generator_state(self) -> torch.Tensor: ...
-    def set_generator_state(self, state: torch.Tensor) -> None: ...
+
+
+def batch_seed(seed: int, epoch: int, position: int, rank: int) -> int:
+    """A 64-bit seed that is a pure function of the four integers (no nearby collisions)."""
+    digest = hashlib.sha256(f"deepline-windows:{seed}:{epoch}:{position}:{rank}".encode())
+    return int.from_bytes(digest.digest()[:8], "little")
 
 
 class ResumablePosition:
-    """Epoch and position bookkeeping shared by the loaders: the order of any epoch is rebuilt
-    from integers, so (epoch, position) plus the augmentation generator is the whole state."""
+    """Epoch and position bookkeeping shared by the loaders: every batch is a pure function of
+    integers, so (epoch, position) is the whole state."""
 
     seed: int
     epoch: int
     position: int  # batches already yielded in this epoch
-    generator: torch.Generator
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
@@ -56,12 +61,6 @@ class ResumablePosition:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
-
-    def generator_state(self) -> torch.Tensor:
-        return self.generator.get_state()
-
-    def set_generator_state(self, state: torch.Tensor) -> None:
-        self.generator.set_state(state)
 
 
 class BatchLoader(ResumablePosition):
@@ -93,7 +92,14 @@ class BatchLoader(ResumablePosition):
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self.position = 0  # batches already yielded in this epoch
-        self.generator = torch.Generator().manual_seed(seed + 1)  # for augmentation only
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.x, self.y]
+
+    def to(self, device: torch.device) -> BatchLoader:
+        """Keep the examples on ``device``: batches are cut (and augmented) there."""
+        self.x, self.y = self.x.to(device), self.y.to(device)
+        return self
 
     def __len__(self) -> int:
         n = len(self._indices_count())
@@ -112,25 +118,25 @@ class BatchLoader(ResumablePosition):
             perm = torch.arange(n)
         return perm[self.rank :: self.world_size]
 
+    def batch(self, epoch: int, position: int, order: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Batch ``position`` of ``epoch``, given the epoch's ``order``."""
+        idx = order[position * self.batch_size : (position + 1) * self.batch_size]
+        x, y = self.x[idx], self.y[idx]
+        if self.augment is not None:
+            seed = batch_seed(self.seed, epoch, position, self.rank)
+            x = self.augment(x, torch.Generator().manual_seed(seed))
+        return x, y
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = self.order(self.epoch)
+        order = self.order(self.epoch).to(self.x.device)
         for i in range(self.position, len(self)):
-            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-            x, y = self.x[idx], self.y[idx]
-            if self.augment is not None:
-                x = self.augment(x, self.generator)
+            x, y = self.batch(self.epoch, i, order)
             self.position = i + 1
             yield x, y
         self.epoch, self.position = self.epoch + 1, 0
 
 
 # ---------------------------------------------------------------------------- token windows
-
-
-def window_seed(seed: int, epoch: int, position: int, rank: int) -> int:
-    """A 64-bit seed that is a pure function of the four integers (no nearby collisions)."""
-    digest = hashlib.sha256(f"deepline-windows:{seed}:{epoch}:{position}:{rank}".encode())
-    return int.from_bytes(digest.digest()[:8], "little")
 
 
 class WindowLoader(ResumablePosition):
@@ -184,18 +190,24 @@ class WindowLoader(ResumablePosition):
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self.position = 0  # batches already yielded in this epoch
-        # Offsets need no running generator; this one only keeps BatchLoader's interface.
-        self.generator = torch.Generator().manual_seed(seed + 1)
         self._span = torch.arange(context + 1)  # (T + 1,)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.tokens]
+
+    def to(self, device: torch.device) -> WindowLoader:
+        """Keep the token stream on ``device``: windows are cut there."""
+        self.tokens, self._span = self.tokens.to(device), self._span.to(device)
+        return self
 
     def __len__(self) -> int:
         return self.steps_per_epoch
 
     def batch(self, epoch: int, position: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch ``position`` of ``epoch`` on this rank: x, y int64 (batch_size, context)."""
-        g = torch.Generator().manual_seed(window_seed(self.seed, epoch, position, self.rank))
+        g = torch.Generator().manual_seed(batch_seed(self.seed, epoch, position, self.rank))
         starts = torch.randint(len(self.tokens) - self.context, (self.batch_size,), generator=g)
-        windows = self.tokens[starts[:, None] + self._span]  # (B, T + 1)
+        windows = self.tokens[starts.to(self.tokens.device)[:, None] + self._span]  # (B, T + 1)
         return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -11,8 +11,9 @@ from deepline.config import AugmentConfig
 class BatchAugment:
     """Random shift (pad, then crop at a random offset per image) and optional horizontal flip.
 
-    Input and output: (B, C, H, W). ``fill`` is the padding value (the normalised background).
-    Randomness comes only from the ``generator`` passed in, so a resumed run repeats it exactly.
+    Input and output: (B, C, H, W), on any device. ``fill`` is the padding value (the normalised
+    background). Randomness comes only from the (CPU) ``generator`` passed in, so a resumed run
+    repeats it exactly; the few random numbers a batch needs move to its device.
     """
 
     def __init__(self, config: AugmentConfig, fill: float | list[float] = 0.0) -> None:
@@ -28,7 +29,7 @@ class BatchAugment:
         if self.shift > 0:
             x = self._random_shift(x, generator)
         if self.flip:
-            mask = torch.rand(x.shape[0], generator=generator) < 0.5
+            mask = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
             x = torch.where(mask[:, None, None, None], x.flip(-1), x)
         return x
 
@@ -36,15 +37,17 @@ class BatchAugment:
         b, c, h, w = x.shape
         s = self.shift
         padded = F.pad(x, (s, s, s, s))  # (B, C, H + 2s, W + 2s), zeros
-        fill = torch.as_tensor(self.fill, dtype=x.dtype).reshape(1, -1, 1, 1)
-        if bool((fill != 0).any()):  # pad with the background value, not 0
-            border = torch.ones(1, 1, h, w, dtype=x.dtype)
+        fills = [self.fill] if isinstance(self.fill, (int, float)) else list(self.fill)
+        if any(f != 0 for f in fills):  # pad with the background value, not 0
+            fill = torch.tensor(fills, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
+            border = torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device)
             border = F.pad(border, (s, s, s, s)) == 0
             padded = torch.where(border, fill.expand(b, c, 1, 1), padded)
-        dy = torch.randint(0, 2 * s + 1, (b,), generator=generator)
-        dx = torch.randint(0, 2 * s + 1, (b,), generator=generator)
+        dy = torch.randint(0, 2 * s + 1, (b,), generator=generator).to(x.device)
+        dx = torch.randint(0, 2 * s + 1, (b,), generator=generator).to(x.device)
         # gather a (H, W) window at a per-image offset with index arithmetic
-        rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None].expand(b, c, h, w + 2 * s)
+        ys, xs = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+        rows = (dy[:, None] + ys[None, :])[:, None, :, None].expand(b, c, h, w + 2 * s)
         out = padded.gather(2, rows)
-        cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :].expand(b, c, h, w)
+        cols = (dx[:, None] + xs[None, :])[:, None, None, :].expand(b, c, h, w)
         return out.gather(3, cols)

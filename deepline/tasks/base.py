@@ -77,6 +77,13 @@ class Evaluator(ABC):
         """Everything an evaluation report shows beyond scalars (JSON-able)."""
         return {}
 
+    def to(self, device: torch.device) -> Evaluator:
+        """Keep the metrics' state on ``device`` (the batches' own), as torchmetrics does."""
+        for name, value in vars(self).items():
+            if isinstance(value, nn.Module):  # torchmetrics metrics and collections
+                setattr(self, name, value.to(device))
+        return self
+
 
 class Task(ABC):
     """The contract; see the module docstring. A task is bound to one dataset's meta."""

@@ -153,7 +153,9 @@ class ClassificationEvaluator(Evaluator):
         if len(self.mistakes) < self.keep_mistakes:
             confidence, pred = probs.max(-1)
             for i in torch.nonzero(pred != targets).flatten()[: self.keep_mistakes]:
-                self.mistakes.append((x[i], int(targets[i]), int(pred[i]), float(confidence[i])))
+                self.mistakes.append(
+                    (x[i].cpu(), int(targets[i]), int(pred[i]), float(confidence[i]))
+                )
 
     def compute(self) -> dict[str, float]:
         scores = {name: float(v) for name, v in self.metrics.compute().items()}
@@ -171,4 +173,4 @@ class ClassificationEvaluator(Evaluator):
         }
 
     def probabilities(self) -> np.ndarray:
-        return torch.cat(self.predictions).numpy() if self.predictions else np.zeros((0, 0))
+        return torch.cat(self.predictions).cpu().numpy() if self.predictions else np.zeros((0, 0))

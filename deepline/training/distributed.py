@@ -86,6 +86,13 @@ def all_reduce_sum(values: list[float]) -> list[float]:
     return t.tolist()
 
 
+def all_reduce_tensor(total: torch.Tensor) -> torch.Tensor:
+    """``total`` summed over every process, in place (itself for one process)."""
+    if current().enabled:
+        dist.all_reduce(total)
+    return total
+
+
 def broadcast(value: Any, src: int = 0) -> Any:
     """``value`` as rank ``src`` has it, on every process."""
     if not current().enabled:

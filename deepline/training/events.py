@@ -1,4 +1,9 @@
-"""The training loop's named events and the callback base class."""
+"""The training loop's named events and the callback base class.
+
+``batch_start`` fires for every batch (micro-batches of an accumulation included);
+``after_backward`` once per optimizer step, after its last batch's backward, when the
+gradients are complete; ``step_end`` after the optimizer step.
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -14,19 +15,27 @@ from deepline.config import TrainConfig
 from deepline.data.loaders import BatchLoader, Loader
 from deepline.tasks.base import Evaluator, Task
 from deepline.training import distributed
+from deepline.training.device import Precision, Prefetcher, fits_on_device, resolve_device
 from deepline.training.events import EVENTS, Callback, RestartFromState, StopTraining, handlers
 from deepline.training.optim import build_optimizer, build_scheduler
 from deepline.training.state import load_trainer_state, trainer_state
 
 
 class Trainer:
-    """Fits ``model`` on ``train`` batches, validating on ``val`` after each epoch.
+    """Fits ``model`` on ``train`` batches on ``config.device``, validating on ``val`` after
+    each epoch.
 
     State a callback may read: ``step`` (optimizer steps done), ``epoch`` (the current epoch's
     index; at ``epoch_end``, the number of completed epochs), ``batch`` (the inputs and targets
-    about to be used; a ``batch_start`` callback may replace it), ``loss`` (last batch, averaged
-    over processes), ``logs`` (latest value of every metric, e.g. ``logs["val/accuracy"]``).
+    about to be used, on the device; a ``batch_start`` callback may replace it), ``is_update``
+    (this batch ends an optimizer step: its gradients are complete), ``last_loss`` (the last
+    batch's loss, a tensor on the device: reading it waits for the device), ``logs`` (latest
+    value of every metric, e.g. ``logs["train/loss"]`` at log steps, ``logs["val/accuracy"]``).
     A callback sets ``skip_step`` in ``after_backward`` to drop the pending optimizer step.
+
+    Values cross from the device to the host only through ``to_host`` (counted in
+    ``host_reads``): at log steps, at epoch ends, and where a callback asks (the non-finite
+    guard's one fused check per update).
     """
 
     def __init__(
@@ -39,18 +48,25 @@ class Trainer:
         callbacks: list[Callback] | None = None,
         seed: int = 0,
     ) -> None:
-        self.model, self.task, self.train_loader, self.val_loader = model, task, train, val
-        self.config, self.seed = config, seed
+        self.model, self.task, self.config, self.seed = model, task, config, seed
         self.callbacks = list(callbacks or [])
         self.dist = distributed.current()
+        self.device = resolve_device(config.device, self.dist.local_rank)
+        self.precision = Precision(config.precision, self.device)
+        if config.tf32 and self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         self.memory_format = (
             torch.channels_last if config.channels_last else torch.contiguous_format
         )
-        self.model.to(memory_format=self.memory_format)  # type: ignore[call-overload]
+        self.model.to(self.device, memory_format=self.memory_format)  # type: ignore[call-overload]
+        self.train_loader = self._place(train, config.data_on_device)
+        self.val_loader = self._place(val, config.data_on_device) if val is not None else None
+        self.grad_syncs = 0  # gradient all-reduces of DDP (0 in one process)
+        self.ddp = self._ddp() if self.dist.enabled else None
         # DDP averages gradients over processes; ``model`` stays the plain module for saving
-        self.forward_model: nn.Module = model
-        if self.dist.enabled:
-            self.forward_model = nn.parallel.DistributedDataParallel(model)
+        self.forward_model: nn.Module = self.ddp or model
+        if config.compile:
+            self.forward_model = EagerOnFailure(self.forward_model)
         self.optimizer = build_optimizer(model, config)
         self.steps_per_epoch = math.ceil(len(train) / config.accumulate)
         self.total_steps = config.max_steps or (config.epochs or 1) * self.steps_per_epoch
@@ -58,11 +74,16 @@ class Trainer:
             self.optimizer, config.schedule, self.total_steps, self.steps_per_epoch
         )
         self.step = self.epoch = 0
-        self.loss = float("nan")
         self.lr_scale = 1.0
-        self.skip_step = False
+        self.skip_step = self.is_update = False
         self.logs: dict[str, float] = {}
-        self.epoch_loss_sum, self.epoch_batches = 0.0, 0
+        self.last_loss = torch.full((), float("nan"), device=self.device)
+        # [sum, count] of batch losses on the device: this update's, since the last log step,
+        # and this epoch's; read on the host only when logged
+        self.update_loss = torch.zeros(2, device=self.device, dtype=torch.float64)
+        self.window_loss = torch.zeros_like(self.update_loss)
+        self.epoch_loss = torch.zeros_like(self.update_loss)
+        self.host_reads = 0
         self.stop_reason: str | None = None
         self.last_evaluator: Evaluator | None = None  # of the latest validation
         self.start_time = time.perf_counter()
@@ -82,8 +103,7 @@ class Trainer:
                 self.validate()
                 self.fire("eval_end")
                 if epoch_done:
-                    self.logs["train/loss_epoch"] = self.epoch_loss_sum / max(self.epoch_batches, 1)
-                    self.epoch_loss_sum, self.epoch_batches = 0.0, 0
+                    self.logs["train/loss_epoch"] = self._mean_over_processes(self.epoch_loss)
                     self.epoch += 1  # at epoch_end, ``epoch`` counts the completed epochs
                     self.fire("epoch_end")
         except StopTraining as stop:
@@ -95,35 +115,47 @@ class Trainer:
         """One pass over the training batches; False if the step budget ended it early."""
         self.forward_model.train()
         accumulate, n_batches = self.config.accumulate, len(self.train_loader)
-        for x, y in self.train_loader:
-            self.batch = (self._layout(x), y)
-            self.fire("batch_start")
-            with self._autocast():
-                loss = self.task.step_loss(self.forward_model, self.batch)
-            (loss / accumulate).backward()
-            self.loss = self._global_mean(float(loss.detach()))
-            self.fire("after_backward")
-            if not self.skip_step:
-                self.epoch_loss_sum += self.loss
-                self.epoch_batches += 1
+        for x, *rest in self.train_loader:
             position = self.train_loader.position
-            if position % accumulate == 0 or position == n_batches:
+            self.is_update = position % accumulate == 0 or position == n_batches
+            self.batch = (self._layout(x), *rest)
+            self.fire("batch_start")
+            with self._gradient_sync(self.is_update):  # micro-steps skip DDP's all-reduce
+                with self.precision.autocast():
+                    loss = self.task.step_loss(self.forward_model, self.batch)
+                self.precision.scaler.scale(loss / accumulate).backward()
+            self.last_loss = loss.detach().float()
+            self.update_loss[0] += self.last_loss
+            self.update_loss[1] += 1
+            if self.is_update:
+                self.fire("after_backward")
                 self._optimizer_step()
                 if self.step >= self.total_steps:
                     return position == n_batches
         return True
 
     def _optimizer_step(self) -> None:
+        scaler = self.precision.scaler
         if self.skip_step:  # a callback refused this update (a non-finite gradient, say)
             self.skip_step = False
+            self.update_loss.zero_()
             self.optimizer.zero_grad(set_to_none=True)
             return
+        self.window_loss += self.update_loss
+        self.epoch_loss += self.update_loss
+        self.update_loss.zero_()
         if self.config.grad_clip is not None:
+            scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
+        scaler.step(self.optimizer)  # skipped by the scaler when fp16 gradients overflowed
+        scaler.update()
+        with warnings.catch_warnings():  # a step the scaler skipped still moves the schedule
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
+        if self.step % self.config.log_every_steps == 0:
+            self.logs["train/loss"] = self._mean_over_processes(self.window_loss)
         self.fire("step_end")
 
     @torch.no_grad()
@@ -135,9 +167,9 @@ class Trainer:
         if self.val_loader is None:
             return {}
         self.model.eval()
-        evaluator = self.task.evaluator(keep_mistakes=32)
+        evaluator = self.task.evaluator(keep_mistakes=32).to(self.device)
         for x, y in self.val_loader:
-            with self._autocast():
+            with self.precision.autocast():
                 out = self.model(self._layout(x))
             evaluator.update(x, out, y)
         self.model.train()
@@ -146,23 +178,62 @@ class Trainer:
         self.logs.update(results)
         return results
 
-    def _global_mean(self, value: float) -> float:
-        if not self.dist.enabled:
-            return value
-        return distributed.all_reduce_sum([value])[0] / self.dist.world_size
+    # ------------------------------------------------------------------ the device
+    def to_host(self, value: torch.Tensor) -> Any:
+        """A tensor's value on the host: waits for the device, so it is counted."""
+        self.host_reads += 1
+        return value.item()
+
+    def _mean_over_processes(self, total: torch.Tensor) -> float:
+        """sum / count of a [sum, count] accumulator over every process, which is then reset."""
+        reduced = distributed.all_reduce_tensor(total.clone())
+        total.zero_()
+        summed, count = reduced.tolist()
+        self.host_reads += 1
+        return float(summed / count) if count else float("nan")
+
+    def _place(self, loader: Any, setting: bool | str) -> Any:
+        """The loader's data kept on the device when asked (``auto``: when it fits), else each
+        batch copied there ahead of use."""
+        if self.device.type == "cpu":
+            return loader
+        fits = setting == "auto" and fits_on_device(loader.tensors(), self.device)
+        keep = setting is True or fits
+        return loader.to(self.device) if keep else Prefetcher(loader, self.device)
+
+    def _ddp(self) -> nn.parallel.DistributedDataParallel:
+        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+        cuda = self.device.type == "cuda"
+        ddp = nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[self.device.index] if cuda else None
+        )
+
+        def counted(state, bucket):
+            # no annotations: DDP checks that a hook's are exactly GradBucket and Future
+            self.grad_syncs += 1
+            return allreduce_hook(state, bucket)
+
+        ddp.register_comm_hook(None, counted)
+        return ddp
+
+    def _gradient_sync(self, sync: bool) -> contextlib.AbstractContextManager[Any]:
+        if self.ddp is None or sync:
+            return contextlib.nullcontext()
+        return self.ddp.no_sync()
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=self.memory_format) if x.ndim == 4 else x
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.config.precision == "bf16":
-            device = "cuda" if next(self.model.parameters()).is_cuda else "cpu"
-            return torch.autocast(device, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
+    # ------------------------------------------------------------------ events and state
     def fire(self, event: str) -> None:
         for handler in self._handlers[event]:
             handler(self)
+
+    @property
+    def loss(self) -> float:
+        """The last batch's loss on the host (waits for the device)."""
+        return float(self.to_host(self.last_loss))
 
     @property
     def elapsed(self) -> float:
@@ -179,10 +250,33 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] *= factor
 
-    # ------------------------------------------------------------------ state
     def state_dict(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
-        """(tensor groups, JSON values): everything needed to continue exactly."""
+        """(tensor groups, JSON values): everything needed to continue exactly, on the CPU."""
         return trainer_state(self)
 
     def load_state_dict(self, tensors: dict[str, dict[str, torch.Tensor]], values: dict) -> None:
         load_trainer_state(self, tensors, values)
+
+
+class EagerOnFailure(nn.Module):
+    """``torch.compile`` of a module, falling back to the module itself (with one warning) when
+    compiling fails at its first call."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.compiled: Any = torch.compile(module)
+        self.failed = False
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.failed:
+            try:
+                return self.compiled(*args, **kwargs)
+            except Exception as err:  # the compiler's errors are of many classes
+                self.failed = True
+                warnings.warn(
+                    f"train.compile: torch.compile failed ({type(err).__name__}: "
+                    f"{str(err).splitlines()[0][:200]}); training continues in eager mode",
+                    stacklevel=2,
+                )
+        return self.module(*args, **kwargs)

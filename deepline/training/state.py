@@ -23,15 +23,15 @@ def trainer_state(trainer: Trainer) -> tuple[dict[str, dict[str, torch.Tensor]],
     opt = trainer.optimizer.state_dict()
     opt_tensors, opt_values = _split_tensors(opt["state"], "optimizer")
     tensors, values = rng_state()
-    tensors["rng.loader"] = trainer.train_loader.generator_state()
     per_rank = distributed.gather_to_main((tensors, values)) or []
+    epoch_loss_sum, epoch_batches = trainer.epoch_loss.tolist()
     rng_tensors = {f"rank{r}.{k}": v for r, (ts, _) in enumerate(per_rank) for k, v in ts.items()}
     state = {
         "epoch": trainer.epoch,
         "step": trainer.step,
         "world_size": trainer.dist.world_size,
-        "epoch_loss_sum": trainer.epoch_loss_sum,
-        "epoch_batches": trainer.epoch_batches,
+        "epoch_loss_sum": epoch_loss_sum,  # this process's; reduced at the epoch's end
+        "epoch_batches": int(epoch_batches),
         "elapsed": trainer.elapsed,
         "lr_scale": trainer.lr_scale,
         "logs": trainer.logs,
@@ -43,9 +43,12 @@ def trainer_state(trainer: Trainer) -> tuple[dict[str, dict[str, torch.Tensor]],
         },
         "loader": trainer.train_loader.state_dict(),
         "rng": [v for _, v in per_rank],
+        "scaler": trainer.precision.scaler.state_dict(),  # fp16's loss scale ({} otherwise)
         "callbacks": {cb.name: cb.state_dict() for cb in trainer.callbacks},
     }
-    return {"model": trainer.model.state_dict(), "state": {**opt_tensors, **rng_tensors}}, state
+    groups = {"model": trainer.model.state_dict(), "state": {**opt_tensors, **rng_tensors}}
+    # CPU copies: a checkpoint loads on any device
+    return {g: {k: v.detach().cpu() for k, v in t.items()} for g, t in groups.items()}, state
 
 
 def load_trainer_state(
@@ -59,8 +62,13 @@ def load_trainer_state(
     )
     trainer.scheduler.load_state_dict(dict(values["scheduler"]))
     trainer.epoch, trainer.step = values["epoch"], values["step"]
-    trainer.epoch_loss_sum = values["epoch_loss_sum"]
-    trainer.epoch_batches = values["epoch_batches"]
+    trainer.epoch_loss.copy_(
+        torch.tensor([values["epoch_loss_sum"], values["epoch_batches"]], dtype=torch.float64)
+    )
+    trainer.window_loss.zero_()
+    trainer.update_loss.zero_()
+    if values.get("scaler") and trainer.precision.scaling:
+        trainer.precision.scaler.load_state_dict(values["scaler"])
     trainer.lr_scale = values.get("lr_scale", 1.0)
     trainer.logs = dict(values["logs"])
     trainer.train_loader.load_state_dict(values["loader"])
@@ -82,7 +90,7 @@ def _load_rng(trainer: Trainer, state: dict[str, torch.Tensor], values: dict[str
         return
     prefix = f"rank{rank}."
     mine = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    trainer.train_loader.set_generator_state(mine.pop("rng.loader"))
+    mine.pop("rng.loader", None)  # checkpoints before loaders seeded each batch kept one
     set_rng_state(mine, values["rng"][rank])
 
 

@@ -22,24 +22,15 @@ class MetricsLog(Callback):
         self.path = run_dir / "metrics.jsonl"
         self.status_path = run_dir / "status.json"
         self.every_steps = every_steps
-        self.window_sum, self.window_n = 0.0, 0
 
     def fit_start(self, trainer: Trainer) -> None:
         self._truncate_after(trainer.step)  # a resumed run rewrites what came after its checkpoint
         self.write_status(trainer, "running")
 
-    def after_backward(self, trainer: Trainer) -> None:
-        if trainer.skip_step:  # a dropped update's loss is not part of the curve
-            return
-        self.window_sum += trainer.loss
-        self.window_n += 1
-
     def step_end(self, trainer: Trainer) -> None:
-        if trainer.step % self.every_steps == 0 and self.window_n:
-            loss = self.window_sum / self.window_n
-            trainer.logs["train/loss"] = loss
-            self._append(trainer, {"train/loss": loss, "lr": trainer.lr})
-            self.window_sum, self.window_n = 0.0, 0
+        # the trainer reduces the loss over processes at its log steps (train.log_every_steps)
+        if trainer.step % self.every_steps == 0 and "train/loss" in trainer.logs:
+            self._append(trainer, {"train/loss": trainer.logs["train/loss"], "lr": trainer.lr})
 
     def epoch_end(self, trainer: Trainer) -> None:
         epoch_logs = {k: v for k, v in trainer.logs.items() if k.startswith("val/")}
@@ -60,6 +51,8 @@ class MetricsLog(Callback):
             "wall_time_s": round(trainer.elapsed, 3),
             "last": {k: v for k, v in trainer.logs.items() if k.startswith("val/")},
             "stopped_reason": trainer.stop_reason,
+            "device": str(trainer.device),
+            "gradient_all_reduces": trainer.grad_syncs,
             **extra,
         }
         tmp = self.status_path.with_suffix(".tmp")

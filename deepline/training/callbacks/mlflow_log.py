@@ -45,9 +45,9 @@ class MLflowLogger(Callback):
             self.mlflow.set_tag("deepline.run_dir", str(self.run_dir))
 
     def step_end(self, trainer: Trainer) -> None:
-        if trainer.step % self.every_steps == 0:
+        if trainer.step % self.every_steps == 0 and "train/loss" in trainer.logs:
             self.mlflow.log_metrics(
-                {"train/loss": trainer.loss, "lr": trainer.lr}, step=trainer.step
+                {"train/loss": trainer.logs["train/loss"], "lr": trainer.lr}, step=trainer.step
             )
 
     def epoch_end(self, trainer: Trainer) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from deepline.errors import DeeplineError
 from deepline.training.checkpoint import list_checkpoints, load_latest
+from deepline.training.device import grad_norm
 from deepline.training.events import Callback, RestartFromState
 
 if TYPE_CHECKING:
@@ -24,7 +24,11 @@ class NonFiniteGuard(Callback):
     after ``max_skips`` in a row), ``rollback`` (reload the last checkpoint and multiply the
     learning rate by ``lr_factor``; stop after ``max_rollbacks``).
 
-    Gradients are averaged over processes before this runs, so every process decides alike.
+    It checks once per optimizer step, when the update's gradients are complete (and averaged
+    over processes, so every process decides alike): the update's losses and the gradients'
+    norm, in one fused check on the device and one read on the host. With fp16's gradient
+    scaler, overflowing gradients are the scaler's to handle (it skips the step and lowers the
+    scale): only the loss is checked then.
     """
 
     order = 5  # before anything reads the loss
@@ -41,7 +45,8 @@ class NonFiniteGuard(Callback):
         self.skipped_total = self.skipped_in_a_row = self.rollbacks = 0
 
     def batch_start(self, trainer: Trainer) -> None:
-        if self.policy == "skip":  # the forward pass may write NaN into BatchNorm statistics
+        first = (trainer.train_loader.position - 1) % trainer.config.accumulate == 0
+        if self.policy == "skip" and first:  # a forward pass may write NaN into BatchNorm's
             self.buffers = {k: v.clone() for k, v in trainer.model.named_buffers()}
 
     def after_backward(self, trainer: Trainer) -> None:
@@ -75,12 +80,15 @@ class NonFiniteGuard(Callback):
             )
 
     def _problem(self, trainer: Trainer) -> str | None:
-        if not math.isfinite(trainer.loss):
+        loss_ok = torch.isfinite(trainer.update_loss[0])
+        check = loss_ok
+        if not trainer.precision.scaling:
+            check = check & torch.isfinite(grad_norm(list(trainer.model.parameters())))
+        if trainer.to_host(check):  # the one host read of a step
+            return None
+        if not trainer.to_host(loss_ok):
             return f"non-finite loss ({trainer.loss})"
-        grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
-        if grads and not bool(torch.stack([g.isfinite().all() for g in grads]).all()):
-            return "non-finite gradient"
-        return None
+        return "non-finite gradient"
 
     def _rollback(self, trainer: Trainer, where: str) -> None:
         directory = next(

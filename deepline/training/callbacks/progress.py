@@ -73,8 +73,9 @@ class ProgressBar(Callback):
         if self.progress is not None and (
             trainer.step % self.refresh_steps == 0 or trainer.step == trainer.total_steps
         ):
+            loss = trainer.logs.get("train/loss", float("nan"))  # as of the last log step
             self.progress.update(
-                self.task_id, completed=trainer.step, epoch=trainer.epoch + 1, loss=trainer.loss
+                self.task_id, completed=trainer.step, epoch=trainer.epoch + 1, loss=loss
             )
 
     def epoch_end(self, trainer: Trainer) -> None:

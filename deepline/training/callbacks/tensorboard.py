@@ -30,8 +30,8 @@ class TensorBoard(Callback):
         self.writer = SummaryWriter(str(self.log_dir), purge_step=trainer.step or None)
 
     def step_end(self, trainer: Trainer) -> None:
-        if trainer.step % self.every_steps == 0:
-            self.writer.add_scalar("train/loss", trainer.loss, trainer.step)
+        if trainer.step % self.every_steps == 0 and "train/loss" in trainer.logs:
+            self.writer.add_scalar("train/loss", trainer.logs["train/loss"], trainer.step)
             self.writer.add_scalar("lr", trainer.lr, trainer.step)
 
     def epoch_end(self, trainer: Trainer) -> None:
