@@ -19,7 +19,7 @@ from deepline.config import ExperimentConfig, load_config
 from deepline.data import DataSplits
 from deepline.data.meta import DataMeta, Split
 from deepline.errors import ConfigError
-from deepline.evaluate.loading import TrainedRun, load_trained
+from deepline.evaluate.loading import TrainedRun, load_trained, run_device
 from deepline.runs import check_run_dir, read_json
 from deepline.training.checkpoint import find_checkpoint, load_checkpoint
 from deepline.training.experiment import Experiment, run_training
@@ -49,24 +49,28 @@ class Run:
     def status(self) -> dict[str, Any]:
         return read_json(self.path / "status.json", {}) or {}
 
-    def _trained(self, checkpoint: str | None = None) -> TrainedRun:
+    def _trained(self, checkpoint: str | None = None, device: str | None = "cpu") -> TrainedRun:
         exp = self._experiment
         if exp is None or exp.config.model.name != "custom":
-            return load_trained(self.path, checkpoint)
+            return load_trained(self.path, checkpoint, device=device)
         # a model the registry cannot rebuild: reuse the live module with the chosen weights
         cfg = exp.config
         which = checkpoint or cfg.eval.checkpoint
         path = find_checkpoint(self.path / "checkpoints", which, cfg.train.checkpoint.mode)
         exp.model.load_state_dict(load_checkpoint(path)[0]["model"])
+        exp.model.to(run_device(cfg.train.device) if device is None else device)
         exp.model.eval()
         return TrainedRun(self.path, cfg, exp.data, exp.task, exp.model, path)
 
-    def evaluate(self, split: str | None = None, checkpoint: str | None = None) -> dict[str, Any]:
-        """Metrics on ``split`` (default: the config's); writes eval.json and plots."""
+    def evaluate(
+        self, split: str | None = None, checkpoint: str | None = None, device: str | None = None
+    ) -> dict[str, Any]:
+        """Metrics on ``split`` (default: the config's); writes eval.json and plots. Runs on
+        ``device`` (default: the run's ``train.device`` when this machine has it)."""
         from deepline.evaluate.evaluate import evaluate_trained
         from deepline.runs import write_json
 
-        run = self._trained(checkpoint)
+        run = self._trained(checkpoint, device)
         result = evaluate_trained(run, split or run.config.eval.split)
         write_json(self.path / "eval.json", result)
         return result
@@ -82,10 +86,11 @@ class Run:
 
         return write_report(self.path)
 
-    def predictor(self, backend: str = "onnx") -> Any:
+    def predictor(self, backend: str = "onnx", device: str = "cpu") -> Any:
+        """A Predictor of the run's bundle; ``device`` for the ``torch`` backend."""
         from deepline.deploy.predictor import Predictor
 
-        return Predictor(self.path / "bundle", backend)
+        return Predictor(self.path / "bundle", backend, device=device)
 
 
 def train(
@@ -93,13 +98,17 @@ def train(
     overrides: dict[str, Any] | list[str] | None = None,
     runs_dir: str | Path = "runs",
     data_dir: str | None = None,
+    device: str | None = None,
 ) -> Run:
-    """Train from a YAML path, a shipped config name, a dict or an ExperimentConfig."""
+    """Train from a YAML path, a shipped config name, a dict or an ExperimentConfig;
+    ``device`` overrides ``train.device`` (auto, cpu, cuda, cuda:N, mps)."""
     if isinstance(config, ExperimentConfig):
         config = config.model_dump()
     overrides = dict(overrides or {}) if not isinstance(overrides, list) else overrides
     if data_dir is not None:
         overrides = _with(overrides, "data.data_dir", data_dir)
+    if device is not None:
+        overrides = _with(overrides, "train.device", device)
     cfg = load_config(config, overrides)
     exp = run_training(cfg, runs_dir)
     return Run(exp.run_dir, exp)

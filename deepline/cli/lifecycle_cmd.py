@@ -25,7 +25,15 @@ def train(
         None, help="use exactly this run folder; continue it if it holds a run already"
     ),
     data_dir: str = typer.Option(None, help="look for dataset files here first"),
-    nproc: int = typer.Option(None, min=1, help="processes on this machine (runs torchrun)"),
+    device: str = typer.Option(
+        None, help="train.device: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"
+    ),
+    nproc: int | None = typer.Option(
+        None,
+        min=1,
+        help="processes on this machine (runs torchrun); default: one per GPU when there are "
+        "several, else one",
+    ),
     nnodes: str = typer.Option(None, help="torchrun --nnodes, e.g. 2 or 1:4"),
     node_rank: int = typer.Option(None, help="torchrun --node-rank"),
     rdzv_endpoint: str = typer.Option(None, help="torchrun --rdzv-endpoint HOST:PORT"),
@@ -43,12 +51,14 @@ def train(
     if config is None and resume is None and run_dir is None:
         raise typer.BadParameter("give a CONFIG, or --resume RUN_DIR")
     overrides = list(set_) + ([f"data.data_dir={data_dir}"] if data_dir else [])
+    overrides += [f"train.device={device}"] if device else []
     cfg = load_config(config, overrides) if config is not None else None
     if resume is not None:
         run_dir = check_run_dir(resume)
     if show_loop:
         _show_loop(cfg or load_config(Path(run_dir) / "config.yaml"))
         return
+    nproc = nproc or _gpus_to_use(cfg, device)
     if nproc is not None:
         from deepline.training.distributed import check_nproc, launch
 
@@ -72,6 +82,20 @@ def train(
         _finish(exp.run_dir, exp.trainer.logs)
     del exp  # its DDP model holds the process group, which cleanup() destroys
     cleanup()
+
+
+def _gpus_to_use(cfg: ExperimentConfig | None, device: str | None) -> int | None:
+    """One process per GPU when this machine has several and the run may use them all (a
+    config or --device naming one device keeps one process); None for one process."""
+    import os
+
+    import torch
+
+    wanted = device or (cfg.train.device if cfg is not None else "auto")
+    if "RANK" in os.environ or wanted not in ("auto", "cuda"):
+        return None  # already under torchrun, or one device asked for
+    gpus = torch.cuda.device_count()
+    return gpus if gpus > 1 else None
 
 
 def _finish(run_dir: Path, logs: dict[str, float] | None = None) -> None:
@@ -113,6 +137,9 @@ def evaluate(
     split: str = typer.Option(None, help="val or test (default: the config's eval.split)"),
     checkpoint: str = typer.Option(None, help="best or last (default: the config's)"),
     data_dir: str = typer.Option(None, help="look for dataset files here first"),
+    device: str = typer.Option(
+        None, help="where to run the model (default: the run's train.device when present)"
+    ),
 ) -> None:
     """Evaluate a run: eval.json, plots and an updated report.html in the run folder."""
     from deepline.evaluate.evaluate import evaluate_run
@@ -120,7 +147,7 @@ def evaluate(
 
     if split not in (None, "val", "test"):
         raise typer.BadParameter(f"split must be val or test, got '{split}'")
-    result = evaluate_run(run_dir, split, checkpoint, data_dir)
+    result = evaluate_run(run_dir, split, checkpoint, data_dir, device=device)
     table = Table(
         title=f"{result['split']} split, checkpoint {result['checkpoint']}, "
         f"{result.get('n', '?')} examples"
@@ -210,11 +237,12 @@ def predict(
     ),
     backend: str = typer.Option("onnx", help="onnx, torch, or a format the bundle holds"),
     top_k: int = typer.Option(3, min=1, help="classifiers: classes to show per input"),
+    device: str = typer.Option("cpu", help="torch backend: cpu, cuda, cuda:N, mps or auto"),
 ) -> None:
     """Answer the inputs in files with an exported bundle: one table row per input."""
     from deepline.deploy.predictor import Predictor
 
-    predictor = Predictor(bundle, backend)
+    predictor = Predictor(bundle, backend, device=device)
     answers = predictor.predict_files(list(files), top_k)
     rows = [(name, predictor.task.answer_cells(answer)) for name, answer in answers]
     table = Table(title=f"{bundle} ({backend})")

@@ -62,7 +62,8 @@ def export_run(
 def export_trained(
     run: TrainedRun, out: str | Path | None = None, formats: Sequence[str] | None = None
 ) -> dict[str, Any]:
-    """Export an already loaded run (see ``export_run``)."""
+    """Export an already loaded run (see ``export_run``); the model is traced on the CPU."""
+    run.model.to("cpu")
     config = _with_formats(run.config.export, formats)
     bundle_dir = Path(out) if out else run.run_dir / "bundle"
     tmp = bundle_dir.with_name(f".{bundle_dir.name}.tmp")  # renamed into place when complete

@@ -35,10 +35,15 @@ class Predictor:
     """
 
     def __init__(
-        self, bundle: str | Path | Bundle, backend: str = "onnx", threads: int | None = None
+        self,
+        bundle: str | Path | Bundle,
+        backend: str = "onnx",
+        threads: int | None = None,
+        device: str = "cpu",
     ) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.backend = backend
+        self.device = device  # where the torch backend runs (auto, cpu, cuda, cuda:N, mps)
         self.task = self.bundle.task()
         self.codec: InputCodec = self.task.codec
         self.signature: dict[str, Any] = self.bundle.spec["signature"]
@@ -136,7 +141,10 @@ class Predictor:
 
     def _engine(self, backend: str, threads: int | None) -> Engine:
         if backend == "torch":
-            return torch_engine(self.bundle.torch_model())
+            from deepline.training.device import resolve_device
+
+            device = resolve_device(self.device)
+            return torch_engine(self.bundle.torch_model().to(device), device)
         if backend not in EXPORTERS:
             allowed = ", ".join(["torch", *EXPORTERS.names()])
             raise DeeplineError(f"unknown backend '{backend}'. Allowed: {allowed}")

@@ -18,9 +18,11 @@ def evaluate_run(
     checkpoint: str | None = None,
     data_dir: str | None = None,
     keep_mistakes: int = 32,
+    device: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate and write ``eval.json``, ``mistakes.npz`` and ``plots/`` in the run folder."""
-    run = load_trained(run_dir, checkpoint, data_dir)
+    """Evaluate and write ``eval.json``, ``mistakes.npz`` and ``plots/`` in the run folder, on
+    ``device`` (default: the run's ``train.device`` when this machine has it)."""
+    run = load_trained(run_dir, checkpoint, data_dir, device=device)
     split = split or run.config.eval.split
     result = evaluate_trained(run, split, keep_mistakes)
     write_json(run.run_dir / "eval.json", result)
@@ -30,8 +32,10 @@ def evaluate_run(
 @torch.no_grad()
 def evaluate_trained(run: TrainedRun, split: str, keep_mistakes: int = 32) -> dict[str, Any]:
     data = run.data.split(split)
-    evaluator = run.task.evaluator(keep_mistakes=keep_mistakes)
+    device = next(run.model.parameters()).device
+    evaluator = run.task.evaluator(keep_mistakes=keep_mistakes).to(device)
     for x, y in run.task.batches(data.x, data.y, run.config.eval.batch_size):
+        x, y = x.to(device), y.to(device)
         evaluator.update(x, run.model(x), y)
     result: dict[str, Any] = {
         "split": split,

@@ -10,9 +10,11 @@ from torch import nn
 
 from deepline.config import ExperimentConfig, load_config
 from deepline.data import DataSplits
+from deepline.errors import ConfigError
 from deepline.runs import check_run_dir
 from deepline.tasks import Task, build_task, task_class
 from deepline.training.checkpoint import find_checkpoint, load_checkpoint
+from deepline.training.device import resolve_device
 
 
 @dataclass
@@ -30,8 +32,10 @@ def load_trained(
     checkpoint: str | None = None,
     data_dir: str | None = None,
     data: DataSplits | None = None,
+    device: str | None = "cpu",
 ) -> TrainedRun:
-    """The run's model, with its ``best`` (default) or ``last`` weights, in eval mode.
+    """The run's model, with its ``best`` (default) or ``last`` weights, in eval mode, on
+    ``device`` (None: the run's own ``train.device``, else ``auto`` when that is not here).
 
     ``data``, when given, replaces the data the config would load (a run trained on data it
     was handed, as ``run_training(..., data=...)`` allows).
@@ -47,11 +51,24 @@ def load_trained(
     path = find_checkpoint(run_dir / "checkpoints", which, cfg.train.checkpoint.mode)
     tensors, _ = load_checkpoint(path)
     model.load_state_dict(tensors["model"])
+    model.to(run_device(cfg.train.device) if device is None else resolve_device(device))
     model.eval()
     return TrainedRun(run_dir, cfg, data, task, model, path)
 
 
+def run_device(spec: str) -> torch.device:
+    """The device a run trained on, when this machine has it; else the best one here."""
+    try:
+        return resolve_device(spec)
+    except ConfigError:
+        return resolve_device("auto")
+
+
 @torch.no_grad()
 def predict_batches(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Model outputs for ``x``, computed in batches."""
-    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    """Model outputs for ``x``, computed in batches on the model's device (returned on the
+    CPU)."""
+    device = next(model.parameters()).device
+    return torch.cat(
+        [model(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
+    )

@@ -25,6 +25,7 @@ from deepline.training.callbacks import (
     TensorBoard,
 )
 from deepline.training.checkpoint import list_checkpoints, load_latest
+from deepline.training.device import resolve_device
 from deepline.training.events import Callback
 from deepline.training.loop import Trainer
 from deepline.training.seed import seed_everything
@@ -173,6 +174,8 @@ def run_training(
     Under torchrun every process calls this; rank 0 makes the folder and tells the others.
     """
     env = distributed.init_distributed()
+    if config is not None:  # a device that is not here: say so before making a run folder
+        resolve_device(config.train.device, env.local_rank)
     prepared = prepare_run_dir(config, runs_root, run_dir) if env.is_main else None
     config, folder, resuming = distributed.broadcast(prepared)
     exp = build_experiment(config, folder, extra_callbacks, console, data, model)

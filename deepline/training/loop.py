@@ -262,10 +262,10 @@ class EagerOnFailure(nn.Module):
     """``torch.compile`` of a module, falling back to the module itself (with one warning) when
     compiling fails at its first call."""
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, backend: Any = "inductor") -> None:
         super().__init__()
         self.module = module
-        self.compiled: Any = torch.compile(module)
+        self.compiled: Any = torch.compile(module, backend=backend)
         self.failed = False
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:

@@ -200,11 +200,9 @@ def test_exact_resume_at_any_point(epoch: int, position: int) -> None:
     it = iter(run)
     for _ in range(position):
         next(it)
-    state = json.loads(json.dumps(run.state_dict()))
-    generator = run.generator_state()
+    state = json.loads(json.dumps(run.state_dict()))  # integers only: the whole state
     resumed = WindowLoader(tokens, 12, 3, 7, seed=5)
     resumed.load_state_dict(state)
-    resumed.set_generator_state(generator)
     assert (resumed.epoch, resumed.position) == (epoch, position)
     rest = collect(resumed, 4 - epoch)
     expected = reference[epoch * 7 + position :]

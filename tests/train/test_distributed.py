@@ -136,3 +136,14 @@ def test_bad_process_counts() -> None:
     with pytest.raises(ConfigError, match=r"train\.batch_size"):
         per_process_batch(65, 2)
     assert load_config(tiny_config()).train.batch_size == 64
+
+
+def test_accumulation_all_reduces_gradients_once_per_update(tmp_path: Path) -> None:
+    """With 4 micro-batches an update, DDP's gradient all-reduce runs on the last one only
+    (``no_sync`` on the others): counted by a communication hook, one bucket per update."""
+    config = ddp_config(tmp_path, epochs=None, max_steps=5, accumulate=4, batch_size=32)
+    two = deepline("train", str(config), "--nproc", "2", "--run-dir", str(tmp_path / "acc"))
+    assert two.returncode == 0, two.stderr + two.stdout
+    status = json.loads((tmp_path / "acc" / "status.json").read_text())
+    assert status["steps"] == 5 and status["gradient_all_reduces"] == 5, status
+    assert status["device"] == "cpu"

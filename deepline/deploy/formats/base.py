@@ -109,11 +109,13 @@ def on_tensors(engine: Engine) -> Runner:
     return lambda x: torch.from_numpy(np.asarray(engine(x.numpy())))
 
 
-def torch_engine(model: nn.Module) -> Engine:
-    """A module (eager or TorchScript) run in inference mode on numpy batches."""
+def torch_engine(model: nn.Module, device: torch.device | None = None) -> Engine:
+    """A module (eager or TorchScript) run in inference mode on numpy batches, on ``device``
+    (the CPU by default)."""
 
     def run(batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return model(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+            x = torch.from_numpy(np.ascontiguousarray(batch))
+            return model(x if device is None else x.to(device)).cpu().numpy()
 
     return run
