@@ -17,6 +17,8 @@ from deepline.training.seed import rng_state, set_rng_state
 if TYPE_CHECKING:
     from deepline.training.loop import Trainer
 
+KERNEL_OPTIONS = ("fused", "foreach")  # optimizer options that follow the device, not the run
+
 
 def trainer_state(trainer: Trainer) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
     """Collective in distributed runs: every process must call it; rank 0 gets every RNG."""
@@ -57,9 +59,13 @@ def load_trainer_state(
     trainer.model.load_state_dict(tensors["model"])
     state = tensors["state"]
     opt_state = _join_tensors(state, values["optimizer"]["values"], "optimizer")
+    # how the optimizer runs (fused kernels or not) follows this device, not the saved run's
+    kernels = [{k: g.get(k) for k in KERNEL_OPTIONS} for g in trainer.optimizer.param_groups]
     trainer.optimizer.load_state_dict(
         {"state": opt_state, "param_groups": values["optimizer"]["param_groups"]}
     )
+    for group, options in zip(trainer.optimizer.param_groups, kernels):
+        group.update(options)
     trainer.scheduler.load_state_dict(dict(values["scheduler"]))
     trainer.epoch, trainer.step = values["epoch"], values["step"]
     trainer.epoch_loss.copy_(

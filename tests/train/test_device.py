@@ -104,6 +104,22 @@ def test_checkpoints_hold_cpu_copies(tmp_path: Path) -> None:
     assert values["epoch_batches"] == 0 and values["scaler"] == {}  # fp32: no scaler state
 
 
+def test_a_gpu_runs_optimizer_state_loads_on_the_cpu(tmp_path: Path) -> None:
+    """On CUDA, Adam runs fused; its saved state says so. Loaded on the CPU, the optimizer
+    keeps this device's kernels and the state's numbers, and goes on training."""
+    run = run_training(load_config(tiny_config(epochs=1, optimizer="adamw")), tmp_path)
+    tensors, values = run.trainer.state_dict()
+    assert [g["fused"] for g in values["optimizer"]["param_groups"]] == [None, None]
+    for group in values["optimizer"]["param_groups"]:
+        group["fused"] = True  # as written by a GPU run
+    again = run_training(load_config(tiny_config(epochs=2, optimizer="adamw")), tmp_path / "b")
+    again.trainer.load_state_dict(tensors, values)
+    assert [g["fused"] for g in again.trainer.optimizer.param_groups] == [None, None]
+    state = again.trainer.optimizer.state_dict()["state"]
+    assert torch.equal(state[0]["exp_avg"], tensors["state"]["optimizer.0.exp_avg"])
+    again.trainer.fit()
+
+
 def test_prefetching_reports_the_batch_in_use(tmp_path: Path) -> None:
     """Reading one batch ahead must not move the position a checkpoint records: a loader
     restored from the prefetcher's state goes on with the batch after the one in use."""
