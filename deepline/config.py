@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from deepline.errors import ConfigError, describe_problem
-from deepline.registry import DATASETS, EXPORTERS, MODELS, TASKS, Registry
+from deepline.registry import ATTACKS, DATASETS, EXPORTERS, MODELS, TASKS, Registry
 
 
 class Section(BaseModel):
@@ -122,6 +122,32 @@ class CheckpointConfig(Section):
     mode: Literal["min", "max"] = "min"
 
 
+class AdversarialConfig(Section):
+    """Adversarial training: every training batch is attacked before the model learns from it
+    (Madry et al. 2018 with ``attack: pgd``; Wong et al. 2020's fast FGSM with ``attack: fgsm``
+    and ``random_start: true``). Epsilon is in the codec's unit space (pixels in [0, 1])."""
+
+    attack: str = Field("pgd", description="a registered attack: fgsm or pgd")
+    eps: float = Field(..., ge=0.0, description="radius of the ball around each input")
+    norm: Literal["linf", "l2"] = "linf"
+    alpha: float | None = Field(
+        None, gt=0.0, description="step size; default fgsm 1.25 eps (eps without a random "
+        "start), pgd 2.5 eps / steps"
+    )  # fmt: skip
+    steps: int = Field(10, ge=1, description="pgd steps per batch")
+    random_start: bool = Field(True, description="start from a uniform point of the ball")
+    ramp_epochs: float = Field(
+        0.0, ge=0.0, description="epsilon (and alpha) grow linearly from 0 over these epochs"
+    )
+
+    @field_validator("attack")
+    @classmethod
+    def _known_attack(cls, value: str) -> str:
+        if value not in ATTACKS:
+            raise ValueError(ATTACKS.unknown_message(value))
+        return value
+
+
 class TrainConfig(Section):
     epochs: int | None = Field(None, ge=1)
     max_steps: int | None = Field(None, ge=1)
@@ -160,6 +186,9 @@ class TrainConfig(Section):
     )
     channels_last: bool = Field(
         True, description="NHWC memory layout for 4-D inputs (faster convs)"
+    )
+    adversarial: AdversarialConfig | None = Field(
+        None, description="train on attacked inputs (adversarial training)"
     )
     early_stopping: EarlyStoppingConfig | None = None
     checkpoint: CheckpointConfig = CheckpointConfig()

@@ -125,6 +125,74 @@ def plot_learning_curves(records: list[dict], path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def plot_robustness(result: dict, path: Path) -> Path:
+    """A metric against epsilon, one line per attack (``robustness.json``)."""
+    metric = result["metric"]
+    fig = Figure(figsize=(5.5, 3.8), dpi=DPI)
+    ax = fig.add_subplot()
+    for attack, points in sorted(result["curves"].items()):
+        eps = [p["eps"] for p in points]
+        ax.plot(eps, [p["metrics"][metric] for p in points], marker="o", label=attack.upper())
+    ax.set_xlabel(f"epsilon ({result.get('norm', 'linf')})")
+    ax.set_ylabel(metric)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{metric} under attack ({result.get('n', '?')} {result.get('split', '')})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_reliability(bins: dict, path: Path, title: str = "Reliability") -> Path:
+    """Reliability diagrams: accuracy against confidence per bin, one panel per entry of
+    ``bins`` (``{"before": {"confidence", "accuracy", "count"}, "after": ...}``)."""
+    fig = Figure(figsize=(4.2 * len(bins), 4.0), dpi=DPI)
+    for i, (name, b) in enumerate(bins.items(), start=1):
+        ax = fig.add_subplot(1, len(bins), i)
+        edges = np.linspace(0, 1, len(b["accuracy"]) + 1)
+        centres, width = (edges[:-1] + edges[1:]) / 2, 1 / len(b["accuracy"])
+        shown = np.asarray(b["count"]) > 0
+        ax.bar(centres[shown], np.asarray(b["accuracy"])[shown], width=width, edgecolor="k",
+               alpha=0.7, label="accuracy")  # fmt: skip
+        ax.bar(centres[shown], (np.asarray(b["confidence"]) - np.asarray(b["accuracy"]))[shown],
+               bottom=np.asarray(b["accuracy"])[shown], width=width, color="tab:red",
+               alpha=0.3, label="gap to confidence")  # fmt: skip
+        ax.plot([0, 1], [0, 1], "k--", linewidth=1)
+        ece = b.get("ece")
+        ax.set_title(f"{title}: {name}" + (f" (ECE {ece:.2%})" if ece is not None else ""))
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8, loc="upper left")
+    return save_figure(fig, path)
+
+
+def plot_explanations(
+    images: np.ndarray, heats: dict[str, np.ndarray], captions: list[str], path: Path
+) -> Path:
+    """One row per input: the input, then each method's attributions over it (heat in [0, 1],
+    red where the prediction rests most). ``images`` (N, C, H, W) in [0, 1]; each heat
+    (N, H, W)."""
+    n, cols = len(images), 1 + len(heats)
+    fig = Figure(figsize=(1.9 * cols, 1.9 * n + 0.3), dpi=DPI)
+    for row in range(n):
+        picture = np.transpose(images[row], (1, 2, 0))
+        grey = picture[..., 0] if picture.shape[-1] == 1 else picture.mean(-1)
+        ax = fig.add_subplot(n, cols, row * cols + 1)
+        ax.imshow(picture if picture.shape[-1] == 3 else grey, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(plain_text(captions[row]), fontsize=7)
+        ax.axis("off")
+        for col, (name, heat) in enumerate(heats.items(), start=2):
+            ax = fig.add_subplot(n, cols, row * cols + col)
+            ax.imshow(grey, cmap="gray", vmin=0, vmax=1)
+            ax.imshow(heat[row], cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            if row == 0:
+                ax.set_title(plain_text(name), fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def plot_image_grid(images: np.ndarray, titles: list[str], path: Path, ncols: int = 8) -> Path:
     """A grid of images (N, C, H, W) in [0, 1], C = 1 (grey) or 3 (RGB), each with a title."""
     images = np.asarray(images, dtype=np.float32)

@@ -19,8 +19,10 @@ from typing import Any, Generic, TypeVar
 from deepline.errors import DeeplineError, did_you_mean
 
 __all__ = [
+    "ATTACKS",
     "CODECS",
     "DATASETS",
+    "EXPLAINERS",
     "EXPORTERS",
     "MODELS",
     "PROTOCOLS",
@@ -124,5 +126,7 @@ CODECS: Registry[Any] = Registry("input codec", "deepline.data.codecs", ("exampl
 MODELS: Registry[Any] = Registry("model", "deepline.models", ("config", "example"))
 TASKS: Registry[Any] = Registry("task", "deepline.tasks", ("config", "example"))
 EXPORTERS: Registry[Any] = Registry("export format", "deepline.deploy.formats", ("order",))
+ATTACKS: Registry[Any] = Registry("attack", "deepline.attacks")
+EXPLAINERS: Registry[Any] = Registry("explanation method", "deepline.trust.explain")
 # A protocol is a FastAPI router and the path prefixes it answers (for its request metrics).
 PROTOCOLS: Registry[Any] = Registry("protocol", "deepline.serve.protocols", ("prefixes",))

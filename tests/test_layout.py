@@ -13,15 +13,20 @@ from deepline.registry import CODECS, TASKS
 PACKAGE = Path(__file__).resolve().parents[1] / "deepline"
 # each package, and the packages of deepline it may import (its own layer and those below)
 BASE = {"__version__", "config", "registry", "runs", "errors", "plots", "tensor_files"}
+# attacks sit beside models (torch and Captum only): training attacks batches with them
+# (adversarial training) and trust measures robustness with them
+LOWER = {"data", "models", "attacks", "tasks", "training"}
 LAYERS: dict[str, set[str]] = {
     "data": BASE,
     "models": BASE,
+    "attacks": BASE,
     "tasks": BASE | {"data", "models"},
-    "training": BASE | {"data", "models", "tasks"},
-    "evaluate": BASE | {"data", "models", "tasks", "training"},
-    "deploy": BASE | {"data", "models", "tasks", "training", "evaluate"},
-    "report": BASE | {"data", "models", "tasks", "training", "evaluate"},
-    "tune": BASE | {"data", "models", "tasks", "training", "evaluate", "report"},
+    "training": BASE | {"data", "models", "attacks", "tasks"},
+    "evaluate": BASE | LOWER,
+    "deploy": BASE | LOWER | {"evaluate"},
+    "report": BASE | LOWER | {"evaluate"},
+    "trust": BASE | LOWER | {"evaluate", "deploy", "report"},
+    "tune": BASE | LOWER | {"evaluate", "report"},
     "serve": BASE | {"data", "models", "tasks", "deploy"},
 }
 IMPORT = re.compile(

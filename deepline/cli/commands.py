@@ -7,5 +7,6 @@ from deepline.cli import (
     lifecycle_cmd,  # noqa: F401
     runs_cmd,  # noqa: F401
     serve_cmd,  # noqa: F401
+    trust_cmd,  # noqa: F401
     tune_cmd,  # noqa: F401
 )

@@ -254,13 +254,41 @@ def drift_reference(run: TrainedRun) -> dict[str, Any]:
     return reference_statistics(summaries, task.drift_signal(outputs), task.drift_categories())
 
 
+def calibration_of(run: TrainedRun) -> dict[str, Any]:
+    """The temperature ``deepline calibrate`` fitted for the exported checkpoint, and whether
+    the bundle applies it (not when it was fitted for other weights, or never)."""
+    if not run.task.calibratable:
+        return {"applied": False, "why": f"the {run.task.name} task has no probabilities"}
+    fitted = read_json(run.run_dir / "calibration.json", None)
+    if not isinstance(fitted, dict):
+        return {"applied": False, "why": "not calibrated: run `deepline calibrate RUN_DIR`"}
+    if fitted.get("checkpoint") != run.checkpoint.name:
+        return {
+            "applied": False,
+            "why": f"calibrated for {fitted.get('checkpoint')}, not {run.checkpoint.name}",
+        }
+    return {
+        "applied": True,
+        "temperature": fitted["temperature"],
+        "fitted_on": fitted.get("fitted_on"),
+        "split": fitted.get("split"),
+        "ece_before": fitted["before"]["ece"],
+        "ece_after": fitted["after"]["ece"],
+    }
+
+
 def bundle_spec(run: TrainedRun, files: dict[str, str]) -> dict[str, Any]:
     meta = run.data.meta
     evaluation = read_json(run.run_dir / "eval.json", {}) or {}
+    calibration = calibration_of(run)
+    task = run.config.task.model_dump()
+    if calibration["applied"]:
+        task["temperature"] = calibration["temperature"]
     return {
         "format": BUNDLE_FORMAT,
         "name": run.config.name,
-        "task": run.config.task.model_dump(),
+        "task": task,
+        "calibration": calibration,
         "model": run.config.model.model_dump(),
         "data": {**meta.to_dict(), "tokenizer": None},  # in tokenizer.json
         "tokenizer_sha256": sha256_text(meta.tokenizer) if meta.tokenizer else None,

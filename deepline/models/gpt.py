@@ -83,6 +83,7 @@ class GPT(nn.Module):
             )
         self.max_len = max_len
         self.wte = nn.Embedding(vocab, n_embd)
+        self.attention_readout = "last"  # the next token is read at the last position
         self.wpe = None if rotary else nn.Embedding(max_len, n_embd)
         rope = RotaryEmbedding(n_embd // n_head, max_len) if rotary else None
         self.drop = nn.Dropout(dropout)

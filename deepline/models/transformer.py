@@ -85,6 +85,8 @@ class TransformerClassifier(nn.Module):
             )
         self.embed = _input_embedding(in_features, vocab_size, d_model)
         self.max_len = max_len
+        # which positions' attention the prediction reads (for attention rollout)
+        self.attention_readout = "first" if pooling == "cls" else "mean"
         n_pos = max_len + (pooling == "cls")  # the [CLS] token takes position 0
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "cls" else None
         self.pos: nn.Parameter | torch.Tensor

@@ -90,6 +90,8 @@ class Task(ABC):
 
     name: ClassVar[str]
     generates: ClassVar[bool] = False  # answers a prompt with generated text (``stream``)
+    # its probabilities follow ``config.temperature`` (fitted by ``deepline calibrate``)
+    calibratable: ClassVar[bool] = False
 
     def __init__(self, config: TaskConfig, meta: DataMeta) -> None:
         self.config = config
@@ -127,6 +129,15 @@ class Task(ABC):
 
     @abstractmethod
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
+
+    def example_losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The loss of each example (attacks keep each example's worst attempt by it)."""
+        return torch.stack([self.loss(o[None], t[None]) for o, t in zip(outputs, targets)])
+
+    def wrong(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
+        """Per example, whether the model's answer is wrong (an attack that makes it so has
+        succeeded); None for tasks whose answers are not right or wrong (regression)."""
+        return None
 
     def step_loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """The loss of one training batch (a task without targets overrides this)."""

@@ -12,16 +12,23 @@ from pydantic import Field
 from deepline.config import TaskConfig
 from deepline.tasks.base import Evaluator, Figure, OutputSpec, Task
 
+CALIBRATION_BINS = 15  # as Guo et al. 2017 and torchmetrics' default practice
+
 
 class ClassificationConfig(TaskConfig):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     top_k: int = Field(3, ge=1, description="classes shown per answer")
+    temperature: float = Field(
+        1.0, gt=0.0, description="probabilities are softmax(logits / temperature); fitted on "
+        "the validation split by `deepline calibrate` and applied in exported bundles"
+    )  # fmt: skip
 
 
 class ClassificationTask(Task):
     """Outputs (B, K) logits over ``meta.classes``; subclasses say how the model is built."""
 
     config: ClassificationConfig
+    calibratable = True
 
     @property
     def num_classes(self) -> int:
@@ -29,6 +36,12 @@ class ClassificationTask(Task):
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs, targets, label_smoothing=self.config.label_smoothing)
+
+    def example_losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(outputs.float(), targets, reduction="none")
+
+    def wrong(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return outputs.argmax(-1) != targets
 
     def evaluator(self, keep_mistakes: int = 0) -> ClassificationEvaluator:
         return ClassificationEvaluator(self.num_classes, self.meta.classes, keep_mistakes)
@@ -51,9 +64,11 @@ class ClassificationTask(Task):
         ]
 
     def named_outputs(self, raw: np.ndarray) -> dict[str, np.ndarray]:
-        """Logits, their softmax, and the top class's name (an object array of str)."""
+        """Logits, their softmax at the task's temperature, and the top class's name (an object
+        array of str)."""
         logits = np.asarray(raw, dtype=np.float32)
-        shifted = np.exp(logits - logits.max(-1, keepdims=True))
+        scaled = logits / np.float32(self.config.temperature)
+        shifted = np.exp(scaled - scaled.max(-1, keepdims=True))
         probabilities = (shifted / shifted.sum(-1, keepdims=True)).astype(np.float32)
         classes = np.asarray(self.meta.classes, dtype=object)
         return {
@@ -98,6 +113,14 @@ class ClassificationTask(Task):
                 "Per-class scores", "Precision, recall and F1 of each class.",
                 lambda p: plots.plot_per_class(per_class, classes, p),
             )  # fmt: skip
+        reliability = evaluation.get("reliability")
+        if reliability:
+            figures["reliability"] = Figure(
+                "Reliability",
+                "Accuracy against confidence in 15 bins; the red part is the gap to perfect "
+                "calibration (the diagonal). ECE: the count-weighted mean gap.",
+                lambda p: plots.plot_reliability({evaluation.get("split", ""): reliability}, p),
+            )
         if cm and classes:
             figures["confusion_matrix"] = Figure(
                 "Confusion matrix",
@@ -125,6 +148,8 @@ class ClassificationEvaluator(Evaluator):
                 "recall_macro": tmc.MulticlassRecall(k, average="macro"),
                 "f1_macro": tmc.MulticlassF1Score(k, average="macro"),
                 "auroc_macro": tmc.MulticlassAUROC(k, average="macro"),
+                "ece": tmc.MulticlassCalibrationError(k, n_bins=CALIBRATION_BINS, norm="l1"),
+                "mce": tmc.MulticlassCalibrationError(k, n_bins=CALIBRATION_BINS, norm="max"),
             }
         )
         self.per_class = torchmetrics.MetricCollection(
@@ -139,6 +164,7 @@ class ClassificationEvaluator(Evaluator):
         self.count = 0
         self.keep_mistakes = keep_mistakes
         self.predictions: list[torch.Tensor] = []
+        self.targets: list[torch.Tensor] = []
 
     @torch.no_grad()
     def update(self, x: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
@@ -150,6 +176,7 @@ class ClassificationEvaluator(Evaluator):
         self.per_class.update(probs, targets)
         self.confusion.update(probs, targets)
         self.predictions.append(probs)
+        self.targets.append(targets)
         if len(self.mistakes) < self.keep_mistakes:
             confidence, pred = probs.max(-1)
             for i in torch.nonzero(pred != targets).flatten()[: self.keep_mistakes]:
@@ -165,12 +192,37 @@ class ClassificationEvaluator(Evaluator):
         per_class = {name: v.tolist() for name, v in self.per_class.compute().items()}
         cm = self.confusion.compute()
         per_class["support"] = cm.sum(1).tolist()
-        return {
+        details = {
             "n": self.count,
             "classes": self.classes,
             "per_class": per_class,
             "confusion_matrix": cm.tolist(),
         }
+        if self.predictions:
+            probs, targets = torch.cat(self.predictions), torch.cat(self.targets)
+            details["reliability"] = reliability_bins(probs, targets)
+        return details
 
     def probabilities(self) -> np.ndarray:
         return torch.cat(self.predictions).cpu().numpy() if self.predictions else np.zeros((0, 0))
+
+
+def reliability_bins(
+    probs: torch.Tensor, targets: torch.Tensor, bins: int = CALIBRATION_BINS
+) -> dict[str, Any]:
+    """Per confidence bin of equal width: mean confidence, accuracy and count, and the ECE
+    they give (the count-weighted mean |accuracy - confidence|)."""
+    confidence, predicted = probs.float().max(-1)
+    correct = (predicted == targets).float()
+    index = (confidence * bins).long().clamp(max=bins - 1)
+    count = torch.zeros(bins, device=probs.device).index_add_(0, index, torch.ones_like(correct))
+    conf_sum = torch.zeros(bins, device=probs.device).index_add_(0, index, confidence)
+    acc_sum = torch.zeros(bins, device=probs.device).index_add_(0, index, correct)
+    shown = count.clamp_min(1)
+    gap = (acc_sum - conf_sum).abs().sum() / count.sum().clamp_min(1)
+    return {
+        "confidence": (conf_sum / shown).tolist(),
+        "accuracy": (acc_sum / shown).tolist(),
+        "count": count.long().tolist(),
+        "ece": float(gap),
+    }

@@ -113,6 +113,10 @@ def default_callbacks(
         from deepline.training.callbacks.mlflow_log import MLflowLogger
 
         callbacks.append(MLflowLogger(run_dir, cfg.name, hparams_of(cfg), t.log_every_steps))
+    if t.adversarial is not None:
+        from deepline.training.callbacks.adversarial import AdversarialExamples
+
+        callbacks.append(AdversarialExamples(t.adversarial))
     if t.early_stopping is not None:
         es = t.early_stopping
         callbacks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta))

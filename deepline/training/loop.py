@@ -118,7 +118,7 @@ class Trainer:
         for x, *rest in self.train_loader:
             position = self.train_loader.position
             self.is_update = position % accumulate == 0 or position == n_batches
-            self.batch = (self._layout(x), *rest)
+            self.batch = (self.layout(x), *rest)
             self.fire("batch_start")
             with self._gradient_sync(self.is_update):  # micro-steps skip DDP's all-reduce
                 with self.precision.autocast():
@@ -170,7 +170,7 @@ class Trainer:
         evaluator = self.task.evaluator(keep_mistakes=32).to(self.device)
         for x, y in self.val_loader:
             with self.precision.autocast():
-                out = self.model(self._layout(x))
+                out = self.model(self.layout(x))
             evaluator.update(x, out, y)
         self.model.train()
         self.last_evaluator = evaluator
@@ -222,7 +222,8 @@ class Trainer:
             return contextlib.nullcontext()
         return self.ddp.no_sync()
 
-    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+    def layout(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the model's memory layout (channels-last for images when set)."""
         return x.contiguous(memory_format=self.memory_format) if x.ndim == 4 else x
 
     # ------------------------------------------------------------------ events and state

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,6 +29,24 @@ from deepline.data.meta import DataMeta
 from deepline.errors import InputError
 
 INPUT_NAME = "input"  # the model input's name in every exported graph and protocol
+
+
+@dataclass(frozen=True)
+class UnitSpace:
+    """The values people read behind model inputs, where attacks measure their epsilon:
+    ``unit = x * scale + shift`` (pixels in [0, 1] for images), kept within ``low``..``high``
+    when those are set. ``scale`` and ``shift`` broadcast over one example."""
+
+    scale: torch.Tensor
+    shift: torch.Tensor
+    low: float | None = None
+    high: float | None = None
+
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale.to(x.device) + self.shift.to(x.device)
+
+    def from_unit(self, unit: torch.Tensor) -> torch.Tensor:
+        return (unit - self.shift.to(unit.device)) / self.scale.to(unit.device)
 
 
 class InputCodec(ABC):
@@ -100,6 +119,16 @@ class InputCodec(ABC):
     def sample_inputs(self, n: int, seed: int = 0) -> list[Any]:
         """``n`` valid raw inputs as a client sends them in JSON (for examples and tests)."""
 
+    def model_input(self, item: Any) -> np.ndarray:
+        """One raw input as the model reads it, batch axis left out (to explain the model's
+        answer to it)."""
+        return self.decode([item])[0]
+
+    def pieces(self, ids: np.ndarray) -> list[str] | None:
+        """The text each position of a token input stands for, or None for inputs that are
+        not tokens."""
+        return None
+
     def read_file(self, path: Path) -> list[tuple[str, Any]]:
         """The named raw inputs a file holds (for ``deepline predict FILE``)."""
         raise InputError(f"a {self.name} model does not read files; give its inputs directly")
@@ -114,6 +143,11 @@ class InputCodec(ABC):
 
     def show(self, batch: torch.Tensor) -> torch.Tensor | None:
         """Model inputs (N, ...) as images (N, C, H, W) in [0, 1] for people, or None."""
+        return None
+
+    def unit_space(self) -> UnitSpace | None:
+        """Where inputs may be perturbed continuously (attacks, adversarial training), or
+        None for discrete inputs such as tokens."""
         return None
 
 

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from deepline.data.codecs.base import (
     INPUT_NAME,
     InputCodec,
+    UnitSpace,
     as_numbers,
     check_tensor_shape,
     finite_float32,
@@ -114,6 +116,10 @@ class FeaturesCodec(InputCodec):
         """Each feature's (standardised) value: drift is watched feature by feature."""
         values = np.asarray(batch, dtype=np.float64)
         return {name: values[:, i] for i, name in enumerate(self.names[:MAX_DRIFT_FEATURES])}
+
+    def unit_space(self) -> UnitSpace:
+        """Standardised features: an epsilon is in standard deviations of each."""
+        return UnitSpace(torch.ones(()), torch.zeros(()))
 
     def _row(self, item: Any) -> np.ndarray:
         if isinstance(item, Mapping):

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from deepline.data.codecs.base import (
     INPUT_NAME,
     InputCodec,
+    UnitSpace,
     as_numbers,
     check_tensor_shape,
     finite_float32,
@@ -130,8 +131,11 @@ class ImageCodec(InputCodec):
         return x.clamp(0, 1).numpy()
 
     def show(self, batch: torch.Tensor) -> torch.Tensor:
-        mean, std = torch.from_numpy(self.mean), torch.from_numpy(self.std)
-        return (batch.float() * std + mean).clamp(0, 1)
+        return self.unit_space().to_unit(batch.float().cpu()).clamp(0, 1)
+
+    def unit_space(self) -> UnitSpace:
+        """Pixels in [0, 1]."""
+        return UnitSpace(torch.from_numpy(self.std), torch.from_numpy(self.mean), 0.0, 1.0)
 
 
 def pixels(array: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ import torch
 from deepline.data.codecs.base import (
     INPUT_NAME,
     InputCodec,
+    UnitSpace,
     as_numbers,
     check_tensor_shape,
     finite_float32,
@@ -91,5 +92,8 @@ class SequenceCodec(InputCodec):
 
     def show(self, batch: torch.Tensor) -> torch.Tensor:
         """A (T, F) sequence shows as a T x F grey picture."""
-        mean, std = torch.from_numpy(self.mean), torch.from_numpy(self.std)
-        return (batch.float() * std + mean)[:, None].clamp(0, 1)
+        return self.unit_space().to_unit(batch.float().cpu())[:, None].clamp(0, 1)
+
+    def unit_space(self) -> UnitSpace:
+        """The values before normalisation (after ``input_scale``), unbounded."""
+        return UnitSpace(torch.from_numpy(self.std), torch.from_numpy(self.mean))

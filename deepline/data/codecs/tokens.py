@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,13 @@ class TokenCodec(InputCodec):
             raise InputError(f"token ids must lie in [0, {self.vocab_size - 1}]")
         return array.astype(np.int64)
 
+    def read_file(self, path: Path) -> list[tuple[str, Any]]:
+        """A UTF-8 text file is one input."""
+        try:
+            return [(str(path), path.read_text(encoding="utf-8"))]
+        except UnicodeDecodeError:
+            raise InputError(f"'{path}' is not UTF-8 text") from None
+
     def summaries(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Length (tokens that are not padding) and the mean token id of each example."""
         ids = np.asarray(batch, dtype=np.int64).reshape(len(batch), -1)
@@ -99,6 +107,14 @@ class TokensCodec(TokenCodec):
         texts = [as_text(item) for item in items]
         return encode_texts(self.tokenizer, texts, self.context).numpy()
 
+    def pieces(self, ids: np.ndarray) -> list[str]:
+        """Each position's text; padding shows as "" and unknown characters as "?"."""
+        special = {PAD_ID: "", UNK_ID: "?"}
+        return [
+            special[i] if i in special else self.tokenizer.decode([i - ID_OFFSET])
+            for i in np.asarray(ids).tolist()
+        ]
+
 
 @CODECS.register("text", example="text-file")
 class TextCodec(TokenCodec):
@@ -120,3 +136,13 @@ class TextCodec(TokenCodec):
 
     def text(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(ids)
+
+    def model_input(self, item: Any) -> np.ndarray:
+        """A prompt's last ``context`` token ids (its next token is what gets explained)."""
+        ids = self.encode(item)[-self.context :]
+        if not ids:
+            raise InputError("the prompt is empty")
+        return np.asarray(ids, dtype=np.int64)
+
+    def pieces(self, ids: np.ndarray) -> list[str]:
+        return [self.tokenizer.decode([i]) for i in np.asarray(ids).tolist()]

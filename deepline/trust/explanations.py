@@ -1,0 +1,293 @@
+"""``deepline explain``: attributions of a model's predictions, drawn over its inputs, each
+method checked for depending on the model at all (``explain.sanity``).
+
+For a run without files it explains test predictions, right and wrong ones, into
+``RUN/explanations/`` and ``RUN/explanations.json`` (the report shows the grid and the checks);
+for files it writes one overlay per input and method, and the attributions as JSON.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepline.errors import ConfigError, InputError
+from deepline.runs import write_json
+from deepline.tasks import Task
+from deepline.trust.explain import Attribution, get_explainer
+from deepline.trust.explain.base import is_tokens
+from deepline.trust.explain.sanity import deletion_check, randomisation_check
+
+EXAMPLES = 8  # explained test predictions shown in the report: half right, half wrong
+SANITY_EXAMPLES = 100
+
+
+@dataclass
+class Subject:
+    """What is explained: a model, its task, and labelled examples for the sanity checks."""
+
+    model: nn.Module
+    task: Task
+    x: torch.Tensor
+    y: torch.Tensor
+    out: Path  # where explanations are written
+
+
+def load_subject(
+    path: str | Path, data_dir: str | None = None, device: str | None = None
+) -> Subject:
+    """A run folder (its test split) or a bundle (the test examples it was checked on)."""
+    path = Path(path)
+    if (path / "bundle.json").is_file():
+        from deepline.deploy.bundle import load_bundle
+
+        bundle = load_bundle(path)
+        examples = bundle.examples()
+        return Subject(
+            bundle.torch_model(), bundle.task(), examples["test_x"], examples["test_y"],
+            Path("explanations"),
+        )  # fmt: skip
+    from deepline.evaluate.loading import load_trained
+
+    run = load_trained(path, data_dir=data_dir, device=device)
+    test = run.data.split("test") if len(run.data.test) else run.data.split("val")
+    x, y = next(iter(run.task.batches(test.x, test.y, max(SANITY_EXAMPLES, 512))))
+    return Subject(run.model, run.task, x, y, run.run_dir / "explanations")
+
+
+def check_methods(methods: Sequence[str], model: nn.Module, task: Task) -> None:
+    if not methods:
+        raise ConfigError("--method names no method")
+    for name in methods:
+        get_explainer(name).check(model, task)
+
+
+def resolve_target(task: Task, target: str | None, predicted: torch.Tensor) -> torch.Tensor:
+    """``target`` (a class name or index) for every example, else each one's prediction."""
+    if target is None:
+        return predicted
+    classes = [str(c) for c in task.meta.classes]
+    if target in classes:
+        index = classes.index(target)
+    elif target.lstrip("-").isdigit() and 0 <= int(target) < max(len(classes), 1):
+        index = int(target)
+    else:
+        shown = ", ".join(classes[:20]) + (" ..." if len(classes) > 20 else "")
+        raise ConfigError(f"--target: unknown class {target!r}. Allowed: {shown}")
+    return torch.full_like(predicted, index)
+
+
+def predictions(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predicted class, its probability) per example; a sequence model at its last step."""
+    with torch.no_grad():
+        out = model(x)
+        out = out[:, -1] if out.dim() == 3 else out
+        probs = out.float().softmax(-1)
+    confidence, predicted = probs.max(-1)
+    return predicted, confidence
+
+
+def attribute(
+    methods: Sequence[str], model: nn.Module, task: Task, x: torch.Tensor, target: torch.Tensor
+) -> dict[str, Attribution]:
+    return {name: get_explainer(name).attribute(model, task, x, target) for name in methods}
+
+
+def sanity_checks(subject: Subject, methods: Sequence[str], n: int) -> dict[str, Any]:
+    """Each method's model-randomisation and deletion checks on ``n`` labelled examples."""
+    x, y = subject.x[:n], subject.y[:n]
+    target, _ = predictions(subject.model, x)
+    found: dict[str, Any] = {}
+    for name in methods:
+        explainer = get_explainer(name)
+        trained = explainer.attribute(subject.model, subject.task, x, target)
+        found[name] = {
+            "randomisation": randomisation_check(
+                explainer, subject.model, subject.task, x, target, trained
+            ),
+            "deletion": deletion_check(subject.model, subject.task, x, y, trained),
+        }
+        if trained.delta is not None:
+            found[name]["convergence_delta"] = float(trained.delta.abs().mean())
+    return found
+
+
+# ------------------------------------------------------------------------------ drawing
+def heat_maps(values: torch.Tensor) -> np.ndarray | None:
+    """Attributions as (N, H, W) pictures scaled to [0, 1] per example, or None for tokens."""
+    if values.dim() == 4:
+        heat = values.abs().sum(1)
+    elif values.dim() == 3:  # (N, T, F) sequences, shown as T x F pictures
+        heat = values.abs()
+    else:
+        return None
+    heat = heat.float().cpu()
+    peak = heat.flatten(1).max(1).values.clamp_min(1e-12)
+    return (heat / peak[:, None, None]).numpy()
+
+
+def token_html(pieces: list[str], weights: np.ndarray) -> str:
+    """Coloured text: each token's background is red for positive, blue for negative weight."""
+    peak = float(np.abs(weights).max()) or 1.0
+    spans = []
+    for piece, w in zip(pieces, weights):
+        if not piece:
+            continue
+        alpha = min(abs(float(w)) / peak, 1.0)
+        colour = f"rgba(220,40,40,{alpha:.2f})" if w >= 0 else f"rgba(40,90,220,{alpha:.2f})"
+        spans.append(
+            f'<span style="background:{colour}" title="{w:.4g}">{html.escape(piece)}</span>'
+        )
+    return "".join(spans)
+
+
+def _rounded(values: torch.Tensor) -> Any:
+    return np.round(values.detach().float().cpu().numpy(), 6).tolist()
+
+
+def explain_inputs(
+    subject: Subject,
+    x: torch.Tensor,
+    names: list[str],
+    methods: Sequence[str],
+    target: str | None,
+    out: Path,
+) -> list[dict[str, Any]]:
+    """Explain each input: an overlay per method (PNG; coloured text for tokens) in ``out``,
+    and a JSON-able record with the prediction, the target and the attributions."""
+    from deepline import plots
+
+    model, task = subject.model, subject.task
+    device = next(model.parameters()).device
+    x = x.to(device)
+    predicted, confidence = predictions(model, x)
+    targets = resolve_target(task, target, predicted)
+    found = attribute(methods, model, task, x, targets)
+    classes = [str(c) for c in task.meta.classes]
+    out.mkdir(parents=True, exist_ok=True)
+    images = task.show_inputs(x.cpu())
+    records = []
+    for i, name in enumerate(names):
+        stem = Path(name).stem or f"input-{i}"
+        record: dict[str, Any] = {
+            "input": name,
+            "predicted": _class(classes, int(predicted[i])),
+            "probability": float(confidence[i]),
+            "target": _class(classes, int(targets[i])),
+            "methods": {},
+        }
+        for method, attribution in found.items():
+            entry: dict[str, Any] = {"attributions": _rounded(attribution.values[i])}
+            if attribution.delta is not None:
+                entry["convergence_delta"] = float(attribution.delta[i])
+            heat = heat_maps(attribution.values[i : i + 1])
+            if heat is not None and images is not None:
+                png = out / f"{stem}.{method}.png"
+                title = f"{method}: {record['target']}"
+                plots.plot_explanations(images[i : i + 1].numpy(), {title: heat}, [name], png)
+                entry["overlay"] = str(png)
+            pieces = task.codec.pieces(x[i].cpu().numpy()) if is_tokens(x) else None
+            if pieces is not None:
+                weights = attribution.values[i].float().cpu().numpy()
+                entry["tokens"] = [[p, float(w)] for p, w in zip(pieces, weights) if p]
+                page = out / f"{stem}.{method}.html"
+                page.write_text(f"<p>{token_html(pieces, weights)}</p>\n", encoding="utf-8")
+                entry["overlay"] = str(page)
+            record["methods"][method] = entry
+        records.append(record)
+    return records
+
+
+def _class(classes: list[str], index: int) -> str:
+    return classes[index] if 0 <= index < len(classes) else str(index)
+
+
+def explain_files(
+    path: str | Path,
+    files: Sequence[Path],
+    methods: Sequence[str],
+    target: str | None = None,
+    out: Path | None = None,
+    sanity: int = SANITY_EXAMPLES,
+    data_dir: str | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Explain the inputs in ``files`` with a run's or a bundle's model; writes overlays and
+    ``explanations.json`` into ``out`` (default: ``RUN/explanations`` or ``./explanations``)."""
+    subject = load_subject(path, data_dir, device)
+    check_methods(methods, subject.model, subject.task)
+    named = [item for f in files for item in subject.task.codec.read_file(Path(f))]
+    if not named:
+        raise InputError("no inputs in the files given")
+    batch = np.stack([subject.task.codec.model_input(raw) for _, raw in named])
+    out = out or subject.out
+    records = explain_inputs(
+        subject, torch.from_numpy(batch), [n for n, _ in named], methods, target, out
+    )
+    result = {
+        "inputs": records,
+        "sanity": sanity_checks(subject, methods, sanity) if sanity else {},
+    }
+    write_json(out / "explanations.json", result)
+    return result
+
+
+def explain_run(
+    run_dir: str | Path,
+    methods: Sequence[str],
+    examples: int = EXAMPLES,
+    sanity: int = SANITY_EXAMPLES,
+    data_dir: str | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Explain test predictions (half right, half wrong when there are wrong ones) into
+    ``RUN/explanations/``: a grid for the report, the checks in ``RUN/explanations.json``."""
+    from deepline import plots
+
+    subject = load_subject(run_dir, data_dir, device)
+    check_methods(methods, subject.model, subject.task)
+    device_ = next(subject.model.parameters()).device
+    x, y = subject.x.to(device_), subject.y.to(device_)
+    picked = _right_and_wrong(subject, x, y, examples)
+    names = [f"test-{int(i)}" for i in picked]
+    records = explain_inputs(subject, x[picked], names, methods, None, subject.out)
+    result: dict[str, Any] = {
+        "methods": list(methods),
+        "inputs": records,
+        "sanity": sanity_checks(subject, methods, sanity) if sanity else {},
+    }
+    images = subject.task.show_inputs(x[picked].cpu())
+    if images is not None:
+        found = attribute(methods, subject.model, subject.task, x[picked],
+                          predictions(subject.model, x[picked])[0])  # fmt: skip
+        heats = {m: h for m, a in found.items() if (h := heat_maps(a.values)) is not None}
+        labels = [str(c) for c in subject.task.meta.classes]
+        captions = [
+            f"{_class(labels, int(t))} → {r['predicted']} ({r['probability']:.2f})"
+            for t, r in zip(y[picked].tolist(), records)
+        ]
+        if heats:
+            grid = plots.plot_explanations(
+                images.numpy(), heats, captions, subject.out / "grid.png"
+            )
+            result["grid"] = str(grid)
+    write_json(subject.out.parent / "explanations.json", result)
+    return result
+
+
+def _right_and_wrong(subject: Subject, x: torch.Tensor, y: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices of up to n/2 wrong and the rest right predictions (the first n otherwise)."""
+    with torch.no_grad():
+        wrong = subject.task.wrong(subject.model(x), y)
+    if wrong is None or y.dim() > 1:
+        return torch.arange(min(n, len(x)))
+    bad = wrong.nonzero().flatten()[: n // 2]
+    good = (~wrong).nonzero().flatten()[: n - len(bad)]
+    return torch.cat([good, bad]).cpu()
