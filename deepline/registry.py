@@ -27,6 +27,7 @@ __all__ = [
     "MODELS",
     "PROTOCOLS",
     "TASKS",
+    "TRUST_CHECKS",
     "Registry",
     "did_you_mean",
 ]
@@ -127,6 +128,11 @@ MODELS: Registry[Any] = Registry("model", "deepline.models", ("config", "example
 TASKS: Registry[Any] = Registry("task", "deepline.tasks", ("config", "example"))
 EXPORTERS: Registry[Any] = Registry("export format", "deepline.deploy.formats", ("order",))
 ATTACKS: Registry[Any] = Registry("attack", "deepline.attacks")
-EXPLAINERS: Registry[Any] = Registry("explanation method", "deepline.trust.explain")
+# A trust check (calibration, robustness, explanations, ...) is a section of the run report and
+# of the model card; ``artifact`` names the JSON file it leaves in a run folder.
+TRUST_CHECKS: Registry[Any] = Registry(
+    "trust check", "deepline.trust.checks", ("artifact", "order")
+)
+EXPLAINERS: Registry[Any] = Registry("explanation method", "deepline.trust.explain", ("example",))
 # A protocol is a FastAPI router and the path prefixes it answers (for its request metrics).
 PROTOCOLS: Registry[Any] = Registry("protocol", "deepline.serve.protocols", ("prefixes",))

@@ -95,8 +95,27 @@ def build_context(run_dir: Path) -> dict[str, Any]:
         "env": _env_rows(env),
         "images": images,
         "task_figures": task_figures,
+        "sections": trust_sections(run_dir),
         "fmt": _fmt,
     }
+
+
+def trust_sections(run_dir: Path) -> list[Any]:
+    """The sections of the trust checks whose results the run folder holds (calibration,
+    robustness, explanations, ...), in their order; one that cannot be read is left out."""
+    from deepline.registry import TRUST_CHECKS
+
+    sections = []
+    for name in sorted(TRUST_CHECKS.names(), key=lambda n: TRUST_CHECKS.meta(n)["order"]):
+        check = TRUST_CHECKS.get(name)()
+        result = check.read(run_dir)
+        if result is None:
+            continue
+        try:
+            sections.append(check.section(result))
+        except (KeyError, TypeError, ValueError, IndexError):
+            continue  # written by another version: the rest of the report still shows
+    return sections
 
 
 def _figures(tmp: Path, run_dir: Path, records: list[dict], classes: list[str]) -> dict[str, str]:

@@ -35,7 +35,7 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
         return loss
 
     optimizer.step(closure)
-    return float(log_t.exp())
+    return float(log_t.detach().exp())
 
 
 def calibration_scores(task: Task, logits: torch.Tensor, targets: torch.Tensor, t: float) -> dict:

@@ -30,19 +30,21 @@ SANITY_EXAMPLES = 100
 
 
 @dataclass
-class Subject:
-    """What is explained: a model, its task, and labelled examples for the sanity checks."""
+class Source:
+    """Where explanations come from: a model, its task, and labelled examples for the sanity
+    checks."""
 
     model: nn.Module
     task: Task
     x: torch.Tensor
     y: torch.Tensor
     out: Path  # where explanations are written
+    checkpoint: str | None = None  # the weights' checkpoint, for a run
 
 
 def load_subject(
     path: str | Path, data_dir: str | None = None, device: str | None = None
-) -> Subject:
+) -> Source:
     """A run folder (its test split) or a bundle (the test examples it was checked on)."""
     path = Path(path)
     if (path / "bundle.json").is_file():
@@ -50,7 +52,7 @@ def load_subject(
 
         bundle = load_bundle(path)
         examples = bundle.examples()
-        return Subject(
+        return Source(
             bundle.torch_model(), bundle.task(), examples["test_x"], examples["test_y"],
             Path("explanations"),
         )  # fmt: skip
@@ -59,7 +61,7 @@ def load_subject(
     run = load_trained(path, data_dir=data_dir, device=device)
     test = run.data.split("test") if len(run.data.test) else run.data.split("val")
     x, y = next(iter(run.task.batches(test.x, test.y, max(SANITY_EXAMPLES, 512))))
-    return Subject(run.model, run.task, x, y, run.run_dir / "explanations")
+    return Source(run.model, run.task, x, y, run.run_dir / "explanations", run.checkpoint.name)
 
 
 def check_methods(methods: Sequence[str], model: nn.Module, task: Task) -> None:
@@ -100,19 +102,19 @@ def attribute(
     return {name: get_explainer(name).attribute(model, task, x, target) for name in methods}
 
 
-def sanity_checks(subject: Subject, methods: Sequence[str], n: int) -> dict[str, Any]:
+def sanity_checks(source: Source, methods: Sequence[str], n: int) -> dict[str, Any]:
     """Each method's model-randomisation and deletion checks on ``n`` labelled examples."""
-    x, y = subject.x[:n], subject.y[:n]
-    target, _ = predictions(subject.model, x)
+    x, y = source.x[:n], source.y[:n]
+    target, _ = predictions(source.model, x)
     found: dict[str, Any] = {}
     for name in methods:
         explainer = get_explainer(name)
-        trained = explainer.attribute(subject.model, subject.task, x, target)
+        trained = explainer.attribute(source.model, source.task, x, target)
         found[name] = {
             "randomisation": randomisation_check(
-                explainer, subject.model, subject.task, x, target, trained
+                explainer, source.model, source.task, x, target, trained
             ),
-            "deletion": deletion_check(subject.model, subject.task, x, y, trained),
+            "deletion": deletion_check(source.model, source.task, x, y, trained),
         }
         if trained.delta is not None:
             found[name]["convergence_delta"] = float(trained.delta.abs().mean())
@@ -153,7 +155,7 @@ def _rounded(values: torch.Tensor) -> Any:
 
 
 def explain_inputs(
-    subject: Subject,
+    source: Source,
     x: torch.Tensor,
     names: list[str],
     methods: Sequence[str],
@@ -164,7 +166,7 @@ def explain_inputs(
     and a JSON-able record with the prediction, the target and the attributions."""
     from deepline import plots
 
-    model, task = subject.model, subject.task
+    model, task = source.model, source.task
     device = next(model.parameters()).device
     x = x.to(device)
     predicted, confidence = predictions(model, x)
@@ -221,19 +223,19 @@ def explain_files(
 ) -> dict[str, Any]:
     """Explain the inputs in ``files`` with a run's or a bundle's model; writes overlays and
     ``explanations.json`` into ``out`` (default: ``RUN/explanations`` or ``./explanations``)."""
-    subject = load_subject(path, data_dir, device)
-    check_methods(methods, subject.model, subject.task)
-    named = [item for f in files for item in subject.task.codec.read_file(Path(f))]
+    source = load_subject(path, data_dir, device)
+    check_methods(methods, source.model, source.task)
+    named = [item for f in files for item in source.task.codec.read_file(Path(f))]
     if not named:
         raise InputError("no inputs in the files given")
-    batch = np.stack([subject.task.codec.model_input(raw) for _, raw in named])
-    out = out or subject.out
+    batch = np.stack([source.task.codec.model_input(raw) for _, raw in named])
+    out = out or source.out
     records = explain_inputs(
-        subject, torch.from_numpy(batch), [n for n, _ in named], methods, target, out
+        source, torch.from_numpy(batch), [n for n, _ in named], methods, target, out
     )
     result = {
         "inputs": records,
-        "sanity": sanity_checks(subject, methods, sanity) if sanity else {},
+        "sanity": sanity_checks(source, methods, sanity) if sanity else {},
     }
     write_json(out / "explanations.json", result)
     return result
@@ -251,41 +253,40 @@ def explain_run(
     ``RUN/explanations/``: a grid for the report, the checks in ``RUN/explanations.json``."""
     from deepline import plots
 
-    subject = load_subject(run_dir, data_dir, device)
-    check_methods(methods, subject.model, subject.task)
-    device_ = next(subject.model.parameters()).device
-    x, y = subject.x.to(device_), subject.y.to(device_)
-    picked = _right_and_wrong(subject, x, y, examples)
+    source = load_subject(run_dir, data_dir, device)
+    check_methods(methods, source.model, source.task)
+    device_ = next(source.model.parameters()).device
+    x, y = source.x.to(device_), source.y.to(device_)
+    picked = _right_and_wrong(source, x, y, examples)
     names = [f"test-{int(i)}" for i in picked]
-    records = explain_inputs(subject, x[picked], names, methods, None, subject.out)
+    records = explain_inputs(source, x[picked], names, methods, None, source.out)
     result: dict[str, Any] = {
+        "checkpoint": source.checkpoint,
         "methods": list(methods),
         "inputs": records,
-        "sanity": sanity_checks(subject, methods, sanity) if sanity else {},
+        "sanity": sanity_checks(source, methods, sanity) if sanity else {},
     }
-    images = subject.task.show_inputs(x[picked].cpu())
+    images = source.task.show_inputs(x[picked].cpu())
     if images is not None:
-        found = attribute(methods, subject.model, subject.task, x[picked],
-                          predictions(subject.model, x[picked])[0])  # fmt: skip
+        found = attribute(methods, source.model, source.task, x[picked],
+                          predictions(source.model, x[picked])[0])  # fmt: skip
         heats = {m: h for m, a in found.items() if (h := heat_maps(a.values)) is not None}
-        labels = [str(c) for c in subject.task.meta.classes]
+        labels = [str(c) for c in source.task.meta.classes]
         captions = [
             f"{_class(labels, int(t))} → {r['predicted']} ({r['probability']:.2f})"
             for t, r in zip(y[picked].tolist(), records)
         ]
         if heats:
-            grid = plots.plot_explanations(
-                images.numpy(), heats, captions, subject.out / "grid.png"
-            )
+            grid = plots.plot_explanations(images.numpy(), heats, captions, source.out / "grid.png")
             result["grid"] = str(grid)
-    write_json(subject.out.parent / "explanations.json", result)
+    write_json(source.out.parent / "explanations.json", result)
     return result
 
 
-def _right_and_wrong(subject: Subject, x: torch.Tensor, y: torch.Tensor, n: int) -> torch.Tensor:
+def _right_and_wrong(source: Source, x: torch.Tensor, y: torch.Tensor, n: int) -> torch.Tensor:
     """Indices of up to n/2 wrong and the rest right predictions (the first n otherwise)."""
     with torch.no_grad():
-        wrong = subject.task.wrong(subject.model(x), y)
+        wrong = source.task.wrong(source.model(x), y)
     if wrong is None or y.dim() > 1:
         return torch.arange(min(n, len(x)))
     bad = wrong.nonzero().flatten()[: n // 2]

@@ -28,7 +28,11 @@ def rollout(maps: list[torch.Tensor]) -> torch.Tensor:
     return result
 
 
-@EXPLAINERS.register("attention")
+@EXPLAINERS.register(
+    "attention",
+    example={"data": {"name": "sequential-digits"}, "task": {"name": "sequence_classification"},
+             "model": {"name": "transformer", "d_model": 16, "heads": 2, "layers": 1}},
+)  # fmt: skip
 class AttentionExplainer(Explainer):
     name = "attention"
 

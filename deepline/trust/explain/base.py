@@ -14,6 +14,10 @@ from torch import nn
 from deepline.errors import ConfigError
 from deepline.tasks import Task
 
+# the small experiment a method's contract test explains (tests/contracts/test_explainers.py)
+IMAGE_EXAMPLE = {"data": {"name": "digits"},
+                 "model": {"name": "lenet", "channels": [4, 8], "hidden": 16}}  # fmt: skip
+
 
 @dataclass
 class Attribution:

@@ -11,7 +11,7 @@ from torch import nn
 from deepline.errors import ConfigError
 from deepline.registry import EXPLAINERS
 from deepline.tasks import Task
-from deepline.trust.explain.base import Attribution, Explainer, scores
+from deepline.trust.explain.base import IMAGE_EXAMPLE, Attribution, Explainer, scores
 
 
 def last_convolution(model: nn.Module) -> nn.Conv2d | None:
@@ -19,7 +19,10 @@ def last_convolution(model: nn.Module) -> nn.Conv2d | None:
     return convs[-1] if convs else None
 
 
-@EXPLAINERS.register("gradcam")
+@EXPLAINERS.register(
+    "gradcam",
+    example=IMAGE_EXAMPLE,
+)
 class GradCamExplainer(Explainer):
     name = "gradcam"
 

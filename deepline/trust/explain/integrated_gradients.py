@@ -13,6 +13,7 @@ from torch import nn
 from deepline.registry import EXPLAINERS
 from deepline.tasks import Task
 from deepline.trust.explain.base import (
+    IMAGE_EXAMPLE,
     Attribution,
     Explainer,
     baseline,
@@ -24,7 +25,10 @@ from deepline.trust.explain.base import (
 STEPS = 50
 
 
-@EXPLAINERS.register("integrated_gradients")
+@EXPLAINERS.register(
+    "integrated_gradients",
+    example=IMAGE_EXAMPLE,
+)
 class IntegratedGradientsExplainer(Explainer):
     name = "integrated_gradients"
 

@@ -10,10 +10,20 @@ from torch import nn
 
 from deepline.registry import EXPLAINERS
 from deepline.tasks import Task
-from deepline.trust.explain.base import Attribution, Explainer, is_tokens, scores, token_embedding
+from deepline.trust.explain.base import (
+    IMAGE_EXAMPLE,
+    Attribution,
+    Explainer,
+    is_tokens,
+    scores,
+    token_embedding,
+)
 
 
-@EXPLAINERS.register("saliency")
+@EXPLAINERS.register(
+    "saliency",
+    example=IMAGE_EXAMPLE,
+)
 class SaliencyExplainer(Explainer):
     name = "saliency"
 

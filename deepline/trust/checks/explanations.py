@@ -1,0 +1,74 @@
+"""Explanations as a report section: a grid of explained test predictions, right and wrong,
+and whether each method passes its sanity checks (``deepline explain`` writes
+``explanations.json``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from deepline import plots
+from deepline.registry import TRUST_CHECKS
+from deepline.report.sections import Section, Table
+from deepline.trust.checks.base import Subject, TrustCheck
+from deepline.trust.explain import get_explainer
+from deepline.trust.explanations import explain_run
+
+DEFAULT_METHODS = ("saliency", "integrated_gradients", "gradcam", "attention")
+
+
+@TRUST_CHECKS.register("explanations", artifact="explanations.json", order=30)
+class ExplanationsCheck(TrustCheck):
+    name = "explanations"
+    artifact = "explanations.json"
+
+    def compute(self, subject: Subject) -> dict[str, Any]:
+        from deepline.errors import ConfigError
+
+        methods = []
+        for name in DEFAULT_METHODS:
+            try:
+                get_explainer(name).check(subject.run.model, subject.run.task)
+                methods.append(name)
+            except ConfigError:
+                continue  # a method that does not fit this model
+        return explain_run(subject.folder, methods)
+
+    def section(self, result: dict[str, Any]) -> Section:
+        rows, verdicts = [], []
+        for name, checks in result.get("sanity", {}).items():
+            r, d = checks["randomisation"], checks["deletion"]
+            passed = r["passed"] and (d is None or d["passed"])
+            verdicts.append(passed)
+            rows.append([
+                name,
+                f"{r['spearman']:.3f}",
+                f"{d['ratio']:.3f}" if d else "-",
+                "yes" if passed else "no",
+            ])  # fmt: skip
+        figures = []
+        grid = result.get("grid")
+        if grid and Path(grid).is_file():
+            figures.append(("Explained test predictions (caption: true → predicted, "
+                            "confidence); red: what the prediction rests on most.",
+                            plots.figure_to_base64_png(Path(grid))))  # fmt: skip
+        return Section(
+            "explanations",
+            "Explanations",
+            [
+                "Sanity checks: the Spearman rank correlation of each method's maps with those "
+                "of the same network with random weights (Adebayo et al. 2018; passes at <= "
+                "0.3), and the area under the accuracy curve when the most attributed inputs "
+                "are removed first, relative to random removal (passes at <= 0.7)."
+            ],
+            [
+                Table(
+                    ["method", "rank corr. with random model", "deletion AUC / random", "passed"],
+                    rows,
+                )
+            ]
+            if rows
+            else [],
+            figures,
+            passed=all(verdicts) if verdicts else None,
+        )
