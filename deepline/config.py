@@ -281,6 +281,15 @@ class ExportConfig(Section):
         return list(dict.fromkeys(value))  # each once, in the order given
 
 
+class CardConfig(Section):
+    """What a model card says that no measurement can: ``deepline audit`` puts it at the top
+    of ``model_card.html`` and ``export`` into ``bundle.json``."""
+
+    intended_use: str = Field("", description="who should use the model, for what")
+    limitations: str = Field("", description="where it must not be trusted, and why")
+    notes: str = Field("", description="anything else a reader of the card should know")
+
+
 class ExperimentConfig(Section):
     """The whole experiment. ``name`` defaults to the config file's stem."""
 
@@ -292,6 +301,7 @@ class ExperimentConfig(Section):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     export: ExportConfig = ExportConfig()
+    card: CardConfig = CardConfig()
 
     @model_validator(mode="before")
     @classmethod

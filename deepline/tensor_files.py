@@ -6,7 +6,9 @@ each shared tensor is written once and its other names are recorded as aliases.
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -32,6 +34,18 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, str]
     save_file(unique, str(path), metadata={f"alias:{a}": n for a, n in aliases.items()})
     os.chmod(path, 0o666 & ~_umask())  # as any file written with open(), not owner-only
     return aliases
+
+
+def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
+    """A digest of the values that does not depend on the file they came from: per name, in
+    sorted order, the name, dtype, shape and bytes (so a checkpoint and the bundle exported
+    from it agree, and any changed weight changes it)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().contiguous().cpu()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _umask() -> int:

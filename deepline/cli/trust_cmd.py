@@ -182,3 +182,61 @@ def _sanity_table(sanity: dict) -> None:
         mark = "[green]yes[/]" if passed else "[red]no[/]"
         table.add_row(name, f"{r['spearman']:.3f} (<= {r['threshold']})", deletion, mark)
     console.print(table)
+
+
+@app.command()
+def audit(
+    paths: list[Path] = typer.Argument(
+        ..., help="a run folder or a bundle; with --verify: a model_card.json and a bundle"
+    ),
+    checks: str = typer.Option(
+        None,
+        help="comma-separated trust checks (default: every one that fits the model): "
+        "calibration, robustness, explanations",
+    ),
+    verify: bool = typer.Option(
+        False, "--verify", help="say whether CARD still describes BUNDLE (exit 1 if not)"
+    ),
+    data_dir: str = typer.Option(None, help="look for dataset files here first"),
+    device: str = typer.Option(None, help=DEVICE_HELP),
+) -> None:
+    """Write a model card: intended use and limitations (the config's card: section), data,
+    metrics, every trust check, export parity, in model_card.html and model_card.json.
+
+    The card is bound to the sha256 of the weights and the data fingerprint; it is copied into
+    the bundle it describes, and a server shows it at GET /models/{name}/card. Checks whose
+    results the run folder holds for these weights are reused; the others run now with their
+    defaults (deepline calibrate, attack, explain set them yourself).
+    """
+    from deepline.trust.audit import audit as write_card
+    from deepline.trust.audit import card_sections, verify_card
+
+    if verify:
+        if len(paths) != 2:
+            raise typer.BadParameter("--verify takes two paths: CARD BUNDLE")
+        problems = verify_card(*paths)
+        for problem in problems:
+            console.print(f"[red]{problem}[/]", highlight=False)
+        if problems:
+            raise typer.Exit(1)
+        console.print(f"[green]{paths[0]} describes {paths[1]}[/]", highlight=False)
+        return
+    if len(paths) != 1:
+        raise typer.BadParameter("give one run folder or bundle (or --verify CARD BUNDLE)")
+    wanted = [c.strip() for c in checks.split(",") if c.strip()] if checks else None
+    card = write_card(paths[0], wanted, data_dir, device)
+    table = Table(title=f"model card: {card.content['name']}")
+    for column in ("check", "passed"):
+        table.add_column(column)
+    for section in card_sections(card.content):
+        if section.passed is not None:
+            mark = "[green]yes[/]" if section.passed else "[red]no[/]"
+            table.add_row(section.title, mark)
+    for name, why in card.content["skipped"].items():
+        table.add_row(name, f"[dim]left out: {why}[/]")
+    console.print(table)
+    console.print(f"weights sha256 {card.content['bound_to']['weights_sha256']}")
+    shown = f"{card.html_path}, {card.json_path}"
+    if card.copied_to is not None:
+        shown += f" (copied into {card.copied_to})"
+    console.print(f"wrote {shown}", highlight=False)

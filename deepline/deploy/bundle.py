@@ -25,9 +25,10 @@ from deepline.errors import DeeplineError
 from deepline.registry import MODELS
 from deepline.runs import read_json
 from deepline.tasks import Task, build_task
-from deepline.tensor_files import load_tensors
+from deepline.tensor_files import load_tensors, tensors_sha256
 
 BUNDLE_FORMAT = "deepline-bundle/1"
+CARD_FILE = "model_card.json"
 
 
 @dataclass
@@ -87,6 +88,25 @@ class Bundle:
                 "(re-export the run)"
             )
         return text
+
+    def weights_sha256(self) -> str:
+        """The digest a model card is bound to (``tensors_sha256`` of the weights file)."""
+        weights = self.file("weights")
+        if weights is None or not weights.is_file():
+            raise DeeplineError(f"bundle '{self.path}' has no weights file")
+        return tensors_sha256(load_tensors(weights))
+
+    def card(self) -> dict[str, Any] | None:
+        """``model_card.json`` (``deepline audit``) with ``describes_this_bundle``: whether
+        its weights digest and data fingerprint are this bundle's; None when there is none."""
+        card = read_json(self.path / CARD_FILE, None)
+        if not isinstance(card, dict):
+            return None
+        bound = card.get("bound_to", {})
+        same = bound.get("weights_sha256") == self.weights_sha256() and bound.get(
+            "data_fingerprint"
+        ) == self.spec.get("data_fingerprint")
+        return {**card, "describes_this_bundle": same}
 
     def torch_model(self) -> nn.Module:
         """The model with its weights, in eval mode."""

@@ -289,6 +289,7 @@ def bundle_spec(run: TrainedRun, files: dict[str, str]) -> dict[str, Any]:
         "name": run.config.name,
         "task": task,
         "calibration": calibration,
+        "card": run.config.card.model_dump(),
         "model": run.config.model.model_dump(),
         "data": {**meta.to_dict(), "tokenizer": None},  # in tokenizer.json
         "tokenizer_sha256": sha256_text(meta.tokenizer) if meta.tokenizer else None,

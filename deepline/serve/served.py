@@ -77,6 +77,11 @@ class ServedModel:
         return self.predictor.generates
 
     @cached_property
+    def card(self) -> dict[str, Any] | None:
+        """The bundle's model card, checked against its weights once."""
+        return self.predictor.bundle.card()
+
+    @cached_property
     def outputs(self) -> list[OutputSpec]:
         """The task's named outputs (computed once: a request reads them)."""
         return self.predictor.task.outputs()

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from deepline.errors import ConfigError, InputError
+from deepline.evaluate.loading import TrainedRun, load_trained
 from deepline.runs import write_json
 from deepline.tasks import Task
 from deepline.trust.explain import Attribution, get_explainer
@@ -56,9 +57,11 @@ def load_subject(
             bundle.torch_model(), bundle.task(), examples["test_x"], examples["test_y"],
             Path("explanations"),
         )  # fmt: skip
-    from deepline.evaluate.loading import load_trained
+    return run_source(load_trained(path, data_dir=data_dir, device=device))
 
-    run = load_trained(path, data_dir=data_dir, device=device)
+
+def run_source(run: TrainedRun) -> Source:
+    """A loaded run's model with the first examples of its test split (else val)."""
     test = run.data.split("test") if len(run.data.test) else run.data.split("val")
     x, y = next(iter(run.task.batches(test.x, test.y, max(SANITY_EXAMPLES, 512))))
     return Source(run.model, run.task, x, y, run.run_dir / "explanations", run.checkpoint.name)
@@ -242,7 +245,7 @@ def explain_files(
 
 
 def explain_run(
-    run_dir: str | Path,
+    run: str | Path | TrainedRun,
     methods: Sequence[str],
     examples: int = EXAMPLES,
     sanity: int = SANITY_EXAMPLES,
@@ -250,10 +253,12 @@ def explain_run(
     device: str | None = None,
 ) -> dict[str, Any]:
     """Explain test predictions (half right, half wrong when there are wrong ones) into
-    ``RUN/explanations/``: a grid for the report, the checks in ``RUN/explanations.json``."""
+    ``RUN/explanations/``: a grid for the report, the checks in ``RUN/explanations.json``.
+    ``run``: a run folder, or a run already loaded (with the checkpoint to explain)."""
     from deepline import plots
 
-    source = load_subject(run_dir, data_dir, device)
+    loaded = isinstance(run, TrainedRun)
+    source = run_source(run) if loaded else load_subject(run, data_dir, device)  # type: ignore[arg-type]
     check_methods(methods, source.model, source.task)
     device_ = next(source.model.parameters()).device
     x, y = source.x.to(device_), source.y.to(device_)

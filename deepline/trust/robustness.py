@@ -109,12 +109,14 @@ def worst_case(
     restarts: int,
 ) -> torch.Tensor:
     """Per example, the first attempt that makes the answer wrong, else the one of highest
-    loss (the clean input included); examples already fooled are not attacked again."""
+    loss (the clean input included); examples already fooled are not attacked again. An
+    attack without a random start is tried once: its attempts would all be the same."""
     worst = unit.clone()
     with torch.no_grad():
         outputs = forward(worst)
         loss, wrong = task.example_losses(outputs, y), task.wrong(outputs, y)
-    for _ in range(restarts if spec.eps > 0 else 0):
+    attempts = (restarts if spec.random_start else 1) if spec.eps > 0 else 0
+    for _ in range(attempts):
         todo = (~wrong).nonzero().flatten() if wrong is not None else None
         if todo is not None and not len(todo):
             break

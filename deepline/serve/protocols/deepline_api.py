@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from deepline.errors import validation_problems
 from deepline.registry import PROTOCOLS
 from deepline.serve.dataplane import MAX_INPUTS, GenerateRequest, plane
-from deepline.serve.errors import BadRequest
+from deepline.serve.errors import BadRequest, NotFound
 from deepline.serve.openapi import body_schema, errors
 
 
@@ -86,6 +86,25 @@ async def model_metadata(
 ) -> dict[str, Any]:
     model = plane(request).model(request, name, version)
     return {**model.metadata(), "versions": sorted(plane(request).models.models[name])}
+
+
+@router.get(
+    "/models/{name}/card",
+    responses=errors(404),
+    summary="The model card `deepline audit` bound to these weights, with whether it still "
+    "describes them (`describes_this_bundle`)",
+)
+async def model_card(
+    request: Request, name: str, version: int | None = Query(None, ge=1)
+) -> dict[str, Any]:
+    model = plane(request).model(request, name, version)
+    card = model.card
+    if card is None:
+        raise NotFound(
+            f"model '{model.name}' version {model.version} has no model card: run "
+            "`deepline audit BUNDLE` before adding it"
+        )
+    return {"model": model.name, "version": model.version, **card}
 
 
 @router.post(

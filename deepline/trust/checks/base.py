@@ -31,6 +31,10 @@ class TrustCheck(ABC):
     name: ClassVar[str]
     artifact: ClassVar[str]  # the JSON file it leaves in a run folder
 
+    def unfit(self, run: TrainedRun) -> str | None:
+        """Why this check cannot examine ``run``'s model (None: it can)."""
+        return None
+
     def read(self, run_dir: Path) -> dict[str, Any] | None:
         value = read_json(run_dir / self.artifact)
         return value if isinstance(value, dict) else None

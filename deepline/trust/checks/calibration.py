@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from deepline import plots
+from deepline.evaluate.loading import TrainedRun
 from deepline.registry import TRUST_CHECKS
 from deepline.report.sections import Section, Table
 from deepline.trust.calibration import calibrate_run, write_calibration
@@ -16,6 +17,11 @@ from deepline.trust.checks.base import Subject, TrustCheck, figure
 class CalibrationCheck(TrustCheck):
     name = "calibration"
     artifact = "calibration.json"
+
+    def unfit(self, run: TrainedRun) -> str | None:
+        if run.task.calibratable:
+            return None
+        return f"a {run.task.name} model gives no class probabilities to calibrate"
 
     def compute(self, subject: Subject) -> dict[str, Any]:
         result = calibrate_run(subject.run)

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from deepline import plots
+from deepline.errors import ConfigError
+from deepline.evaluate.loading import TrainedRun
 from deepline.registry import TRUST_CHECKS
 from deepline.report.sections import Section, Table
 from deepline.trust.checks.base import Subject, TrustCheck
@@ -17,22 +19,30 @@ from deepline.trust.explanations import explain_run
 DEFAULT_METHODS = ("saliency", "integrated_gradients", "gradcam", "attention")
 
 
+def fitting_methods(run: TrainedRun) -> list[str]:
+    """The default methods that can explain ``run``'s model."""
+    methods = []
+    for name in DEFAULT_METHODS:
+        try:
+            get_explainer(name).check(run.model, run.task)
+        except ConfigError:
+            continue
+        methods.append(name)
+    return methods
+
+
 @TRUST_CHECKS.register("explanations", artifact="explanations.json", order=30)
 class ExplanationsCheck(TrustCheck):
     name = "explanations"
     artifact = "explanations.json"
 
-    def compute(self, subject: Subject) -> dict[str, Any]:
-        from deepline.errors import ConfigError
+    def unfit(self, run: TrainedRun) -> str | None:
+        if fitting_methods(run):
+            return None
+        return f"no explanation method fits a {run.task.name} {run.config.model.name} model"
 
-        methods = []
-        for name in DEFAULT_METHODS:
-            try:
-                get_explainer(name).check(subject.run.model, subject.run.task)
-                methods.append(name)
-            except ConfigError:
-                continue  # a method that does not fit this model
-        return explain_run(subject.folder, methods)
+    def compute(self, subject: Subject) -> dict[str, Any]:
+        return explain_run(subject.run, fitting_methods(subject.run))
 
     def section(self, result: dict[str, Any]) -> Section:
         rows, verdicts = [], []

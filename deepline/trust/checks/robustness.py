@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from deepline import plots
+from deepline.evaluate.loading import TrainedRun
 from deepline.registry import TRUST_CHECKS
 from deepline.report.sections import Section, Table
 from deepline.trust.checks.base import Subject, TrustCheck, figure
@@ -18,6 +19,11 @@ DEFAULT_PLAN = AttackPlan(("fgsm", "pgd"), (0.05, 0.1, 0.2, 0.3), steps=10)
 class RobustnessCheck(TrustCheck):
     name = "robustness"
     artifact = "robustness.json"
+
+    def unfit(self, run: TrainedRun) -> str | None:
+        if run.task.codec.unit_space() is not None:
+            return None
+        return f"the {run.task.codec.name} inputs are discrete: gradient attacks cannot move them"
 
     def compute(self, subject: Subject) -> dict[str, Any]:
         result = robustness_curves(subject.run, DEFAULT_PLAN, "test", limit=1000)
