@@ -131,7 +131,7 @@ ATTACKS: Registry[Any] = Registry("attack", "deepline.attacks")
 # A trust check (calibration, robustness, explanations, ...) is a section of the run report and
 # of the model card; ``artifact`` names the JSON file it leaves in a run folder.
 TRUST_CHECKS: Registry[Any] = Registry(
-    "trust check", "deepline.trust.checks", ("artifact", "order")
+    "trust check", "deepline.trust.checks", ("artifact", "order", "example")
 )
 EXPLAINERS: Registry[Any] = Registry("explanation method", "deepline.trust.explain", ("example",))
 # A protocol is a FastAPI router and the path prefixes it answers (for its request metrics).

@@ -103,3 +103,13 @@ def test_deletion_of_the_pixels_that_matter_hurts_more_than_random(digits_run: P
     assert informed is not None and blind is not None
     assert informed["ratio"] < blind["ratio"]
     assert informed["curves"]["attributed"][0] == informed["curves"]["random"][0]  # nothing gone
+
+
+def test_deletion_breaks_ties_at_random_not_by_position(digits_run: Path) -> None:
+    """A map that ranks nothing (all equal) removes pixels in the random order exactly, not
+    row by row from the top left."""
+    run = load_trained(digits_run)
+    x, y = run.data.test.x[:60], run.data.test.y[:60]
+    flat = deletion_check(run.model, run.task, x, y, Attribution(torch.ones_like(x)))
+    assert flat is not None
+    assert flat["curves"]["attributed"] == flat["curves"]["random"] and flat["ratio"] == 1.0

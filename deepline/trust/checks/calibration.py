@@ -11,9 +11,10 @@ from deepline.registry import TRUST_CHECKS
 from deepline.report.sections import Section, Table
 from deepline.trust.calibration import calibrate_run, write_calibration
 from deepline.trust.checks.base import Subject, TrustCheck, figure
+from deepline.trust.explain.base import IMAGE_EXAMPLE
 
 
-@TRUST_CHECKS.register("calibration", artifact="calibration.json", order=10)
+@TRUST_CHECKS.register("calibration", artifact="calibration.json", order=10, example=IMAGE_EXAMPLE)
 class CalibrationCheck(TrustCheck):
     name = "calibration"
     artifact = "calibration.json"

@@ -14,6 +14,7 @@ from deepline.registry import TRUST_CHECKS
 from deepline.report.sections import Section, Table
 from deepline.trust.checks.base import Subject, TrustCheck
 from deepline.trust.explain import get_explainer
+from deepline.trust.explain.base import IMAGE_EXAMPLE
 from deepline.trust.explanations import explain_run
 
 DEFAULT_METHODS = ("saliency", "integrated_gradients", "gradcam", "attention")
@@ -31,7 +32,9 @@ def fitting_methods(run: TrainedRun) -> list[str]:
     return methods
 
 
-@TRUST_CHECKS.register("explanations", artifact="explanations.json", order=30)
+@TRUST_CHECKS.register(
+    "explanations", artifact="explanations.json", order=30, example=IMAGE_EXAMPLE
+)
 class ExplanationsCheck(TrustCheck):
     name = "explanations"
     artifact = "explanations.json"

@@ -10,12 +10,13 @@ from deepline.evaluate.loading import TrainedRun
 from deepline.registry import TRUST_CHECKS
 from deepline.report.sections import Section, Table
 from deepline.trust.checks.base import Subject, TrustCheck, figure
+from deepline.trust.explain.base import IMAGE_EXAMPLE
 from deepline.trust.robustness import AttackPlan, robustness_curves, write_robustness
 
 DEFAULT_PLAN = AttackPlan(("fgsm", "pgd"), (0.05, 0.1, 0.2, 0.3), steps=10)
 
 
-@TRUST_CHECKS.register("robustness", artifact="robustness.json", order=20)
+@TRUST_CHECKS.register("robustness", artifact="robustness.json", order=20, example=IMAGE_EXAMPLE)
 class RobustnessCheck(TrustCheck):
     name = "robustness"
     artifact = "robustness.json"

@@ -89,11 +89,14 @@ def deletion_check(
     whose answers are not right or wrong."""
     if task.wrong(model(x[:1]), y[:1]) is None:
         return None
-    order = importance(attribution.values).argsort(dim=1, descending=True)
+    magnitude = importance(attribution.values)
     generator = torch.Generator().manual_seed(seed)
     random_order = torch.stack(
-        [torch.randperm(order.size(1), generator=generator) for _ in range(len(x))]
-    ).to(order.device)
+        [torch.randperm(magnitude.size(1), generator=generator) for _ in range(len(x))]
+    ).to(magnitude.device)
+    # most attributed first; equal magnitudes (Grad-CAM's zeros) in random order, not by index
+    ties_shuffled = magnitude.gather(1, random_order).argsort(dim=1, descending=True, stable=True)
+    order = random_order.gather(1, ties_shuffled)
     shares = np.linspace(0.0, 1.0, steps + 1)
     curves = {
         name: [_accuracy_without(model, task, x, y, ranks, share) for share in shares]

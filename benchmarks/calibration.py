@@ -1,0 +1,116 @@
+"""Calibration: expected calibration error (15 bins) before and after temperature scaling.
+
+Three classifiers trained from shipped configs through ``deepline train`` (a run folder that
+exists is continued, a finished one reused), then ``calibrate_run`` exactly as
+``deepline calibrate RUN`` does it: the temperature is fitted on the validation split, ECE and
+MCE are measured on the test split.
+
+- MNIST, ``configs/mnist_lenet.yaml``: target ECE after scaling <= 0.5%;
+- Fashion-MNIST, ``configs/fashion_resnet.yaml``: target at least 30% lower than before;
+- BreastMNIST (MedMNIST v2, ultrasound, 2 classes; 546 training images),
+  ``configs/mnist_lenet.yaml`` with ``data.name=breastmnist`` and 30 epochs: at least 30% lower.
+
+Run: ``python benchmarks/calibration.py --data-dir ../shared/data`` (about 30 minutes on 2 cores,
+most of it the ResNet). ``--quick`` runs one small model on the digits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from deepline.evaluate.loading import load_trained
+from deepline.report import write_report
+from deepline.trust.calibration import calibrate_run, write_calibration
+
+console = Console()
+MNIST_TARGET = 0.005  # ECE after scaling, absolute
+REDUCTION_TARGET = 0.30  # relative drop of ECE for the others
+SUITE = {  # name: (config, overrides, target: ("at most", value) or ("lower by", share))
+    "mnist": ("mnist_lenet", [], ("at most", MNIST_TARGET)),
+    "fashion-mnist": ("fashion_resnet", [], ("lower by", REDUCTION_TARGET)),
+    "breastmnist": (
+        "mnist_lenet",
+        ["data.name=breastmnist", "train.epochs=30", "train.log_every_steps=10"],
+        ("lower by", REDUCTION_TARGET),
+    ),
+}
+QUICK = {"digits": ("digits_lenet", ["train.epochs=3"], ("lower by", 0.0))}
+
+
+def train(config: str, overrides: list[str], run_dir: Path, data_dir: str) -> dict[str, Any]:
+    """Train, continue or reuse ``run_dir``; the run's status.json."""
+    status = run_dir / "status.json"
+    if not (status.exists() and json.loads(status.read_text())["status"] == "completed"):
+        command = [sys.executable, "-m", "deepline", "train", config, "--run-dir", str(run_dir),
+                   "--data-dir", data_dir]  # fmt: skip
+        for override in overrides:
+            command += ["--set", override]
+        subprocess.run(command, check=True)
+    return dict(json.loads(status.read_text()))
+
+
+def passed(target: tuple[str, float], before: float, after: float) -> bool:
+    kind, value = target
+    return after <= value if kind == "at most" else after <= (1 - value) * before
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", default=os.environ.get("DEEPLINE_DATA_DIR", "../shared/data"))
+    parser.add_argument("--runs", type=Path, default=Path("runs/calibration"))
+    parser.add_argument("--only", default=None, help="comma-separated datasets of the suite")
+    parser.add_argument("--quick", action="store_true", help="one LeNet on the digits")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    args = parser.parse_args()
+    suite = QUICK if args.quick else SUITE
+    names = [n.strip() for n in args.only.split(",")] if args.only else list(suite)
+    unknown = sorted(set(names) - set(suite))
+    if unknown:
+        parser.error(f"--only: unknown {unknown}; allowed: {', '.join(suite)}")
+    table = Table(title="ECE (15 bins) on the test split, temperature fitted on validation")
+    for column in ("dataset", "config", "test acc.", "T", "ECE before", "ECE after", "change",
+                   "MCE before", "MCE after", "target", "pass"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("dataset", "config") else "right")
+    results: dict[str, Any] = {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+    }
+    for name in names:
+        config, overrides, target = suite[name]
+        run_dir = args.runs / name
+        status = train(config, overrides, run_dir, args.data_dir)
+        run = load_trained(run_dir, None, args.data_dir)
+        result = calibrate_run(run, "test")
+        write_calibration(run_dir, result)
+        write_report(run_dir)
+        before, after = result["before"]["ece"], result["after"]["ece"]
+        ok = passed(target, before, after)
+        kind, value = target
+        table.add_row(
+            name, config, f"{result['after']['accuracy']:.2%}", f"{result['temperature']:.3f}",
+            f"{before:.2%}", f"{after:.2%}", f"{(after - before) / max(before, 1e-12):+.0%}",
+            f"{result['before']['mce']:.2%}", f"{result['after']['mce']:.2%}",
+            f"{kind} {value:.1%}", "yes" if ok else "no",
+        )  # fmt: skip
+        results[name] = {"config": config, "overrides": overrides, "passed": ok,
+                         "train_seconds": status.get("wall_time_s"), **result}  # fmt: skip
+    console.print(table)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2, default=str))
+    console.print(results["date"], results["machine"])
+
+
+if __name__ == "__main__":
+    main()
