@@ -70,6 +70,19 @@ class DataConfig(Section):
         64, ge=1, le=1_000_000, description="text: language-model window / max tokens per text"
     )
     text_column: str = Field("text", description="text-csv: column holding the text")
+    columns: dict[str, Literal["numeric", "categorical"]] | None = Field(
+        None,
+        description="tables: the input columns and their kinds (default: every column but the "
+        "target, numeric when all its values are numbers, else categorical)",
+    )
+    sensitive: list[str] = Field(
+        default_factory=list,
+        description="tables: columns describing groups (sex, race) that fairness reports "
+        "break down by",
+    )
+    sensitive_input: bool = Field(
+        True, description="tables: whether the model sees the sensitive columns as inputs"
+    )
 
 
 class ModelConfig(Section):

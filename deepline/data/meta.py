@@ -24,6 +24,7 @@ class Split:
 
     ``image`` x float32 (N, C, H, W), normalised; ``sequence`` x float32 (N, T, F);
     ``tokens`` x int64 (N, context) token ids; ``features`` x float32 (N, F), standardised;
+    ``tabular`` x float32 (N, F), one value per column (see ``deepline.data.tabular``);
     ``text`` x the int64 (n_tokens,) token stream of the split, y empty, its examples being
     windows cut by :class:`deepline.data.loaders.WindowLoader`. ``y`` holds int64 (N,) class
     indices, or float32 (N, T) regression targets.
@@ -31,6 +32,8 @@ class Split:
 
     x: torch.Tensor
     y: torch.Tensor
+    # tables: each sensitive column's value per example (what fairness reports group by)
+    groups: dict[str, list[str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         """Examples, or tokens of a ``text`` stream."""
@@ -62,6 +65,8 @@ class DataMeta:
     target_names: list[str] = field(default_factory=list)  # regression: one per target
     target_mean: list[float] = field(default_factory=list)  # regression: of the train split
     target_std: list[float] = field(default_factory=list)
+    columns: list[dict[str, Any]] = field(default_factory=list)  # tabular: the fitted schema
+    sensitive: list[str] = field(default_factory=list)  # tabular: columns fairness groups by
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -147,9 +147,10 @@ def _generation_protocols(client: httpx.Client, name: str, local: Predictor, pro
 def _v2_inputs(local: Predictor, samples: list[Any]) -> list[dict[str, Any]]:
     """The samples as V2 tensors of a datatype the model's codec reads: one tensor of numbers,
     BYTES texts, or one tensor per named field."""
-    if isinstance(samples[0], dict):
+    if isinstance(samples[0], dict):  # text columns as BYTES, numbers as FP64
         return [
-            {"name": key, "shape": [len(samples)], "datatype": "FP64",
+            {"name": key, "shape": [len(samples)],
+             "datatype": "BYTES" if isinstance(samples[0][key], str) else "FP64",
              "data": [s[key] for s in samples]}
             for key in samples[0]
         ]  # fmt: skip

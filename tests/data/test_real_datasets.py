@@ -241,3 +241,22 @@ def test_cli_shows_text_entries(shared_data: Path) -> None:
         app, ["data", "verify", "tinyshakespeare", "--data-dir", str(shared_data)], env=env
     )
     assert verify.exit_code == 0 and "OK" in verify.output, verify.output
+
+
+def test_adult_official_split_schema_and_groups(shared_data: Path) -> None:
+    """UCI Adult as its README counts it: 32,561 / 16,281 rows, 7,841 and 3,846 above 50K,
+    '?' as missing, the test file's trailing dots gone; sensitive columns kept per row."""
+    cfg = DataConfig(name="adult", data_dir=str(shared_data), val_fraction=0.0,
+                     sensitive=["sex", "race"])  # fmt: skip
+    data = load_data(cfg)
+    assert data.meta.sizes == {"train": 32561, "val": 0, "test": 16281}
+    assert int(data.train.y.sum()) == 7841 and int(data.test.y.sum()) == 3846
+    assert data.meta.classes == ["<=50K", ">50K"] and data.meta.codec == "tabular"
+    kinds = {c["name"]: c["kind"] for c in data.meta.columns}
+    assert sum(k == "categorical" for k in kinds.values()) == 8 and len(kinds) == 14
+    workclass = next(c for c in data.meta.columns if c["name"] == "workclass")
+    assert "?" not in workclass["vocabulary"] and len(workclass["vocabulary"]) == 8
+    assert set(data.test.groups["sex"]) == {"Male", "Female"}
+    assert len(data.test.groups["race"]) == 16281
+    hidden = load_data(cfg.model_copy(update={"sensitive_input": False}))
+    assert [c["name"] for c in hidden.meta.columns if c["name"] in ("sex", "race")] == []

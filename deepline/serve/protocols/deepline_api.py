@@ -23,6 +23,8 @@ from deepline.serve.dataplane import MAX_INPUTS, GenerateRequest, plane
 from deepline.serve.errors import BadRequest, NotFound
 from deepline.serve.openapi import body_schema, errors
 
+Cell = float | str | None  # a named feature's or a table column's value (None: missing)
+
 
 class Image64(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -31,11 +33,11 @@ class Image64(BaseModel):
 
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    inputs: list[Image64 | str | list[Any] | dict[str, float]] = Field(
+    inputs: list[Image64 | str | list[Any] | dict[str, Cell]] = Field(
         min_length=1,
         max_length=MAX_INPUTS,
         description="one per example: images as {'b64': ...} or nested lists of pixels, "
-        "sequences or rows of numbers, objects of named features, or texts",
+        "sequences or rows of numbers, objects of named features or table columns, or texts",
     )
     top_k: int | None = Field(None, ge=1, le=1000, description="answers per input")
 
@@ -196,7 +198,7 @@ def _parse(schema: type[BaseModel], raw: bytes) -> Any:
         raise BadRequest(f"invalid request: {validation_problems(err.errors())}") from None
 
 
-def _raw(item: Image64 | str | list[Any] | dict[str, float]) -> Any:
+def _raw(item: Image64 | str | list[Any] | dict[str, Cell]) -> Any:
     if isinstance(item, Image64):
         data = item.b64
         if data.startswith("data:") and "," in data:  # a data URL, as canvas.toDataURL() gives

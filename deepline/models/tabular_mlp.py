@@ -1,0 +1,65 @@
+"""An MLP for tables: categorical columns through learnt embeddings, numeric ones as they come."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from deepline.config import ModelConfig
+from deepline.models.columns import Columns
+from deepline.registry import MODELS
+
+TABLE_EXAMPLE = {"data": {"name": "adult"}, "task": {"name": "tabular_classification"}}
+
+
+class TabularMLPConfig(ModelConfig):
+    name: Literal["tabular_mlp"] = "tabular_mlp"
+    hidden: list[int] = Field(default_factory=lambda: [256, 256], description="layer widths")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    embedding_dim: int = Field(
+        16, ge=1, le=512, description="largest embedding of a categorical column (smaller "
+        "columns get (categories + 1) // 2)",
+    )  # fmt: skip
+
+
+@MODELS.register(
+    "tabular_mlp",
+    config=TabularMLPConfig,
+    example={**TABLE_EXAMPLE, "model": {"name": "tabular_mlp", "hidden": [16]}},
+)
+class TabularMLP(nn.Module):
+    """[numbers, embeddings] -> (Linear -> ReLU -> Dropout) x len(hidden) -> Linear.
+
+    Input: (B, F) rows as the ``tabular`` codec encodes them. Output: (B, num_classes) logits.
+    """
+
+    def __init__(
+        self,
+        columns: Sequence[dict[str, Any]],
+        num_classes: int,
+        hidden: Sequence[int] = (256, 256),
+        dropout: float = 0.1,
+        embedding_dim: int = 16,
+    ) -> None:
+        super().__init__()
+        self.columns = Columns(columns)
+        self.embeddings = nn.ModuleList(
+            nn.Embedding(n, min(embedding_dim, (n + 1) // 2)) for n in self.columns.cardinalities
+        )
+        widths = [int(e.embedding_dim) for e in self.embeddings if isinstance(e, nn.Embedding)]
+        width = self.columns.n_numeric + sum(widths)
+        layers: list[nn.Module] = []
+        for out in hidden:
+            layers += [nn.Linear(width, out), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            width = out
+        layers.append(nn.Linear(width, num_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        numbers, ids = self.columns(x)
+        parts = [numbers, *(e(ids[:, i]) for i, e in enumerate(self.embeddings))]
+        return self.net(torch.cat(parts, dim=1))
