@@ -141,11 +141,14 @@ class AdversarialConfig(Section):
     and ``random_start: true``). Epsilon is in the codec's unit space (pixels in [0, 1])."""
 
     attack: str = Field("pgd", description="a registered attack: fgsm or pgd")
-    eps: float = Field(..., ge=0.0, description="radius of the ball around each input")
+    eps: float = Field(
+        ..., ge=0.0, allow_inf_nan=False, description="radius of the ball around each input"
+    )
     norm: Literal["linf", "l2"] = "linf"
     alpha: float | None = Field(
-        None, gt=0.0, description="step size; default fgsm 1.25 eps (eps without a random "
-        "start), pgd 2.5 eps / steps"
+        None, gt=0.0, allow_inf_nan=False,
+        description="step size; default fgsm 1.25 eps (eps without a random start), pgd "
+        "2.5 eps / steps",
     )  # fmt: skip
     steps: int = Field(10, ge=1, description="pgd steps per batch")
     random_start: bool = Field(True, description="start from a uniform point of the ball")

@@ -223,7 +223,7 @@ def audit(
         return
     if len(paths) != 1:
         raise typer.BadParameter("give one run folder or bundle (or --verify CARD BUNDLE)")
-    wanted = [c.strip() for c in checks.split(",") if c.strip()] if checks else None
+    wanted = None if checks is None else [c.strip() for c in checks.split(",") if c.strip()]
     card = write_card(paths[0], wanted, data_dir, device)
     table = Table(title=f"model card: {card.content['name']}")
     for column in ("check", "passed"):

@@ -102,11 +102,34 @@ class Bundle:
         card = read_json(self.path / CARD_FILE, None)
         if not isinstance(card, dict):
             return None
-        bound = card.get("bound_to", {})
-        same = bound.get("weights_sha256") == self.weights_sha256() and bound.get(
-            "data_fingerprint"
-        ) == self.spec.get("data_fingerprint")
-        return {**card, "describes_this_bundle": same}
+        problems = self.card_problems(card)
+        bound = {k: v for k, v in card.get("bound_to", {}).items() if k != "run"}  # local path
+        return {**card, "bound_to": bound, "describes_this_bundle": not problems,
+                "problems": problems}  # fmt: skip
+
+    def card_problems(self, card: dict[str, Any]) -> list[str]:
+        """Why a model card does not describe this bundle (empty: it does): other weights,
+        other data, or another temperature than the bundle applies."""
+        bound, problems = card.get("bound_to", {}), []
+        actual = self.weights_sha256()
+        if bound.get("weights_sha256") != actual:
+            problems.append(
+                f"weights differ: the card describes sha256 {bound.get('weights_sha256')}, the "
+                f"bundle holds {actual}"
+            )
+        fingerprint = self.spec.get("data_fingerprint")
+        if bound.get("data_fingerprint") != fingerprint:
+            problems.append(
+                f"data differ: the card's fingerprint is {bound.get('data_fingerprint')}, the "
+                f"bundle's {fingerprint}"
+            )
+        described, applied = card.get("bundle_calibration"), self.spec.get("calibration")
+        if described is not None and _temperature(described) != _temperature(applied):
+            problems.append(
+                f"calibration differs: the card describes a bundle applying temperature "
+                f"{_temperature(described)}, this bundle applies {_temperature(applied)}"
+            )
+        return problems
 
     def torch_model(self) -> nn.Module:
         """The model with its weights, in eval mode."""
@@ -123,6 +146,13 @@ class Bundle:
             raise DeeplineError(f"bundle '{self.path}' has no weights file")
         model.load_state_dict(load_tensors(weights))
         return model.eval()
+
+
+def _temperature(calibration: Any) -> float | None:
+    """The temperature a bundle's calibration block applies (None: none)."""
+    if isinstance(calibration, dict) and calibration.get("applied"):
+        return float(calibration["temperature"])
+    return None
 
 
 def sha256_text(text: str) -> str:

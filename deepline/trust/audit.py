@@ -65,6 +65,7 @@ def audit(
             candidate = load_bundle(own)
             bundle = candidate if candidate.weights_sha256() == digest else None
     results, skipped = run_checks(run, checks)
+    compact = {name: get_check(name).for_card(result) for name, result in results.items()}
     content = {
         "format": CARD_FORMAT,
         "name": run.config.name,
@@ -80,13 +81,15 @@ def audit(
         "model": model_facts(run),
         "data": data_facts(run),
         "evaluation": evaluation_of(run),
-        "checks": results,
+        "checks": compact,
         "skipped": skipped,
         "export": export_parity(run),
+        # what the bundle audited with the run applies (None: the run has no such bundle)
+        "bundle_calibration": bundle.spec.get("calibration") if bundle is not None else None,
     }
     json_path = run.run_dir / CARD_FILE
     write_json(json_path, content)
-    html_path = render_card(content, run.run_dir / CARD_PAGE)
+    html_path = render_card(content, run.run_dir / CARD_PAGE, results)
     card = Card(content, json_path, html_path)
     if bundle is not None:
         shutil.copy2(json_path, bundle.path / CARD_FILE)
@@ -122,6 +125,8 @@ def run_checks(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """({check: result}, {check: why it was left out}) for the wanted or fitting checks."""
     names = check_names()
+    if wanted is not None and not wanted:
+        raise ConfigError(f"--checks names no check. Allowed: {', '.join(names)}")
     for name in wanted or ():
         if name not in names:
             raise ConfigError(
@@ -130,7 +135,10 @@ def run_checks(
             )
     results, skipped = {}, {}
     subject = Subject(run)
-    for name in names if wanted is None else [n for n in names if n in wanted]:
+    for name in names:
+        if wanted is not None and name not in wanted:
+            skipped[name] = "not asked for (--checks)"
+            continue
         check = get_check(name)
         why = check.unfit(run)
         if why is not None and wanted is not None:
@@ -183,42 +191,30 @@ def export_parity(run: TrainedRun) -> dict[str, Any] | None:
 
 def verify_card(card_path: str | Path, bundle_path: str | Path) -> list[str]:
     """Why the card no longer describes the bundle (empty: it does)."""
+    if not Path(card_path).is_file():
+        raise DeeplineError(f"model card not found: '{card_path}'")
     card = read_json(Path(card_path), None)
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         raise DeeplineError(f"'{card_path}' is not a deepline model card ({CARD_FORMAT})")
-    bundle = load_bundle(bundle_path)
-    bound = card.get("bound_to", {})
-    problems = []
-    actual = bundle.weights_sha256()
-    if bound.get("weights_sha256") != actual:
-        problems.append(
-            f"weights differ: the card describes sha256 {bound.get('weights_sha256')}, the "
-            f"bundle holds {actual}"
-        )
-    fingerprint = bundle.spec.get("data_fingerprint")
-    if bound.get("data_fingerprint") != fingerprint:
-        problems.append(
-            f"data differ: the card's fingerprint is {bound.get('data_fingerprint')}, the "
-            f"bundle's {fingerprint}"
-        )
-    return problems
+    return load_bundle(bundle_path).card_problems(card)
 
 
 # ------------------------------------------------------------------------------- the page
 
 
-def render_card(content: dict[str, Any], out: Path) -> Path:
-    """``model_card.html`` from the card's JSON alone."""
+def render_card(content: dict[str, Any], out: Path, results: dict[str, Any] | None = None) -> Path:
+    """``model_card.html`` from the card's JSON, with the checks' full ``results`` (their
+    figures) when given."""
     return render_page(
         "model_card.html.j2",
-        {"card": content, "sections": card_sections(content)},
+        {"card": content, "sections": card_sections(content, results)},
         out,
     )
 
 
-def card_sections(content: dict[str, Any]) -> list[Section]:
+def card_sections(content: dict[str, Any], results: dict[str, Any] | None = None) -> list[Section]:
     sections = [_model_section(content), _data_section(content), _metrics_section(content)]
-    for name, result in content.get("checks", {}).items():
+    for name, result in (results or content.get("checks", {})).items():
         try:
             sections.append(get_check(name).section(result))
         except (KeyError, TypeError, ValueError, IndexError):  # another version's result
@@ -238,6 +234,11 @@ def _model_section(content: dict[str, Any]) -> Section:
         ["checkpoint", bound["checkpoint"]],
         ["weights sha256", bound["weights_sha256"]],
     ]
+    applied = content.get("bundle_calibration")
+    if applied is not None:
+        rows.append(["the bundle applies a temperature",
+                     f"yes, T = {applied['temperature']:.3f}" if applied.get("applied")
+                     else f"no ({applied.get('why', 'not calibrated')})"])  # fmt: skip
     return Section("model", "Model", tables=[Table(["", ""], rows)])
 
 

@@ -176,7 +176,10 @@ def explain_inputs(
     targets = resolve_target(task, target, predicted)
     found = attribute(methods, model, task, x, targets)
     classes = [str(c) for c in task.meta.classes]
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--out: cannot write explanations to '{out}' ({err.strerror})") from None
     images = task.show_inputs(x.cpu())
     records = []
     for i, name in enumerate(names):

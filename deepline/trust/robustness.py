@@ -10,6 +10,7 @@ stronger than many, a metric rising with epsilon) are flagged.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from deepline.attacks import Attack, AttackSpec, get_attack
 from deepline.data.codecs.base import UnitSpace
 from deepline.errors import ConfigError
 from deepline.evaluate.loading import TrainedRun
+from deepline.registry import ATTACKS
 from deepline.runs import write_json
 from deepline.tasks import Task
 
@@ -41,11 +43,21 @@ class AttackPlan:
     random_start: bool | None = None  # None: PGD starts at random, FGSM does not
 
     def __post_init__(self) -> None:
+        if not self.attacks:
+            raise ConfigError("--attack names no attack. Allowed: " + ", ".join(ATTACKS.names()))
+        if not self.eps:
+            raise ConfigError("--eps names no epsilon")
+        bad = [e for e in self.eps if not math.isfinite(e)]
+        if bad:
+            raise ConfigError(f"--eps: epsilons must be finite numbers, got {bad[0]:g}")
         bad = [e for e in self.eps if e < 0]
         if bad:
             raise ConfigError(f"--eps: epsilons must be >= 0, got {bad[0]:g}")
-        if self.restarts < 1 or self.steps < 1:
-            raise ConfigError("--restarts and --steps must be at least 1")
+        if self.alpha is not None and not (math.isfinite(self.alpha) and self.alpha > 0):
+            raise ConfigError(f"--alpha: the step size must be a number > 0, got {self.alpha:g}")
+        for option, value in (("--restarts", self.restarts), ("--steps", self.steps)):
+            if value < 1:
+                raise ConfigError(f"{option} must be at least 1, got {value}")
         for name in self.attacks:
             get_attack(name)  # an unknown name is an error listing the attacks
 

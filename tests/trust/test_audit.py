@@ -77,6 +77,22 @@ def test_a_card_whose_weights_changed_fails_verify(
         audit(bundle)  # a bundle is audited through its run: the weights must be the run's
 
 
+def test_a_card_says_which_temperature_its_bundle_applies(audited: Path, tmp_path: Path) -> None:
+    """The fixture exported before calibrating: its bundle applies no temperature. Exported
+    again (calibration.json now exists), the bundle applies one, so the card no longer
+    describes it until the run is audited again."""
+    card = read_json(audited / "model_card.json")
+    assert card["bundle_calibration"]["applied"] is False
+    assert "the bundle applies a temperature" in (audited / "model_card.html").read_text()
+    run = tmp_path / "run"
+    shutil.copytree(audited, run)
+    export_run(run)
+    assert load_bundle(run / "bundle").spec["calibration"]["applied"] is True
+    problems = verify_card(run / "model_card.json", run / "bundle")
+    assert len(problems) == 1 and problems[0].startswith("calibration differs"), problems
+    assert verify_card(audit(run).json_path, run / "bundle") == []
+
+
 def test_weights_digest_ignores_order_and_sees_every_value() -> None:
     import torch
 
@@ -99,7 +115,10 @@ def test_a_served_model_shows_its_card(audited: Path, tmp_path: Path) -> None:
         assert answer.status_code == 200
         body = answer.json()
         assert body["describes_this_bundle"] is True and body["version"] == 1
-        assert body["card"]["limitations"] == CARD["limitations"]
+        assert body["card"]["limitations"] == CARD["limitations"] and body["problems"] == []
+        assert "run" not in body["bound_to"]  # no local paths leave the server
+        assert all("attributions" not in m for r in body["checks"]["explanations"]["inputs"]
+                   for m in r["methods"].values())  # fmt: skip
         missing = client.get("/models/plain/card")
         assert missing.status_code == 404 and "deepline audit" in missing.json()["error"]
         assert client.get("/models/nope/card").status_code == 404
@@ -112,6 +131,8 @@ def test_a_served_model_shows_its_card(audited: Path, tmp_path: Path) -> None:
         (["audit", "{romeo}", "--checks", "robustness"], "robustness does not fit this model"),
         (["audit", "--verify", "{digits}"], "--verify takes two paths: CARD BUNDLE"),
         (["audit", "--verify", "{romeo}/config.yaml", "{digits}"], "is not a deepline model card"),
+        (["audit", "--verify", "{romeo}/nothing.json", "{digits}"], "model card not found"),
+        (["audit", "{digits}", "--checks", ",,"], "--checks names no check"),
     ],
 )
 def test_bad_audits_get_one_clear_error(

@@ -51,6 +51,10 @@ class TrustCheck(ABC):
     def compute(self, subject: Subject) -> dict[str, Any]:
         """Run the check with its default settings; write its artifact into the run folder."""
 
+    def for_card(self, result: dict[str, Any]) -> dict[str, Any]:
+        """What ``model_card.json`` keeps of a result (default: all of it)."""
+        return result
+
     @abstractmethod
     def section(self, result: dict[str, Any]) -> Section:
         """The result as a report section."""

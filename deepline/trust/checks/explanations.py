@@ -47,6 +47,16 @@ class ExplanationsCheck(TrustCheck):
     def compute(self, subject: Subject) -> dict[str, Any]:
         return explain_run(subject.run, fitting_methods(subject.run))
 
+    def for_card(self, result: dict[str, Any]) -> dict[str, Any]:
+        """The checks and each explained prediction, without attribution arrays or paths."""
+        heavy = ("attributions", "overlay")
+        inputs = [
+            {**r, "methods": {m: {k: v for k, v in e.items() if k not in heavy}
+                              for m, e in r.get("methods", {}).items()}}
+            for r in result.get("inputs", [])
+        ]  # fmt: skip
+        return {k: v for k, v in result.items() if k != "grid"} | {"inputs": inputs}
+
     def section(self, result: dict[str, Any]) -> Section:
         rows, verdicts = [], []
         for name, checks in result.get("sanity", {}).items():
