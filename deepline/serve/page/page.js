@@ -217,6 +217,17 @@
       const rows = form.fields.map((field) => {
         const label = document.createElement("label");
         label.textContent = field.name;
+        if (field.options) {  // a categorical column: its training vocabulary
+          const select = document.createElement("select");
+          select.name = field.name;
+          for (const value of field.options) {
+            const option = document.createElement("option");
+            option.value = option.textContent = value;
+            select.append(option);
+          }
+          label.append(select);
+          return label;
+        }
         const input = document.createElement("input");
         input.type = "number";
         input.step = "any";
@@ -434,6 +445,9 @@
   async function predictFields() {
     await run(async () => {
       const input = {};
+      for (const field of $("fields").querySelectorAll("select")) {
+        input[field.name] = field.value;
+      }
       for (const field of $("fields").querySelectorAll("input")) {
         if (field.value.trim() === "" || !Number.isFinite(Number(field.value))) {
           throw new ServerError(`${field.name}: give a number`);
