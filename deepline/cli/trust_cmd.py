@@ -240,3 +240,45 @@ def audit(
     if card.copied_to is not None:
         shown += f" (copied into {card.copied_to})"
     console.print(f"wrote {shown}", highlight=False)
+
+
+@app.command()
+def fairness(
+    run_dir: Path = typer.Argument(..., help="a run folder"),
+    sensitive: str = typer.Option(
+        None, help="comma-separated sensitive columns (default: all of data.sensitive)"
+    ),
+    split: str = typer.Option("test", help="val or test"),
+    bootstrap: int = typer.Option(200, min=0, help="resamples for the 95% intervals"),
+    checkpoint: str = typer.Option(None, help="best or last (default: the config's)"),
+    data_dir: str = typer.Option(None, help="look for dataset files here first"),
+    device: str = typer.Option(None, help=DEVICE_HELP),
+) -> None:
+    """How a two-class model's decisions differ between groups (Fairlearn): accuracy,
+    selection rate, true and false positive rates by group; demographic parity and equalized
+    odds differences and ratios with bootstrap intervals. fairness.json and a report section.
+    """
+    from deepline.evaluate.loading import load_trained
+    from deepline.report import write_report
+    from deepline.trust.fairness import fairness_of_run, write_fairness
+
+    if split not in ("val", "test"):
+        raise typer.BadParameter(f"--split must be val or test, got {split!r}")
+    wanted = [s.strip() for s in sensitive.split(",") if s.strip()] if sensitive else None
+    run = load_trained(run_dir, checkpoint, data_dir, device=device)
+    result = fairness_of_run(run, wanted, split, bootstrap)
+    for column, report in result["columns"].items():
+        table = Table(title=f"decisions by {column} ({result['split']}, positive: "
+                      f"{result['positive']})")  # fmt: skip
+        for name in ("group", "count", "accuracy", "selection rate", "TPR", "FPR"):
+            table.add_column(name, justify="left" if name == "group" else "right")
+        for group, m in report["by_group"].items():
+            table.add_row(group, f"{m['count']:,.0f}", f"{m['accuracy']:.4f}",
+                          f"{m['selection_rate']:.4f}", f"{m['true_positive_rate']:.4f}",
+                          f"{m['false_positive_rate']:.4f}")  # fmt: skip
+        console.print(table)
+        for name, d in report["disparities"].items():
+            console.print(f"  {name.replace('_', ' ')}: {d['value']:.4f} "
+                          f"[{d['low']:.4f}, {d['high']:.4f}]", highlight=False)  # fmt: skip
+    path = write_fairness(run.run_dir, result)
+    console.print(f"wrote {path}, {write_report(run.run_dir)}")

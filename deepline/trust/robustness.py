@@ -28,6 +28,7 @@ from deepline.runs import write_json
 from deepline.tasks import Task
 
 MASKING_TOLERANCE = 0.005  # differences below this are noise, not signs of gradient masking
+ONE_STEP_GAP = 0.1  # one step this much weaker than many: the gradient at the input misleads
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,14 @@ def masking_warnings(result: dict[str, Any]) -> list[str]:
                     f"at eps {p['eps']:g}, FGSM leaves {metric} {p['metrics'][metric]:.4f}, "
                     f"below PGD's {other:.4f}: one step beats many, a sign of gradient masking"
                 )
+        largest = max(pgd)
+        fgsm = {p["eps"]: p["metrics"][metric] for p in curves["fgsm"]}
+        if largest > 0 and fgsm.get(largest, -1.0) > pgd[largest] + ONE_STEP_GAP:
+            found.append(
+                f"at eps {largest:g}, FGSM leaves {metric} {fgsm[largest]:.4f}, far above "
+                f"PGD's {pgd[largest]:.4f}: the gradient at the input misleads one-step attacks "
+                "(gradient masking; after FGSM training, catastrophic overfitting). Trust PGD"
+            )
     return found
 
 

@@ -113,9 +113,13 @@ def test_gradient_masking_is_flagged() -> None:
     def curve(values: list[float]) -> list[dict]:
         return [{"eps": e, "metrics": {"accuracy": v}} for e, v in zip([0, 0.1, 0.3], values)]
 
-    honest = {"metric": "accuracy", "curves": {"fgsm": curve([0.99, 0.8, 0.5]),
+    honest = {"metric": "accuracy", "curves": {"fgsm": curve([0.99, 0.8, 0.15]),
                                                "pgd": curve([0.99, 0.7, 0.1])}}  # fmt: skip
     assert masking_warnings(honest) == []
+    overfit = {"metric": "accuracy", "curves": {"fgsm": curve([0.98, 0.98, 0.98]),
+                                                "pgd": curve([0.98, 0.96, 0.83])}}  # fmt: skip
+    (warning,) = masking_warnings(overfit)  # fast FGSM's catastrophic overfitting, as measured
+    assert "far above PGD's 0.8300" in warning
     masked = {"metric": "accuracy", "curves": {"fgsm": curve([0.99, 0.3, 0.6]),
                                                "pgd": curve([0.99, 0.5, 0.4])}}  # fmt: skip
     found = masking_warnings(masked)

@@ -1,0 +1,162 @@
+"""``deepline fairness``: how a binary classifier's decisions differ between groups (Fairlearn).
+
+For each sensitive column the data config declares (``data.sensitive``), on the test split:
+Fairlearn's ``MetricFrame`` by group (accuracy, selection rate, true and false positive rates,
+count), and the demographic parity and equalized odds differences and ratios, each with a
+bootstrap 95% interval (test rows resampled with replacement). The positive decision is the
+second class (``>50K`` for Adult).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepline.errors import ConfigError
+from deepline.evaluate.loading import TrainedRun, predict_batches
+from deepline.runs import write_json
+
+BOOTSTRAP = 200
+DISPARITIES = (
+    "demographic_parity_difference", "demographic_parity_ratio",
+    "equalized_odds_difference", "equalized_odds_ratio",
+)  # fmt: skip
+
+
+def sensitive_columns(run: TrainedRun, wanted: Sequence[str] | None) -> list[str]:
+    """The sensitive columns to report: ``wanted`` (each declared), else every declared one."""
+    declared = list(run.data.meta.sensitive)
+    if not declared:
+        raise ConfigError(
+            "fairness needs sensitive columns: declare them in data.sensitive (a table's "
+            "columns, e.g. [sex, race]) and train again"
+        )
+    for name in wanted or ():
+        if name not in declared:
+            raise ConfigError(
+                f"--sensitive: '{name}' is not a sensitive column of this run. Declared in "
+                f"data.sensitive: {', '.join(declared)}"
+            )
+    return list(wanted) if wanted else declared
+
+
+def decisions(run: TrainedRun, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(true, predicted) class indices on ``split`` of a two-class model."""
+    classes = run.data.meta.classes
+    if len(classes) != 2:
+        raise ConfigError(
+            f"fairness compares yes/no decisions: a model with two classes, not {len(classes)}"
+        )
+    data = run.data.split(split)
+    predicted = predict_batches(run.model, data.x).argmax(1).numpy()
+    return data.y.numpy(), predicted
+
+
+def group_report(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    groups: Sequence[str],
+    bootstrap: int = BOOTSTRAP,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """One sensitive column's MetricFrame by group and the disparities with 95% intervals."""
+    import fairlearn.metrics as fm
+    from sklearn.metrics import accuracy_score
+
+    group_of = np.asarray(groups)
+    frame = fm.MetricFrame(
+        metrics={
+            "accuracy": accuracy_score,
+            "selection_rate": fm.selection_rate,
+            "true_positive_rate": fm.true_positive_rate,
+            "false_positive_rate": fm.false_positive_rate,
+            "count": fm.count,
+        },
+        y_true=y_true,
+        y_pred=y_pred,
+        sensitive_features=group_of,
+    )
+    by_group = {
+        str(group): {k: float(v) for k, v in row.items()}
+        for group, row in frame.by_group.to_dict(orient="index").items()
+    }
+    point = fairlearn_disparities(y_true, y_pred, group_of)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(bootstrap):  # the same definitions in numpy: Fairlearn's calls are slow
+        rows = rng.integers(0, len(y_true), len(y_true))
+        draws.append(disparities(y_true[rows], y_pred[rows], group_of[rows]))
+    intervals = {}
+    for name in DISPARITIES:
+        values = np.array([d[name] for d in draws], dtype=float)
+        values = values[np.isfinite(values)]
+        low, high = np.percentile(values, [2.5, 97.5]) if len(values) else (np.nan, np.nan)
+        intervals[name] = {"value": point[name], "low": float(low), "high": float(high)}
+    overall = {k: float(v) for k, v in frame.overall.items()}
+    return {"by_group": by_group, "overall": overall, "disparities": intervals}
+
+
+def fairlearn_disparities(
+    y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray
+) -> dict[str, float]:
+    import fairlearn.metrics as fm
+
+    return {
+        name: float(getattr(fm, name)(y_true, y_pred, sensitive_features=groups))
+        for name in DISPARITIES
+    }
+
+
+def disparities(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+    """Fairlearn's definitions: demographic parity compares selection rates across groups,
+    equalized odds the worse of the true and false positive rates (difference: largest minus
+    smallest; ratio: smallest over largest). NaN where a group lacks an outcome."""
+    rates: dict[str, list[float]] = {"selection": [], "tpr": [], "fpr": []}
+    for group in np.unique(groups):
+        t, p = y_true[groups == group], y_pred[groups == group]
+        rates["selection"].append(p.mean())
+        rates["tpr"].append(p[t == 1].mean() if (t == 1).any() else np.nan)
+        rates["fpr"].append(p[t == 0].mean() if (t == 0).any() else np.nan)
+    r = {k: np.asarray(v, dtype=float) for k, v in rates.items()}
+
+    def difference(v: np.ndarray) -> float:
+        return float(v.max() - v.min())
+
+    def ratio(v: np.ndarray) -> float:
+        return float(v.min() / v.max()) if v.max() > 0 else float("nan")
+
+    return {
+        "demographic_parity_difference": difference(r["selection"]),
+        "demographic_parity_ratio": ratio(r["selection"]),
+        "equalized_odds_difference": max(difference(r["tpr"]), difference(r["fpr"])),
+        "equalized_odds_ratio": min(ratio(r["tpr"]), ratio(r["fpr"])),
+    }
+
+
+def fairness_of_run(
+    run: TrainedRun,
+    sensitive: Sequence[str] | None = None,
+    split: str = "test",
+    bootstrap: int = BOOTSTRAP,
+) -> dict[str, Any]:
+    """Every requested sensitive column's report on ``split``."""
+    columns = sensitive_columns(run, sensitive)
+    y_true, y_pred = decisions(run, split)
+    groups = run.data.split(split).groups
+    return {
+        "checkpoint": run.checkpoint.name,
+        "split": split,
+        "n": len(y_true),
+        "positive": run.data.meta.classes[1],
+        "bootstrap": bootstrap,
+        "columns": {c: group_report(y_true, y_pred, groups[c], bootstrap) for c in columns},
+    }
+
+
+def write_fairness(run_dir: Path, result: dict[str, Any]) -> Path:
+    path = run_dir / "fairness.json"
+    write_json(path, result)
+    return path

@@ -1,0 +1,57 @@
+"""Fairness numbers against a hand computation, and ``deepline fairness`` as a user runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepline.trust.fairness import disparities, fairlearn_disparities, group_report
+from tests.cli.test_cli import deepline
+
+# eight people in two groups: a gets 3 of 4 positive decisions, b 1 of 4
+Y_TRUE = np.array([1, 1, 0, 0, 1, 0, 0, 0])
+Y_PRED = np.array([1, 1, 1, 0, 1, 0, 0, 0])
+GROUPS = np.array(["a", "a", "a", "a", "b", "b", "b", "b"])
+
+
+def test_group_metrics_and_gaps_match_a_hand_computation() -> None:
+    report = group_report(Y_TRUE, Y_PRED, GROUPS, bootstrap=20)
+    a, b = report["by_group"]["a"], report["by_group"]["b"]
+    assert a["selection_rate"] == 0.75 and b["selection_rate"] == 0.25
+    assert a["true_positive_rate"] == 1.0 and b["true_positive_rate"] == 1.0
+    assert a["false_positive_rate"] == 0.5 and b["false_positive_rate"] == 0.0
+    assert a["accuracy"] == 0.75 and b["accuracy"] == 1.0 and a["count"] == 4
+    gaps = {k: v["value"] for k, v in report["disparities"].items()}
+    assert gaps["demographic_parity_difference"] == pytest.approx(0.5)  # 0.75 - 0.25
+    assert gaps["demographic_parity_ratio"] == pytest.approx(1 / 3)  # 0.25 / 0.75
+    assert gaps["equalized_odds_difference"] == pytest.approx(0.5)  # FPR 0.5 vs 0
+    assert gaps["equalized_odds_ratio"] == pytest.approx(0.0)  # FPR 0 / 0.5
+    assert report["disparities"]["demographic_parity_difference"]["low"] <= 0.5
+
+
+def test_the_bootstrap_definitions_are_fairlearns() -> None:
+    rng = np.random.default_rng(0)
+    y_true, y_pred = rng.integers(0, 2, 300), rng.integers(0, 2, 300)
+    groups = rng.choice(["x", "y", "z"], 300)
+    ours, theirs = (
+        disparities(y_true, y_pred, groups),
+        fairlearn_disparities(y_true, y_pred, groups),
+    )
+    assert ours == pytest.approx(theirs)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["fairness", "{digits}"], "fairness needs sensitive columns: declare them"),
+        (["fairness", "{digits}", "--split", "train"], "--split must be val or test"),
+    ],
+)
+def test_bad_fairness_requests_get_one_clear_error(
+    args: list[str], message: str, digits_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = deepline([a.format(digits=digits_run) for a in args], capsys)
+    assert code == 2, out + err
+    assert message in " ".join(err.split()), err
