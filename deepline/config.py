@@ -108,6 +108,9 @@ class ScheduleConfig(Section):
     gamma: float = Field(0.1, gt=0.0, le=1.0, description="decay factor, for 'step'")
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0, description="final lr / peak lr")
     pct_start: float = Field(0.25, gt=0.0, lt=1.0, description="rising part, for 'onecycle'")
+    anneal: Literal["cos", "linear"] = Field(
+        "cos", description="the falling part's shape, for 'cosine'-like decays and 'onecycle'"
+    )
 
 
 class EarlyStoppingConfig(Section):
@@ -164,6 +167,41 @@ class AdversarialConfig(Section):
         return value
 
 
+class PrivacyConfig(Section):
+    """Differentially private training (DP-SGD, Opacus): Poisson-sampled batches, each
+    example's gradient clipped to ``max_grad_norm``, Gaussian noise added; the accountant
+    tracks (epsilon, delta) with respect to one training example."""
+
+    target_epsilon: float | None = Field(
+        None, gt=0.0, allow_inf_nan=False,
+        description="the epsilon to reach at the end of training (the noise is chosen for it)",
+    )  # fmt: skip
+    noise_multiplier: float | None = Field(
+        None, gt=0.0, allow_inf_nan=False, description="noise std / max_grad_norm, given directly"
+    )
+    delta: float = Field(1e-5, gt=0.0, lt=1.0, description="usually below 1 / training examples")
+    max_grad_norm: float = Field(1.0, gt=0.0, allow_inf_nan=False, description="per example")
+    accountant: Literal["rdp", "prv"] = Field(
+        "rdp", description="the headline accountant (the other is reported alongside)"
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_set_noise(self) -> PrivacyConfig:
+        if (self.target_epsilon is None) == (self.noise_multiplier is None):
+            raise ValueError("give train.privacy.target_epsilon or noise_multiplier (one)")
+        return self
+
+
+# train settings that DP-SGD cannot be combined with: (field, the value that conflicts, why)
+NOT_WITH_PRIVACY = (
+    ("compile", True, "Opacus' per-example gradient hooks do not run under torch.compile"),
+    ("adversarial", "set", "the attack's input gradients would bypass per-example clipping"),
+    ("accumulate", "> 1", "micro-batches of a Poisson-sampled batch break the accounting"),
+    ("precision", "fp16", "Opacus' per-example gradients do not support a gradient scaler"),
+    ("grad_clip", "set", "DP-SGD clips each example's gradient (train.privacy.max_grad_norm)"),
+)
+
+
 class TrainConfig(Section):
     epochs: int | None = Field(None, ge=1)
     max_steps: int | None = Field(None, ge=1)
@@ -206,6 +244,9 @@ class TrainConfig(Section):
     adversarial: AdversarialConfig | None = Field(
         None, description="train on attacked inputs (adversarial training)"
     )
+    privacy: PrivacyConfig | None = Field(
+        None, description="differentially private training (DP-SGD)"
+    )
     early_stopping: EarlyStoppingConfig | None = None
     checkpoint: CheckpointConfig = CheckpointConfig()
     non_finite: NonFiniteConfig = NonFiniteConfig()
@@ -235,6 +276,22 @@ class TrainConfig(Section):
             raise ValueError("give train.epochs or train.max_steps, not both")
         if self.epochs is None and self.max_steps is None:
             object.__setattr__(self, "epochs", 10)
+        return self
+
+    @model_validator(mode="after")
+    def _privacy_combines(self) -> TrainConfig:
+        if self.privacy is None:
+            return self
+        for field, value, why in NOT_WITH_PRIVACY:
+            current = getattr(self, field)
+            if value == "set":
+                clash = current is not None
+            elif value == "> 1":
+                clash = current > 1
+            else:
+                clash = current == value
+            if clash:
+                raise ValueError(f"train.privacy cannot be combined with train.{field}: {why}")
         return self
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -12,6 +13,7 @@ from torch import nn
 
 from deepline.config import ExperimentConfig, load_config
 from deepline.data import DataSplits
+from deepline.data.loaders import BatchLoader
 from deepline.errors import ConfigError
 from deepline.runs import environment_info, new_run_dir, write_json
 from deepline.tasks import Task, build_task, task_class
@@ -28,6 +30,7 @@ from deepline.training.checkpoint import list_checkpoints, load_latest
 from deepline.training.device import resolve_device
 from deepline.training.events import Callback
 from deepline.training.loop import Trainer
+from deepline.training.privacy import DifferentialPrivacy, PoissonLoader
 from deepline.training.seed import seed_everything
 
 
@@ -67,10 +70,24 @@ def build_experiment(
     torch.manual_seed(cfg.seed + env.rank)  # dropout differs between processes
     batch = per_process_batch(cfg.train.batch_size, env.world_size)
     train, val = task.loaders(cfg, data, batch, env.rank, env.world_size)
+    if cfg.train.privacy is not None:
+        train = poisson_loader(train, batch, cfg.seed, env.rank, env.world_size)
     callbacks = default_callbacks(cfg, run_dir, console) + list(extra_callbacks or [])
     callbacks = [cb for cb in callbacks if env.is_main or not cb.main_only]
     trainer = Trainer(model, task, train, val, cfg.train, callbacks, seed=cfg.seed)
     return Experiment(cfg, run_dir, data, task, model, trainer)
+
+
+def poisson_loader(train: Any, batch: int, seed: int, rank: int, world_size: int) -> PoissonLoader:
+    """The training examples, Poisson-sampled for DP-SGD (``train.privacy``)."""
+    if not isinstance(train, BatchLoader):
+        raise ConfigError(
+            "train.privacy protects training examples: it needs a dataset of examples, not "
+            "a stream of text windows"
+        )
+    if world_size > 1:
+        raise ConfigError("train.privacy runs on one process for now (no --nproc)")
+    return PoissonLoader(train.x, train.y, batch, seed, rank, world_size)
 
 
 def per_process_batch(global_batch: int, world_size: int) -> int:
@@ -103,6 +120,8 @@ def default_callbacks(
             t.non_finite.max_rollbacks,
         ),
     ]
+    if t.privacy is not None:
+        callbacks.append(DifferentialPrivacy(t.privacy))
     if t.tensorboard:
         callbacks.append(TensorBoard(run_dir / "tb", hparams_of(cfg), t.log_every_steps))
     if task_class(cfg.task.name).writes_samples(cfg.task):

@@ -50,6 +50,7 @@ class LRSchedule:
         self.step_size = cfg.step_size * steps_per_epoch
         self.gamma = cfg.gamma
         self.floor = cfg.min_lr_ratio
+        self.anneal = cfg.anneal
 
     def __call__(self, step: int) -> float:
         if step < self.warmup:
@@ -60,8 +61,11 @@ class LRSchedule:
         if self.name == "step":
             return float(self.gamma ** ((step - self.warmup) // self.step_size))
         progress = min(1.0, (step - self.warmup) / (self.total - self.warmup))
-        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
-        return self.floor + (1.0 - self.floor) * cosine
+        if self.anneal == "linear":
+            falling = 1.0 - progress
+        else:
+            falling = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.floor + (1.0 - self.floor) * falling
 
 
 def build_scheduler(

@@ -11,6 +11,8 @@ from deepline.training.events import Callback
 if TYPE_CHECKING:
     from deepline.training.loop import Trainer
 
+EPOCH_PREFIXES = ("val/", "privacy/")  # logged once per epoch (validation, epsilon spent)
+
 
 class MetricsLog(Callback):
     """One JSON line every ``every_steps`` steps and one per epoch; the run's status file."""
@@ -33,7 +35,7 @@ class MetricsLog(Callback):
             self._append(trainer, {"train/loss": trainer.logs["train/loss"], "lr": trainer.lr})
 
     def epoch_end(self, trainer: Trainer) -> None:
-        epoch_logs = {k: v for k, v in trainer.logs.items() if k.startswith("val/")}
+        epoch_logs = {k: v for k, v in trainer.logs.items() if k.startswith(EPOCH_PREFIXES)}
         epoch_logs["train/loss_epoch"] = trainer.logs["train/loss_epoch"]
         self._append(trainer, epoch_logs, epoch=trainer.epoch - 1)
         self.write_status(trainer, "running")
@@ -49,7 +51,7 @@ class MetricsLog(Callback):
             "steps": trainer.step,
             "total_steps": trainer.total_steps,
             "wall_time_s": round(trainer.elapsed, 3),
-            "last": {k: v for k, v in trainer.logs.items() if k.startswith("val/")},
+            "last": {k: v for k, v in trainer.logs.items() if k.startswith(EPOCH_PREFIXES)},
             "stopped_reason": trainer.stop_reason,
             "device": str(trainer.device),
             "gradient_all_reduces": trainer.grad_syncs,

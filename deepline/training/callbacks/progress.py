@@ -79,10 +79,13 @@ class ProgressBar(Callback):
             )
 
     def epoch_end(self, trainer: Trainer) -> None:
+        spent = trainer.logs.get("privacy/epsilon")
         line = (
             f"epoch {trainer.epoch:>3}  step {trainer.step:>6}  "
             f"train/loss {trainer.logs.get('train/loss_epoch', float('nan')):.4f}  "
-            f"{_fmt(trainer.logs, 'val/')}  [{trainer.elapsed:.1f}s]"
+            f"{_fmt(trainer.logs, 'val/')}"
+            + (f"  epsilon {spent:.3f}" if spent is not None else "")
+            + f"  [{trainer.elapsed:.1f}s]"
         )
         if self.progress is not None:
             self.progress.update(self.task_id, metrics=_fmt(trainer.logs, "val/"))

@@ -1,0 +1,131 @@
+"""DP-SGD from the config: epsilon confirmed by a second accountant, clipping bounded,
+combinations refused by name, layers DP cannot train named, exact resume of the budget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from deepline.config import load_config
+from deepline.errors import ConfigError
+from deepline.runs import read_json
+from deepline.training.events import Callback
+from deepline.training.experiment import build_experiment, run_training
+from deepline.training.privacy import PoissonLoader
+from tests.conftest import tiny_config
+
+
+def dp_config(**privacy: Any) -> dict[str, Any]:
+    raw = tiny_config(epochs=2, batch_size=64, lr=0.05, optimizer="sgd")
+    raw["model"] = {"name": "mlp", "hidden": [32]}
+    raw["train"]["privacy"] = {"target_epsilon": 2.0, "delta": 1e-5, "max_grad_norm": 1.0,
+                               **privacy}  # fmt: skip
+    return raw
+
+
+@pytest.fixture(scope="module")
+def dp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return run_training(load_config(dp_config()), tmp_path_factory.mktemp("dp")).run_dir
+
+
+def test_epsilon_agrees_with_google_dp_accounting(dp_run: Path) -> None:
+    """The RDP accountant's epsilon, recomputed from the saved sampling rate, noise multiplier
+    and step count by Google's dp-accounting (an independent implementation)."""
+    import dp_accounting
+    from dp_accounting import rdp
+
+    status = read_json(dp_run / "status.json")
+    last, steps = status["last"], status["steps"]
+    records = [json.loads(line) for line in (dp_run / "metrics.jsonl").read_text().splitlines()]
+    sample_rate = 64 / 1294  # the digits' training split
+    accountant = rdp.RdpAccountant()
+    event = dp_accounting.PoissonSampledDpEvent(
+        sample_rate, dp_accounting.GaussianDpEvent(last["privacy/noise_multiplier"])
+    )
+    accountant.compose(dp_accounting.SelfComposedDpEvent(event, steps))
+    theirs = accountant.get_epsilon(1e-5)
+    assert last["privacy/epsilon"] == pytest.approx(theirs, rel=0.01)
+    assert last["privacy/epsilon"] <= 2.0 * 1.01  # the target, reached at the end
+    assert 0 < last["privacy/epsilon_prv"] <= last["privacy/epsilon"] * 1.05
+    epochs = [r for r in records if "privacy/epsilon" in r]
+    assert len(epochs) == 2 and epochs[0]["privacy/epsilon"] < epochs[1]["privacy/epsilon"]
+
+
+def test_clipped_per_example_gradients_stay_within_the_norm(tmp_path: Path) -> None:
+    config = load_config(dp_config(max_grad_norm=0.1))
+    trainer = build_experiment(config, tmp_path).trainer
+    for cb in trainer.callbacks:
+        cb.fit_start(trainer) if type(cb).__name__ == "DifferentialPrivacy" else None
+    x, y = next(iter(trainer.train_loader))
+    trainer.task.step_loss(trainer.forward_model, (x, y)).backward()
+    optimizer = trainer.optimizer
+    assert optimizer.pre_step()  # clips each example's gradient, adds noise
+    per_example = torch.stack([
+        p.grad_sample.reshape(len(x), -1).norm(dim=1) for p in optimizer.params
+    ]).norm(dim=0)  # fmt: skip
+    factor = (0.1 / (per_example + 1e-6)).clamp(max=1.0)
+    assert float((per_example * factor).max()) <= 0.1 + 1e-6
+    assert float(per_example.max()) > 0.1  # the bound mattered
+
+
+def test_poisson_batches_vary_and_are_a_pure_function_of_the_position() -> None:
+    x, y = torch.randn(1000, 3), torch.zeros(1000, dtype=torch.long)
+    loader = PoissonLoader(x, y, batch_size=100, seed=3)
+    sizes = [len(b[1]) for b in loader]
+    assert len(sizes) == 10 and len(set(sizes)) > 1 and 60 < sum(sizes) / 10 < 140
+    again = PoissonLoader(x, y, batch_size=100, seed=3)
+    again.load_state_dict({"epoch": 0, "position": 4})
+    first = next(iter(again))[0]
+    assert torch.equal(first, list(PoissonLoader(x, y, 100, seed=3))[4][0])
+
+
+@pytest.mark.parametrize(
+    "train,field",
+    [
+        ({"compile": True}, "compile"),
+        ({"accumulate": 2}, "accumulate"),
+        ({"adversarial": {"attack": "fgsm", "eps": 0.1}}, "adversarial"),
+        ({"precision": "fp16"}, "precision"),
+        ({"grad_clip": 1.0}, "grad_clip"),
+    ],
+)
+def test_methods_that_cannot_combine_with_dp_are_named(train: dict, field: str) -> None:
+    raw = dp_config()
+    raw["train"].update(train)
+    with pytest.raises(ConfigError, match=f"train.privacy cannot be combined with train.{field}"):
+        load_config(raw)
+
+
+def test_batch_norm_is_refused_with_the_fix(tmp_path: Path) -> None:
+    raw = dp_config()
+    raw["model"] = {"name": "lenet", "channels": [4, 8], "hidden": 16}  # has BatchNorm
+    with pytest.raises(ConfigError, match=r"BatchNorm.*GroupNorm"):
+        run_training(load_config(raw), tmp_path)
+
+
+def test_a_killed_dp_run_resumes_with_the_same_epsilon(tmp_path: Path, dp_run: Path) -> None:
+    """Stopped after one epoch and resumed, the run spends what the uninterrupted one did."""
+    raw = dp_config()
+    raw["train"]["checkpoint"] = {"every_steps": 5}
+
+    class Killed(Exception):
+        pass
+
+    class KillAt(Callback):
+        order = 99  # after the checkpoint of this step
+
+        def step_end(self, trainer: Any) -> None:
+            if trainer.step == 25:
+                raise Killed
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(Killed):
+        run_training(load_config(raw), run_dir=run_dir, extra_callbacks=[KillAt()])
+    resumed = run_training(load_config(raw), run_dir=run_dir)
+    ours = read_json(resumed.run_dir / "status.json")["last"]["privacy/epsilon"]
+    straight = read_json(dp_run / "status.json")["last"]["privacy/epsilon"]
+    assert ours == pytest.approx(straight, rel=1e-9)
