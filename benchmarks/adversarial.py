@@ -67,7 +67,7 @@ def train(config: str, run_dir: Path, data_dir: str, quick: bool) -> None:
 
 
 def attack(run_dir: Path, plan: AttackPlan, data_dir: str, limit: int | None) -> dict[str, Any]:
-    run = load_trained(run_dir, "last", data_dir)
+    run = load_trained(run_dir, None, data_dir)  # the config's eval.checkpoint
     result = robustness_curves(run, plan, "test", limit)
     write_robustness(run_dir, result)
     write_report(run_dir)

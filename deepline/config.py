@@ -158,6 +158,12 @@ class AdversarialConfig(Section):
     ramp_epochs: float = Field(
         0.0, ge=0.0, description="epsilon (and alpha) grow linearly from 0 over these epochs"
     )
+    validate_examples: int = Field(
+        0, ge=0, description="after each validation, PGD accuracy at eps on this many "
+        "validation examples, logged as val/robust_accuracy (monitor it to keep the most "
+        "robust checkpoint: early stopping against catastrophic overfitting)",
+    )  # fmt: skip
+    validate_steps: int = Field(10, ge=1, description="PGD steps of that check")
 
     @field_validator("attack")
     @classmethod

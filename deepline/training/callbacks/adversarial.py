@@ -65,6 +65,39 @@ class AdversarialExamples(Callback):
         trainer.batch = (trainer.layout(space.from_unit(attacked)), *rest)
         trainer.logs["train/adversarial_eps"] = spec.eps
 
+    @torch.enable_grad()
+    def eval_end(self, trainer: Trainer) -> None:
+        """PGD accuracy on the first ``validate_examples`` validation examples, at the full
+        epsilon, as ``val/robust_accuracy`` (Wong et al. 2020 stop fast FGSM training early
+        on it: a single-step-trained model can lose its robustness within an epoch)."""
+        wanted = self.config.validate_examples
+        if not wanted or trainer.val_loader is None:
+            return
+        from deepline.attacks import AttackSpec, get_attack
+
+        pgd = get_attack("pgd")
+        spec = AttackSpec(self.config.eps, self.config.norm, None, self.config.validate_steps, True)
+        space, model = self.space, trainer.model
+        model.eval()
+
+        def forward(unit: torch.Tensor) -> torch.Tensor:
+            return model(trainer.layout(space.from_unit(unit)))
+
+        right = seen = 0
+        for x, y in trainer.val_loader:
+            x, y = x[: wanted - seen].to(trainer.device), y[: wanted - seen].to(trainer.device)
+            attacked = pgd.perturb(forward, trainer.task.loss, space.to_unit(x), y, spec,
+                                   space.low, space.high)  # fmt: skip
+            with torch.no_grad():
+                wrong = trainer.task.wrong(forward(attacked), y)
+            if wrong is None:
+                return  # answers that are not right or wrong
+            right, seen = right + int((~wrong).sum()), seen + len(y)
+            if seen >= wanted:
+                break
+        model.train()
+        trainer.logs["val/robust_accuracy"] = right / max(1, seen)
+
     def ramp(self, trainer: Trainer) -> float:
         """The share of epsilon in use: from 0 to 1 over ``ramp_epochs`` of training."""
         if not self.config.ramp_epochs:
