@@ -4,6 +4,7 @@ cannot be perturbed."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -39,6 +40,23 @@ def test_adversarial_training_makes_a_model_more_robust(digits_run: Path, tmp_pa
     assert experiment.trainer.logs["train/adversarial_eps"] == pytest.approx(0.1)
     standard, robust = robust_accuracy(digits_run), robust_accuracy(experiment.run_dir)
     assert robust > standard + 0.1, (standard, robust)
+
+
+def test_robust_accuracy_is_validated_and_can_pick_the_checkpoint(tmp_path: Path) -> None:
+    """val/robust_accuracy after every epoch: PGD at eps on the first validation examples,
+    never above clean accuracy; the checkpoint monitor can keep the most robust epoch."""
+    adversarial = {**ADVERSARIAL, "validate_examples": 60, "validate_steps": 5}
+    raw = digits_config(epochs=2, adversarial=adversarial)
+    raw["train"]["checkpoint"] = {"monitor": "val/robust_accuracy", "mode": "max"}
+    experiment = run_training(load_config(raw), tmp_path)
+    records = [r for r in (experiment.run_dir / "metrics.jsonl").read_text().splitlines()
+               if "val/robust_accuracy" in r]  # fmt: skip
+    assert len(records) == 2
+    logs = experiment.trainer.logs
+    assert 0.0 <= logs["val/robust_accuracy"] <= 1.0
+    states = [json.loads((c / "state.json").read_text())["monitor_value"]
+              for c in list_checkpoints(experiment.run_dir / "checkpoints")]  # fmt: skip
+    assert logs["val/robust_accuracy"] in states
 
 
 def test_epsilon_ramps_up_over_the_first_epochs(tmp_path: Path) -> None:

@@ -83,9 +83,11 @@ class AdversarialExamples(Callback):
         def forward(unit: torch.Tensor) -> torch.Tensor:
             return model(trainer.layout(space.from_unit(unit)))
 
+        x_all, y_all = trainer.val_loader.tensors()[:2]  # the loader's position stays as it is
         right = seen = 0
-        for x, y in trainer.val_loader:
-            x, y = x[: wanted - seen].to(trainer.device), y[: wanted - seen].to(trainer.device)
+        for start in range(0, min(wanted, len(y_all)), trainer.config.batch_size):
+            stop = min(start + trainer.config.batch_size, wanted)
+            x, y = x_all[start:stop].to(trainer.device), y_all[start:stop].to(trainer.device)
             attacked = pgd.perturb(forward, trainer.task.loss, space.to_unit(x), y, spec,
                                    space.low, space.high)  # fmt: skip
             with torch.no_grad():
@@ -93,8 +95,6 @@ class AdversarialExamples(Callback):
             if wrong is None:
                 return  # answers that are not right or wrong
             right, seen = right + int((~wrong).sum()), seen + len(y)
-            if seen >= wanted:
-                break
         model.train()
         trainer.logs["val/robust_accuracy"] = right / max(1, seen)
 

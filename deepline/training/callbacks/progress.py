@@ -20,7 +20,12 @@ if TYPE_CHECKING:
     from deepline.training.loop import Trainer
 
 
-SHOWN = ("loss", "accuracy", "robust_accuracy", "f1_macro")  # the rest is in metrics.jsonl and TensorBoard
+SHOWN = (
+    "loss",
+    "accuracy",
+    "robust_accuracy",
+    "f1_macro",
+)  # the rest is in metrics.jsonl and TensorBoard
 
 
 def _fmt(logs: dict[str, float], prefix: str) -> str:
