@@ -277,6 +277,16 @@ def calibration_of(run: TrainedRun) -> dict[str, Any]:
     }
 
 
+def privacy_of(run: TrainedRun) -> dict[str, Any] | None:
+    """The (epsilon, delta) guarantee of the exported checkpoint of a DP-SGD run, else None."""
+    config = run.config.train.privacy
+    if config is None:
+        return None
+    from deepline.training.privacy_report import privacy_of_checkpoint
+
+    return privacy_of_checkpoint(run.checkpoint, config)
+
+
 def bundle_spec(run: TrainedRun, files: dict[str, str]) -> dict[str, Any]:
     meta = run.data.meta
     evaluation = read_json(run.run_dir / "eval.json", {}) or {}
@@ -290,6 +300,7 @@ def bundle_spec(run: TrainedRun, files: dict[str, str]) -> dict[str, Any]:
         "task": task,
         "calibration": calibration,
         "card": run.config.card.model_dump(),
+        "privacy": privacy_of(run),
         "model": run.config.model.model_dump(),
         "data": {**meta.to_dict(), "tokenizer": None},  # in tokenizer.json
         "tokenizer_sha256": sha256_text(meta.tokenizer) if meta.tokenizer else None,

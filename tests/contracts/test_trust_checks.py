@@ -23,7 +23,7 @@ from tests.contracts.conftest import QUICK_TRAIN, sample_data
 @pytest.mark.parametrize("name", TRUST_CHECKS.names())
 def test_checks_its_example(name: str, tmp_path: Path) -> None:
     raw = copy.deepcopy(TRUST_CHECKS.meta(name)["example"])
-    raw.update(name=name, train=QUICK_TRAIN)
+    raw.update(name=name, train={**raw.get("train", {}), **QUICK_TRAIN})
     config = load_config(raw)
     data_config, data = sample_data(config.data, tmp_path / "data")
     config = config.model_copy(update={"data": data_config})

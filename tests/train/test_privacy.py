@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from deepline.config import load_config
+from deepline.deploy.export import export_run
 from deepline.errors import ConfigError
 from deepline.runs import read_json
 from deepline.training.events import Callback
@@ -53,6 +54,11 @@ def test_epsilon_agrees_with_google_dp_accounting(dp_run: Path) -> None:
     assert 0 < last["privacy/epsilon_prv"] <= last["privacy/epsilon"] * 1.05
     epochs = [r for r in records if "privacy/epsilon" in r]
     assert len(epochs) == 2 and epochs[0]["privacy/epsilon"] < epochs[1]["privacy/epsilon"]
+    bundle = read_json(Path(export_run(dp_run, checkpoint="last")["bundle"]) / "bundle.json")
+    privacy = bundle["privacy"]
+    assert privacy["epsilon"] == pytest.approx(last["privacy/epsilon"], rel=1e-9)
+    assert privacy["steps"] == steps and privacy["max_grad_norm"] == 1.0
+    assert "differentially private with respect to one training example" in privacy["statement"]
 
 
 def test_clipped_per_example_gradients_stay_within_the_norm(tmp_path: Path) -> None:
