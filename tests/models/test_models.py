@@ -8,9 +8,12 @@ import torch
 from deepline.models import build_model
 from deepline.registry import MODELS
 
-# sequence models take other shapes; tests/models/test_sequence_models.py covers them
+# sequence and table models take other inputs; tests/models/test_sequence_models.py and
+# tests/models/test_table_models.py cover them
 SEQUENCE_MODELS = {"lstm", "gru", "transformer", "gpt"}
-BUILT_IN = [name for name in MODELS.names() if name != "custom" and name not in SEQUENCE_MODELS]
+TABLE_MODELS = {"tabular_mlp", "ft_transformer"}
+BUILT_IN = [name for name in MODELS.names()
+            if name != "custom" and name not in SEQUENCE_MODELS | TABLE_MODELS]  # fmt: skip
 SIZES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
 
 
