@@ -45,14 +45,48 @@ def sensitive_columns(run: TrainedRun, wanted: Sequence[str] | None) -> list[str
 
 def decisions(run: TrainedRun, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(true, predicted) class indices on ``split`` of a two-class model."""
+    y, scores = positive_scores(run, split)
+    return y, (scores > 0.5).astype(np.int64)
+
+
+def positive_scores(run: TrainedRun, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(true class indices, probability of the positive class) on ``split``."""
     classes = run.data.meta.classes
     if len(classes) != 2:
         raise ConfigError(
             f"fairness compares yes/no decisions: a model with two classes, not {len(classes)}"
         )
     data = run.data.split(split)
-    predicted = predict_batches(run.model, data.x).argmax(1).numpy()
-    return data.y.numpy(), predicted
+    probabilities = predict_batches(run.model, data.x).softmax(1)[:, 1].numpy()
+    return data.y.numpy(), probabilities
+
+
+def threshold_mitigation(
+    run: TrainedRun, column: str, constraint: str, split: str, bootstrap: int
+) -> dict[str, Any]:
+    """Group thresholds fitted on the validation split for ``constraint`` on ``column``, and
+    the decisions they make on ``split``: its group report and accuracy before and after."""
+    from deepline.trust.mitigation import apply_thresholds, fit_thresholds, input_seeds
+
+    if not len(run.data.val):
+        raise ConfigError("threshold mitigation is fitted on the validation split: set "
+                          "data.val_fraction")  # fmt: skip
+    y_val, s_val = positive_scores(run, "val")
+    rule = fit_thresholds(s_val, y_val, run.data.val.groups[column], constraint)
+    y, scores = positive_scores(run, split)
+    data = run.data.split(split)
+    groups = data.groups[column]
+    after = apply_thresholds(rule, scores, groups, input_seeds(data.x.numpy()))
+    before = (scores > 0.5).astype(np.int64)
+    return {
+        "method": "threshold",
+        "constraint": constraint,
+        "column": column,
+        "rule": rule,
+        "accuracy_before": float((before == y).mean()),
+        "accuracy_after": float((after == y).mean()),
+        "report": group_report(y, after, groups, bootstrap),
+    }
 
 
 def group_report(
@@ -141,12 +175,15 @@ def fairness_of_run(
     sensitive: Sequence[str] | None = None,
     split: str = "test",
     bootstrap: int = BOOTSTRAP,
+    mitigate: str | None = None,
 ) -> dict[str, Any]:
-    """Every requested sensitive column's report on ``split``."""
+    """Every requested sensitive column's report on ``split``; with ``mitigate`` (a constraint
+    such as ``demographic_parity``), also the first column's decisions after group thresholds
+    fitted for it on the validation split."""
     columns = sensitive_columns(run, sensitive)
     y_true, y_pred = decisions(run, split)
     groups = run.data.split(split).groups
-    return {
+    result = {
         "checkpoint": run.checkpoint.name,
         "split": split,
         "n": len(y_true),
@@ -154,6 +191,9 @@ def fairness_of_run(
         "bootstrap": bootstrap,
         "columns": {c: group_report(y_true, y_pred, groups[c], bootstrap) for c in columns},
     }
+    if mitigate:
+        result["mitigation"] = threshold_mitigation(run, columns[0], mitigate, split, bootstrap)
+    return result
 
 
 def write_fairness(run_dir: Path, result: dict[str, Any]) -> Path:

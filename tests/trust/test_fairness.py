@@ -55,3 +55,21 @@ def test_bad_fairness_requests_get_one_clear_error(
     code, out, err = deepline([a.format(digits=digits_run) for a in args], capsys)
     assert code == 2, out + err
     assert message in " ".join(err.split()), err
+
+
+def test_thresholds_equalise_selection_rates_and_decide_each_input_the_same_way() -> None:
+    from deepline.trust.mitigation import apply_thresholds, fit_thresholds, input_seeds
+
+    rng = np.random.default_rng(0)
+    groups = rng.choice(["a", "b"], 2000)
+    scores = rng.random(2000) ** np.where(groups == "a", 0.5, 2.0)  # a is selected far more
+    y = (scores + rng.normal(0, 0.15, 2000) > 0.5).astype(int)
+    rule = fit_thresholds(scores, y, groups, "demographic_parity")
+    inputs = rng.normal(size=(2000, 3)).astype(np.float32)
+    after = apply_thresholds(rule, scores, groups, input_seeds(inputs))
+    before = disparities(y, (scores > 0.5).astype(int), groups)["demographic_parity_difference"]
+    assert disparities(y, after, groups)["demographic_parity_difference"] < before / 5
+    alone = apply_thresholds(rule, scores[7:8], groups[7:8], input_seeds(inputs[7:8]))
+    assert alone[0] == after[7]  # a served input gets the decision it got offline
+    with pytest.raises(Exception, match="not 'c'"):
+        apply_thresholds(rule, scores[:1], np.array(["c"]), input_seeds(inputs[:1]))

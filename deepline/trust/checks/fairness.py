@@ -57,6 +57,19 @@ class FairnessCheck(TrustCheck):
                     f"by {column}: the lowest group's selection rate is {ratio:.2f} of the "
                     f"highest's, below the four-fifths rule of thumb ({FOUR_FIFTHS})"
                 )
+        mitigation = result.get("mitigation")
+        if mitigation:
+            before = result["columns"].get(mitigation["column"], {}).get("disparities", {})
+            after = mitigation["report"]["disparities"]
+            rows = [[name.replace("_", " "), f"{before[name]['value']:.4f}" if name in before
+                     else "-", f"{after[name]['value']:.4f}"] for name in after]  # fmt: skip
+            rows.append(["accuracy", f"{mitigation['accuracy_before']:.4f}",
+                         f"{mitigation['accuracy_after']:.4f}"])  # fmt: skip
+            tables.append(Table(
+                ["", "before", f"after thresholds ({mitigation['constraint']})"], rows,
+                f"by {mitigation['column']}: group thresholds fitted on the validation split "
+                "(Fairlearn ThresholdOptimizer), decisions randomised per input",
+            ))  # fmt: skip
         return Section(
             "fairness",
             "Fairness",

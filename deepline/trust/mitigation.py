@@ -1,0 +1,98 @@
+"""Post-processing for fairness: group-specific thresholds (Fairlearn's ``ThresholdOptimizer``,
+Hardt et al. 2016) fitted on the validation split, kept as plain JSON and applied with
+decisions randomised per input from a seed derived from the input itself, so the same input
+always gets the same decision, offline or served.
+
+A rule maps each group to two threshold operations and the probability of using the first:
+``{"Female": [{"p": 0.7, "operator": ">", "threshold": 0.31}, {"p": 0.3, ...}], ...}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from deepline.errors import ConfigError
+
+CONSTRAINTS = ("demographic_parity", "equalized_odds")
+
+
+def _scores_estimator() -> Any:
+    """The model's positive-class probability, already computed (column 0 of X), as a fitted
+    sklearn classifier for ThresholdOptimizer with ``prefit=True``."""
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    class Scores(ClassifierMixin, BaseEstimator):
+        def fit(self, x: np.ndarray, y: np.ndarray) -> Scores:
+            self.classes_ = np.array([0, 1])
+            return self
+
+        def predict_proba(self, x: np.ndarray) -> np.ndarray:
+            s = np.asarray(x)[:, 0]
+            return np.stack([1 - s, s], axis=1)
+
+        def predict(self, x: np.ndarray) -> np.ndarray:
+            return (np.asarray(x)[:, 0] > 0.5).astype(int)
+
+    return Scores().fit(np.zeros((1, 1)), np.zeros(1))
+
+
+def fit_thresholds(
+    scores: np.ndarray, y: np.ndarray, groups: Sequence[str], constraint: str
+) -> dict[str, list[dict[str, Any]]]:
+    """The rule that ``ThresholdOptimizer`` fits to satisfy ``constraint`` on these examples."""
+    from fairlearn.postprocessing import ThresholdOptimizer
+
+    if constraint not in CONSTRAINTS:
+        raise ConfigError(
+            f"--constraint: unknown '{constraint}'. Allowed: {', '.join(CONSTRAINTS)}"
+        )
+    optimizer = ThresholdOptimizer(
+        estimator=_scores_estimator(),
+        constraints=constraint,
+        prefit=True,
+        predict_method="predict_proba",
+    )
+    optimizer.fit(np.asarray(scores)[:, None], np.asarray(y), sensitive_features=np.asarray(groups))
+    rule = {}
+    for group, found in optimizer.interpolated_thresholder_.interpolation_dict.items():
+        rule[str(group)] = [
+            {"p": float(found[f"p{i}"]), "operator": str(found[f"operation{i}"]._operator),
+             "threshold": float(found[f"operation{i}"]._threshold)}
+            for i in (0, 1)
+        ]  # fmt: skip
+    return rule
+
+
+def input_seeds(inputs: np.ndarray, salt: str = "deepline-thresholds") -> np.ndarray:
+    """One uniform number in [0, 1) per input, a function of the input's encoded values."""
+    rows = np.ascontiguousarray(np.asarray(inputs, dtype=np.float32).reshape(len(inputs), -1))
+    out = np.empty(len(rows))
+    for i, row in enumerate(rows):
+        digest = hashlib.sha256(salt.encode() + row.tobytes()).digest()
+        out[i] = int.from_bytes(digest[:8], "little") / 2**64
+    return out
+
+
+def apply_thresholds(
+    rule: dict[str, list[dict[str, Any]]],
+    scores: np.ndarray,
+    groups: Sequence[str],
+    draws: np.ndarray,
+) -> np.ndarray:
+    """Decisions (0/1): each input's group's first operation when its draw is below that
+    operation's probability, else the second. A group the rule does not know is an error."""
+    out = np.empty(len(scores), dtype=np.int64)
+    for i, (score, group, u) in enumerate(zip(scores, groups, draws)):
+        operations = rule.get(str(group))
+        if operations is None:
+            raise ConfigError(
+                f"the fairness thresholds know the groups {', '.join(rule)}, not '{group}'"
+            )
+        op = operations[0] if u < operations[0]["p"] else operations[1]
+        above = score > op["threshold"]
+        out[i] = int(above if op["operator"] == ">" else not above)
+    return out
