@@ -135,3 +135,21 @@ def test_a_killed_dp_run_resumes_with_the_same_epsilon(tmp_path: Path, dp_run: P
     ours = read_json(resumed.run_dir / "status.json")["last"]["privacy/epsilon"]
     straight = read_json(dp_run / "status.json")["last"]["privacy/epsilon"]
     assert ours == pytest.approx(straight, rel=1e-9)
+
+
+def test_training_stops_before_the_target_epsilon_would_be_passed() -> None:
+    """At an epoch's start, if one more epoch would spend more than the target, stop."""
+    from types import SimpleNamespace
+
+    from deepline.config import PrivacyConfig
+    from deepline.training.events import StopTraining
+    from deepline.training.privacy import DifferentialPrivacy
+
+    dp = DifferentialPrivacy(PrivacyConfig(target_epsilon=3.0))
+    dp.noise_multiplier, dp.sample_rate = 1.0, 0.05
+    trainer = SimpleNamespace(step=10, total_steps=10_000, train_loader=list(range(20)))
+    dp.accountants["rdp"].history = [(1.0, 0.05, 10)]
+    dp.epoch_start(trainer)  # 30 steps at noise 1.0 and rate 0.05: epsilon 2.74, under 3
+    dp.accountants["rdp"].history = [(1.0, 0.05, 2000)]
+    with pytest.raises(StopTraining, match="privacy budget"):
+        dp.epoch_start(trainer)
