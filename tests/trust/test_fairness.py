@@ -93,7 +93,8 @@ def table_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
            "data": {"name": "table", "path": str(folder / "people.csv"), "sensitive": ["group"],
                     "val_fraction": 0.25},
            "model": {"name": "tabular_mlp", "hidden": [16]},
-           "train": {"epochs": 5, "batch_size": 32, "num_threads": 1, "tensorboard": False}}  # fmt: skip
+           "train": {"epochs": 5, "batch_size": 32, "num_threads": 1,
+                     "tensorboard": False}}  # fmt: skip
     return run_training(load_config(raw), folder / "runs").run_dir
 
 
