@@ -15,6 +15,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode="markdown",  # paragraphs reflow to the terminal's width
 )
 console = Console()
 err_console = Console(stderr=True)

@@ -20,7 +20,7 @@ app.add_typer(data_app, name="data")
 
 NAME = typer.Argument(..., metavar="NAME", help="dataset name, as shown by `deepline data list`")
 DATA_DIR = typer.Option(
-    None, "--data-dir", help="folder searched first, holding <dataset folder>/<file>"
+    None, "--data-dir", help="folder searched first, holding `<dataset folder>/<file>`"
 )
 
 

@@ -40,7 +40,7 @@ def train(
     max_restarts: int = typer.Option(None, min=0, help="torchrun --max-restarts"),
     show_loop: bool = typer.Option(False, "--show-loop", help="print callbacks per event, exit"),
 ) -> None:
-    """Train a model: a new run folder runs/<config name>/<time>/, or --resume one.
+    """Train a model: a new run folder `runs/<config name>/<time>/`, or --resume one.
 
     With --nproc N the same config trains on N processes (DDP through torchrun; gloo on CPU,
     NCCL on GPU); train.batch_size stays the global batch. A worker that dies is restarted

@@ -95,7 +95,7 @@ def repo_add(
     ),
     max_delay_ms: float = typer.Option(None, min=0.0, help="this model's batching delay"),
 ) -> None:
-    """Copy a bundle into REPO/NAME/<next version>/ (the latest version is served by default)."""
+    """Copy a bundle into `REPO/NAME/<next version>/` (the latest version is served by default)."""
     from deepline.serve.repository import Batching, add_bundle
 
     batching = Batching(max_batch_size=max_batch_size, max_delay_ms=max_delay_ms)

@@ -29,7 +29,7 @@ def tune(
     timeout: float = typer.Option(None, min=1, help="stop starting trials after S seconds"),
     sampler: str = typer.Option("tpe", help="tpe, random or grid"),
     pruner: str = typer.Option("median", help="median, hyperband or none"),
-    out: Path = typer.Option(None, help="output folder (default runs/tune/<name>/<time>)"),
+    out: Path = typer.Option(None, help="output folder (default `runs/tune/<name>/<time>`)"),
     set_: list[str] = typer.Option([], "--set", help="override the base config"),
     data_dir: str = typer.Option(None, help="look for dataset files here first"),
 ) -> None:
