@@ -99,3 +99,16 @@ def test_bad_rows_get_one_clear_error(codec, row: object, message: str) -> None:
     with pytest.raises(InputError) as caught:
         codec.decode([row])
     assert message in str(caught.value)
+
+
+def test_a_parquet_table_reads_like_its_csv(tmp_path: Path) -> None:
+    import pandas as pd
+
+    csv_path = write_table(tmp_path / "people.csv")
+    frame = pd.read_csv(csv_path, keep_default_na=False, dtype=str)
+    frame["score"] = frame["score"].astype(int)  # Parquet keeps types: numbers stay numbers
+    frame.to_parquet(tmp_path / "people.parquet")
+    from_csv = load_data(DataConfig(name="table", path=str(csv_path)))
+    from_parquet = load_data(DataConfig(name="table", path=str(tmp_path / "people.parquet")))
+    assert from_parquet.meta.columns == from_csv.meta.columns
+    assert np.array_equal(from_parquet.train.x.numpy(), from_csv.train.x.numpy())
