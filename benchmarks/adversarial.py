@@ -24,13 +24,11 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+from resumable_runs import machine, run_status, trained
 from rich.console import Console
 from rich.table import Table
 
@@ -49,21 +47,7 @@ PARTS = {  # part: (config, target robust accuracy at eps 0.3, anchor, the ancho
 }
 CLEAN_TARGET = 0.98
 STRONG = AttackPlan(("fgsm", "pgd"), (0.3,), steps=50, alpha=0.01, restarts=10)
-QUICK = ["--set", "data.name=digits", "--set", "train.epochs=3"]
-
-
-def status(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "status.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def train(config: str, run_dir: Path, data_dir: str, quick: bool) -> None:
-    """Train, continue or reuse ``run_dir`` (``deepline train --run-dir``)."""
-    if status(run_dir).get("status") == "completed":
-        return
-    command = [sys.executable, "-m", "deepline", "train", config, "--run-dir", str(run_dir)]
-    command += ["--data-dir", data_dir] + (QUICK if quick else [])
-    subprocess.run(command, check=True)
+QUICK = ["data.name=digits", "train.epochs=3"]
 
 
 def attack(run_dir: Path, plan: AttackPlan, data_dir: str, limit: int | None) -> dict[str, Any]:
@@ -132,15 +116,15 @@ def main() -> None:
         parser.error(f"--parts: unknown {unknown}; allowed: {', '.join(PARTS)}")
     summary: dict[str, Any] = {
         "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+        "machine": machine(),
     }
     rows = []
     for part in parts:
         config, target, anchor, anchor_value = PARTS[part]
         run_dir = args.runs / part
         if not (args.partial and (run_dir / "checkpoints").exists()):
-            train(config, run_dir, args.data_dir, args.quick)
-        state = status(run_dir)
+            trained(config, run_dir, args.data_dir, QUICK if args.quick else [])
+        state = run_status(run_dir)
         if part == "standard":
             eps = tuple(e for e in TUTORIAL if e) if not args.quick else (0.1, 0.3)
             fgsm = AttackPlan(("fgsm",), eps)

@@ -24,13 +24,10 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import torch
+from resumable_runs import machine, trained
 from rich.console import Console
 from rich.table import Table
 
@@ -64,18 +61,6 @@ SUITE = {  # name: (config, overrides, target: ("at most", value), ("lower by", 
 QUICK = {"digits": ("digits_lenet", ["train.epochs=3"], ("lower by", 0.0))}
 
 
-def train(config: str, overrides: list[str], run_dir: Path, data_dir: str) -> dict[str, Any]:
-    """Train, continue or reuse ``run_dir``; the run's status.json."""
-    status = run_dir / "status.json"
-    if not (status.exists() and json.loads(status.read_text())["status"] == "completed"):
-        command = [sys.executable, "-m", "deepline", "train", config, "--run-dir", str(run_dir),
-                   "--data-dir", data_dir]  # fmt: skip
-        for override in overrides:
-            command += ["--set", override]
-        subprocess.run(command, check=True)
-    return dict(json.loads(status.read_text()))
-
-
 def passed(target: tuple[str, float] | None, before: float, after: float) -> bool | None:
     if target is None:
         return None
@@ -102,12 +87,12 @@ def main() -> None:
         table.add_column(column, justify="left" if column in ("dataset", "config") else "right")
     results: dict[str, Any] = {
         "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+        "machine": machine(),
     }
     for name in names:
         config, overrides, target = suite[name]
         run_dir = args.runs / name
-        status = train(config, overrides, run_dir, args.data_dir)
+        status = trained(config, run_dir, args.data_dir, overrides)
         run = load_trained(run_dir, None, args.data_dir)
         result = calibrate_run(run, "test")
         write_calibration(run_dir, result)

@@ -24,14 +24,11 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
+from resumable_runs import machine, trained
 from rich.console import Console
 from rich.table import Table
 
@@ -48,17 +45,6 @@ MODELS = {  # name: (config, overrides, methods)
     ),
 }
 QUICK = {"digits_cnn": ("digits_lenet", ["train.epochs=2"], MODELS["mnist_cnn"][2])}
-
-
-def trained(config: str, overrides: list[str], run_dir: Path, data_dir: str) -> Path:
-    status = run_dir / "status.json"
-    if not (status.exists() and json.loads(status.read_text())["status"] == "completed"):
-        command = [sys.executable, "-m", "deepline", "train", config, "--run-dir", str(run_dir),
-                   "--data-dir", data_dir]  # fmt: skip
-        for override in overrides:
-            command += ["--set", override]
-        subprocess.run(command, check=True)
-    return run_dir
 
 
 def main() -> None:
@@ -78,11 +64,12 @@ def main() -> None:
         table.add_column(column, justify="left" if column in ("model", "method") else "right")
     results: dict[str, Any] = {
         "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+        "machine": machine(),
         "examples": examples,
     }
     for name, (config, overrides, methods) in models.items():
-        run = load_trained(trained(config, overrides, args.runs / name, args.data_dir))
+        trained(config, args.runs / name, args.data_dir, overrides)
+        run = load_trained(args.runs / name)
         source = run_source(run)
         results[name] = {}
         for method in methods:

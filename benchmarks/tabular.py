@@ -20,16 +20,13 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+from resumable_runs import machine, trained
 from rich.console import Console
 from rich.table import Table
 
@@ -41,18 +38,6 @@ from deepline.evaluate.loading import load_trained
 console = Console()
 MODELS = {"mlp": ("adult_mlp", 0.852), "ft_transformer": ("adult_ft_transformer", 0.859)}
 GOAL = 0.860
-
-
-def train(config: str, run_dir: Path, seed: int, data_dir: str, quick: bool) -> float:
-    """Train (or reuse) one seed's run; its wall time."""
-    status = run_dir / "status.json"
-    if not (status.exists() and json.loads(status.read_text())["status"] == "completed"):
-        command = [sys.executable, "-m", "deepline", "train", config, "--run-dir", str(run_dir),
-                   "--data-dir", data_dir, "--set", f"seed={seed}"]  # fmt: skip
-        if quick:
-            command += ["--set", "train.epochs=1"]
-        subprocess.run(command, check=True)
-    return float(json.loads(status.read_text())["wall_time_s"])
 
 
 def boosting(data_dir: str, seed: int) -> tuple[float, float]:
@@ -86,7 +71,7 @@ def main() -> None:
     seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
     results: dict[str, Any] = {
         "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+        "machine": machine(),
         "seeds": seeds,
     }
     table = Table(title=f"UCI Adult test accuracy ({len(seeds)} seed(s)), official split")
@@ -97,7 +82,8 @@ def main() -> None:
         accuracies, times = [], []
         for seed in seeds:
             run_dir = args.runs / f"{name}_seed{seed}"
-            times.append(train(config, run_dir, seed, args.data_dir, args.quick))
+            overrides = [f"seed={seed}", *(["train.epochs=1"] if args.quick else [])]
+            times.append(float(trained(config, run_dir, args.data_dir, overrides)["wall_time_s"]))
             run = load_trained(run_dir, None, args.data_dir)
             accuracies.append(evaluate_trained(run, "test", 0)["metrics"]["accuracy"])
         mean = statistics.mean(accuracies)

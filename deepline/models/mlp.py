@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -16,6 +17,17 @@ class MLPConfig(ModelConfig):
     name: Literal["mlp"] = "mlp"
     hidden: list[int] = Field(default_factory=lambda: [256, 128], description="layer widths")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+
+def dense_layers(
+    width: int, hidden: Sequence[int], dropout: float, outputs: int
+) -> list[nn.Module]:
+    """(Linear -> ReLU -> Dropout) per entry of ``hidden``, then a Linear to ``outputs``."""
+    layers: list[nn.Module] = []
+    for out in hidden:
+        layers += [nn.Linear(width, out), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+        width = out
+    return [*layers, nn.Linear(width, outputs)]
 
 
 @MODELS.register(
@@ -37,12 +49,7 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         width = in_channels * image_size[0] * image_size[1]
-        layers: list[nn.Module] = [nn.Flatten()]
-        for out in hidden:
-            layers += [nn.Linear(width, out), nn.ReLU(inplace=True), nn.Dropout(dropout)]
-            width = out
-        layers.append(nn.Linear(width, num_classes))
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(nn.Flatten(), *dense_layers(width, hidden, dropout, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (B, num_classes)

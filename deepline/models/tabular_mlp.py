@@ -11,6 +11,7 @@ from torch import nn
 
 from deepline.config import ModelConfig
 from deepline.models.columns import Columns
+from deepline.models.mlp import dense_layers
 from deepline.registry import MODELS
 
 TABLE_EXAMPLE = {"data": {"name": "adult"}, "task": {"name": "tabular_classification"}}
@@ -52,12 +53,7 @@ class TabularMLP(nn.Module):
         )
         widths = [int(e.embedding_dim) for e in self.embeddings if isinstance(e, nn.Embedding)]
         width = self.columns.n_numeric + sum(widths)
-        layers: list[nn.Module] = []
-        for out in hidden:
-            layers += [nn.Linear(width, out), nn.ReLU(inplace=True), nn.Dropout(dropout)]
-            width = out
-        layers.append(nn.Linear(width, num_classes))
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*dense_layers(width, hidden, dropout, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         numbers, ids = self.columns(x)
