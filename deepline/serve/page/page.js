@@ -232,7 +232,7 @@
         input.type = "number";
         input.step = "any";
         input.name = field.name;
-        input.value = Number(field.mean).toPrecision(4);
+        input.value = String(Number(Number(field.mean).toPrecision(4)));  // 189900, not 1.899e+5
         input.title = `training mean ${field.mean.toPrecision(4)}, std ${field.std.toPrecision(4)}`;
         label.append(input);
         return label;
