@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -48,3 +49,31 @@ def tiny_config(**train: Any) -> dict[str, Any]:
 @pytest.fixture
 def tiny() -> dict[str, Any]:
     return tiny_config()
+
+
+def people_table(path: Path, rows: int = 600, seed: int = 0) -> Path:
+    """A CSV of people (score, hours, group a/b, label) whose label depends on their group."""
+    rng = np.random.default_rng(seed)
+    lines = ["score,hours,group,label"]
+    for _ in range(rows):
+        group = str(rng.choice(["a", "b"]))
+        score = rng.normal(1.0 if group == "a" else 0.0, 1.0)
+        lines.append(f"{score:.3f},{rng.integers(10, 60)},{group},{int(score > 0.5)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def people_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small MLP trained on ``people_table`` (group declared sensitive, seen by the model)."""
+    from deepline.config import load_config
+    from deepline.training.experiment import run_training
+
+    folder = tmp_path_factory.mktemp("people")
+    raw = {"name": "people", "seed": 0,
+           "data": {"name": "table", "path": str(people_table(folder / "people.csv")),
+                    "sensitive": ["group"], "val_fraction": 0.25},
+           "model": {"name": "tabular_mlp", "hidden": [16]},
+           "train": {"epochs": 5, "batch_size": 32, "num_threads": 1,
+                     "tensorboard": False}}  # fmt: skip
+    return run_training(load_config(raw), folder / "runs").run_dir

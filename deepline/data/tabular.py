@@ -58,14 +58,25 @@ class Column:
         """Distinct encoded values of a categorical column (its vocabulary and 'unknown')."""
         return len(self.vocabulary) + 1
 
-    def encode(self, values: Sequence[Any], where: str) -> np.ndarray:
-        """Raw values -> float64 model values; ``where`` names them in errors."""
+    def encode(self, values: Sequence[Any], where: str, strict: bool = False) -> np.ndarray:
+        """Raw values -> float64 model values; ``where`` names them in errors. A category
+        training never saw is 'unknown' (index 0), or with ``strict`` an InputError."""
         if self.kind == NUMERIC:
             out = np.empty(len(values))
             for i, value in enumerate(values):
                 out[i] = self.mean if is_missing(value) else number(value, self.name, where)
-            return (out - self.mean) / self.std
+            # read at float32 precision: a value sent as a float32 tensor or as JSON text
+            # encodes to the same bits (and so gets the same seeded decision)
+            return (out.astype(np.float32).astype(np.float64) - self.mean) / self.std
         index = {v: i + 1 for i, v in enumerate(self.vocabulary)}
+        if strict:
+            unseen = [v for v in values if not is_missing(v) and category(v) not in index]
+            if unseen:
+                shown = ", ".join(self.vocabulary[:12]) + (", ..." if len(index) > 12 else "")
+                raise InputError(
+                    f"{where}: column '{self.name}' has no category {unseen[0]!r}. Known: "
+                    f"{shown} (or null for missing)"
+                )
         return np.array(
             [0 if is_missing(v) else index.get(category(v), 0) for v in values], dtype=np.float64
         )
@@ -171,11 +182,12 @@ def fit_columns(
     return columns
 
 
-def encode(table: Table, columns: Sequence[Column], where: str) -> np.ndarray:
-    """Model inputs float32 (N, F) for the rows of ``table``."""
+def encode(table: Table, columns: Sequence[Column], where: str, strict: bool = False) -> np.ndarray:
+    """Model inputs float32 (N, F) for the rows of ``table`` (``strict``: unseen categories
+    are errors, as for served rows)."""
     if not columns:
         raise DataError(f"{where}: a table needs at least one input column")
-    encoded = [c.encode(table.column(c.name, where), where) for c in columns]
+    encoded = [c.encode(table.column(c.name, where), where, strict) for c in columns]
     return np.stack(encoded, axis=1).astype(np.float32)
 
 

@@ -254,19 +254,27 @@ def drift_reference(run: TrainedRun) -> dict[str, Any]:
     return reference_statistics(summaries, task.drift_signal(outputs), task.drift_categories())
 
 
+def fitted_for_checkpoint(
+    run: TrainedRun, file: str, command: str
+) -> tuple[dict[str, Any] | None, str]:
+    """What ``command`` wrote to ``file`` in the run folder if it was fitted for the exported
+    checkpoint, else (None, why the bundle does not apply it)."""
+    fitted = read_json(run.run_dir / file, None)
+    if not isinstance(fitted, dict):
+        return None, f"not fitted: run `{command}`"
+    if fitted.get("checkpoint") != run.checkpoint.name:
+        return None, f"fitted for {fitted.get('checkpoint')}, not {run.checkpoint.name}"
+    return fitted, ""
+
+
 def calibration_of(run: TrainedRun) -> dict[str, Any]:
     """The temperature ``deepline calibrate`` fitted for the exported checkpoint, and whether
     the bundle applies it (not when it was fitted for other weights, or never)."""
     if not run.task.calibratable:
         return {"applied": False, "why": f"the {run.task.name} task has no probabilities"}
-    fitted = read_json(run.run_dir / "calibration.json", None)
-    if not isinstance(fitted, dict):
-        return {"applied": False, "why": "not calibrated: run `deepline calibrate RUN_DIR`"}
-    if fitted.get("checkpoint") != run.checkpoint.name:
-        return {
-            "applied": False,
-            "why": f"calibrated for {fitted.get('checkpoint')}, not {run.checkpoint.name}",
-        }
+    fitted, why = fitted_for_checkpoint(run, "calibration.json", "deepline calibrate RUN_DIR")
+    if fitted is None:
+        return {"applied": False, "why": why}
     return {
         "applied": True,
         "temperature": fitted["temperature"],
@@ -275,6 +283,32 @@ def calibration_of(run: TrainedRun) -> dict[str, Any]:
         "ece_before": fitted["before"]["ece"],
         "ece_after": fitted["after"]["ece"],
     }
+
+
+def thresholds_of(run: TrainedRun) -> dict[str, Any] | None:
+    """The group thresholds ``deepline fairness --mitigate`` fitted for the exported checkpoint
+    and whether the bundle decides by them; None for tasks that cannot."""
+    if not run.task.thresholdable:
+        return None
+    fitted, why = fitted_for_checkpoint(
+        run, "thresholds.json", "deepline fairness RUN_DIR --mitigate demographic_parity"
+    )
+    if fitted is None:
+        return {"applied": False, "why": why}
+    if fitted["column"] not in [c["name"] for c in run.data.meta.columns]:
+        why = f"the model does not see '{fitted['column']}' (data.sensitive_input: false)"
+        return {"applied": False, "why": why + ", so served rows cannot be grouped by it"}
+    return {"applied": True, **fitted}
+
+
+def _task_config(run: TrainedRun, calibration: dict[str, Any], thresholds: Any) -> dict[str, Any]:
+    """The task's config as the bundle applies it: fitted temperature and group thresholds."""
+    task = run.config.task.model_dump()
+    if calibration["applied"]:
+        task["temperature"] = calibration["temperature"]
+    if thresholds and thresholds["applied"]:
+        task["thresholds"] = {k: thresholds[k] for k in ("column", "constraint", "rule")}
+    return task
 
 
 def privacy_of(run: TrainedRun) -> dict[str, Any] | None:
@@ -290,15 +324,13 @@ def privacy_of(run: TrainedRun) -> dict[str, Any] | None:
 def bundle_spec(run: TrainedRun, files: dict[str, str]) -> dict[str, Any]:
     meta = run.data.meta
     evaluation = read_json(run.run_dir / "eval.json", {}) or {}
-    calibration = calibration_of(run)
-    task = run.config.task.model_dump()
-    if calibration["applied"]:
-        task["temperature"] = calibration["temperature"]
+    calibration, thresholds = calibration_of(run), thresholds_of(run)
     return {
         "format": BUNDLE_FORMAT,
         "name": run.config.name,
-        "task": task,
+        "task": _task_config(run, calibration, thresholds),
         "calibration": calibration,
+        "thresholds": thresholds,
         "card": run.config.card.model_dump(),
         "privacy": privacy_of(run),
         "model": run.config.model.model_dump(),

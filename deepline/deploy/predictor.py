@@ -92,15 +92,22 @@ class Predictor:
         """Model outputs for a model-ready batch."""
         return self.engine(batch)
 
-    def named_outputs(self, outputs: np.ndarray) -> dict[str, np.ndarray]:
-        return self.task.named_outputs(outputs)
+    def named_outputs(
+        self, outputs: np.ndarray, batch: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """The task's named outputs for a batch's model outputs (``batch``: the model-ready
+        inputs, which decisions by group thresholds need)."""
+        return self.task.named_outputs(outputs, batch)
 
-    def answers(self, outputs: np.ndarray, top_k: int | None = None) -> list[Any]:
-        return self.task.answers(self.named_outputs(outputs), top_k)
+    def answers(
+        self, outputs: np.ndarray, top_k: int | None = None, batch: np.ndarray | None = None
+    ) -> list[Any]:
+        return self.task.answers(self.named_outputs(outputs, batch), top_k)
 
     def predict(self, inputs: Sequence[Any], top_k: int | None = None) -> list[Any]:
         """Raw inputs -> answers, one per input."""
-        return self.answers(self.run(self.prepare(inputs)), top_k)
+        batch = self.prepare(inputs)
+        return self.answers(self.run(batch), top_k, batch)
 
     def predict_files(
         self, files: Sequence[str | Path], top_k: int | None = None
@@ -114,7 +121,8 @@ class Predictor:
                 batches.append(self.prepare([item]))
             except InputError as err:
                 raise InputError(err if name in str(err) else f"'{name}': {err}") from None
-        answers = self.answers(self.run(np.concatenate(batches)), top_k)
+        batch = np.concatenate(batches)
+        answers = self.answers(self.run(batch), top_k, batch)
         return [(name, answer) for (name, _), answer in zip(named, answers)]
 
     def stream(

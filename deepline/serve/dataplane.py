@@ -75,8 +75,8 @@ class DataPlane:
 
     async def infer(self, model: ServedModel, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Named inputs -> the task's named outputs, each batch first."""
-        raw = await model.infer(await self.prepare(model, inputs))
-        return model.predictor.named_outputs(raw)
+        batch = await self.prepare(model, inputs)
+        return model.predictor.named_outputs(await model.infer(batch), batch)
 
     async def predict(
         self, model: ServedModel, inputs: Mapping[str, Any], top_k: int | None = None

@@ -92,6 +92,8 @@ class Task(ABC):
     generates: ClassVar[bool] = False  # answers a prompt with generated text (``stream``)
     # its probabilities follow ``config.temperature`` (fitted by ``deepline calibrate``)
     calibratable: ClassVar[bool] = False
+    # its decisions may follow ``config.thresholds`` (fitted by ``deepline fairness --mitigate``)
+    thresholdable: ClassVar[bool] = False
 
     def __init__(self, config: TaskConfig, meta: DataMeta) -> None:
         self.config = config
@@ -192,8 +194,12 @@ class Task(ABC):
         """The named outputs every protocol answers."""
 
     @abstractmethod
-    def named_outputs(self, raw: np.ndarray) -> dict[str, np.ndarray]:
-        """The model's raw outputs for a batch -> the named outputs, each batch first."""
+    def named_outputs(
+        self, raw: np.ndarray, inputs: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """The model's raw outputs for a batch -> the named outputs, each batch first.
+        ``inputs`` is the model-ready batch they came from, for decisions that depend on it
+        (a task's group thresholds)."""
 
     @abstractmethod
     def answers(self, named: dict[str, np.ndarray], top_k: int | None = None) -> list[Any]:

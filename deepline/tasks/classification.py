@@ -63,9 +63,11 @@ class ClassificationTask(Task):
             OutputSpec("label", "BYTES", (-1,)),
         ]
 
-    def named_outputs(self, raw: np.ndarray) -> dict[str, np.ndarray]:
-        """Logits, their softmax at the task's temperature, and the top class's name (an object
-        array of str)."""
+    def named_outputs(
+        self, raw: np.ndarray, inputs: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """Logits, their softmax at the task's temperature, and the decided class's name (an
+        object array of str)."""
         logits = np.asarray(raw, dtype=np.float32)
         scaled = logits / np.float32(self.config.temperature)
         shifted = np.exp(scaled - scaled.max(-1, keepdims=True))
@@ -74,21 +76,32 @@ class ClassificationTask(Task):
         return {
             "logits": logits,
             "probabilities": probabilities,
-            "label": classes[logits.argmax(-1)],
+            "label": classes[self.decide(logits, probabilities, inputs)],
         }
 
+    def decide(
+        self, logits: np.ndarray, probabilities: np.ndarray, inputs: np.ndarray | None
+    ) -> np.ndarray:
+        """The class index decided for each example: the most likely one."""
+        return logits.argmax(-1)
+
     def answers(self, named: dict[str, np.ndarray], top_k: int | None = None) -> list[Any]:
-        """The ``top_k`` classes of each example: class, index and probability."""
+        """The ``top_k`` classes of each example: class, index and probability; the decided
+        class (``label``) first, then by probability."""
         probabilities = named["probabilities"]
+        index = {c: i for i, c in enumerate(self.meta.classes)}
         k = min(top_k or self.config.top_k, self.num_classes)
-        order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
-        return [
-            [
-                {"class": self.meta.classes[i], "index": int(i), "probability": float(row[i])}
-                for i in top
-            ]
-            for row, top in zip(probabilities, order)
-        ]
+        answers = []
+        for row, label in zip(probabilities, named["label"]):
+            decided = index[label]
+            order = [decided, *(i for i in np.argsort(-row, kind="stable") if i != decided)]
+            answers.append(
+                [
+                    {"class": self.meta.classes[i], "index": int(i), "probability": float(row[i])}
+                    for i in order[:k]
+                ]
+            )
+        return answers
 
     def answer_form(self) -> dict[str, Any]:
         return {"type": "ranking", "classes": len(self.meta.classes)}

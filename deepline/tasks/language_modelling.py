@@ -131,7 +131,9 @@ class LanguageModelling(Task):
     def outputs(self) -> list[OutputSpec]:
         return [OutputSpec("text", "BYTES", (-1,))]
 
-    def named_outputs(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+    def named_outputs(
+        self, raw: np.ndarray, inputs: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """The most likely next token after each window (generation answers ``text``)."""
         tokens = np.asarray(raw)[:, -1].argmax(-1)
         return {"text": np.array([self.codec.text([int(t)]) for t in tokens], dtype=object)}

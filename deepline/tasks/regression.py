@@ -93,7 +93,9 @@ class Regression(Task):
     def outputs(self) -> list[OutputSpec]:
         return [OutputSpec("values", "FP32", (-1, len(self.targets)))]
 
-    def named_outputs(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+    def named_outputs(
+        self, raw: np.ndarray, inputs: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         return {"values": np.asarray(raw, dtype=np.float32).reshape(len(raw), -1)}
 
     def answers(self, named: dict[str, np.ndarray], top_k: int | None = None) -> list[Any]:

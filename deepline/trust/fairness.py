@@ -197,6 +197,13 @@ def fairness_of_run(
 
 
 def write_fairness(run_dir: Path, result: dict[str, Any]) -> Path:
+    """``fairness.json``; with a threshold mitigation also ``thresholds.json``, the rule that
+    ``deepline export`` puts into the bundle for this checkpoint."""
     path = run_dir / "fairness.json"
     write_json(path, result)
+    mitigation = result.get("mitigation")
+    if mitigation and mitigation["method"] == "threshold":
+        rule = {k: mitigation[k] for k in ("column", "constraint", "rule")}
+        write_json(run_dir / "thresholds.json", {"checkpoint": result["checkpoint"], **rule,
+                                                 "fitted_on": "val"})  # fmt: skip
     return path

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from deepline.errors import ConfigError
+from deepline.errors import ConfigError, InputError
 
 CONSTRAINTS = ("demographic_parity", "equalized_odds")
 
@@ -89,7 +89,7 @@ def apply_thresholds(
     for i, (score, group, u) in enumerate(zip(scores, groups, draws)):
         operations = rule.get(str(group))
         if operations is None:
-            raise ConfigError(
+            raise InputError(
                 f"the fairness thresholds know the groups {', '.join(rule)}, not '{group}'"
             )
         op = operations[0] if u < operations[0]["p"] else operations[1]

@@ -76,9 +76,9 @@ def codec(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
 
 def test_served_rows_decode_like_training(codec) -> None:  # type: ignore[no-untyped-def]
     row = {"height": 170, "colour": "blue", "score": 3, "group": "a"}  # group: ignored
-    batch = codec.decode([row, {**row, "colour": "green"}, [None, "red", 1]])
+    batch = codec.decode([row, {**row, "colour": None}, [None, "red", 1]])
     assert batch.shape == (3, 3) and batch.dtype == np.float32
-    assert batch[1, 1] == 0  # an unseen category is "unknown"
+    assert batch[1, 1] == 0  # a missing category is "unknown"
     colour = np.array([b"blue"], dtype=object)  # a V2 BYTES tensor
     named = codec.decode_named({"height": np.array([170.0]), "colour": colour,
                                 "score": np.array([3])})  # fmt: skip
@@ -92,6 +92,7 @@ def test_served_rows_decode_like_training(codec) -> None:  # type: ignore[no-unt
         ({"height": 170, "colour": "blue", "score": 1, "heigth": 2}, "unknown column 'heigth'"),
         ({"height": "tall", "colour": "blue", "score": 1}, "column 'height' is numeric"),
         ({"height": True, "colour": "blue", "score": 1}, "column 'height' is numeric"),
+        ({"height": 170, "colour": "green", "score": 1}, "column 'colour' has no category 'green'"),
         ("a text", "must be an object naming the columns"),
     ],
 )

@@ -76,5 +76,5 @@ def test_a_bundle_of_other_weights_does_not_apply_a_stale_temperature(
     write_calibration(run.run_dir, {**calibrate_run(run), "checkpoint": "step-00000001"})
     spec = read_json(Path(export_run(digits_run, out=tmp_path / "b", formats=[])["bundle"])
                      / "bundle.json")  # fmt: skip
-    assert not spec["calibration"]["applied"] and "calibrated for" in spec["calibration"]["why"]
+    assert not spec["calibration"]["applied"] and "fitted for" in spec["calibration"]["why"]
     assert spec["task"]["temperature"] == 1.0

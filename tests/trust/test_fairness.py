@@ -75,32 +75,10 @@ def test_thresholds_equalise_selection_rates_and_decide_each_input_the_same_way(
         apply_thresholds(rule, scores[:1], np.array(["c"]), input_seeds(inputs[:1]))
 
 
-@pytest.fixture(scope="module")
-def table_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small MLP on a CSV of people whose label depends on their group."""
-    from deepline.config import load_config
-    from deepline.training.experiment import run_training
-
-    folder = tmp_path_factory.mktemp("table")
-    rng = np.random.default_rng(0)
-    lines = ["score,hours,group,label"]
-    for _ in range(600):
-        group = str(rng.choice(["a", "b"]))
-        score = rng.normal(1.0 if group == "a" else 0.0, 1.0)
-        lines.append(f"{score:.3f},{rng.integers(10, 60)},{group},{int(score > 0.5)}")
-    (folder / "people.csv").write_text("\n".join(lines) + "\n")
-    raw = {"name": "people", "seed": 0,
-           "data": {"name": "table", "path": str(folder / "people.csv"), "sensitive": ["group"],
-                    "val_fraction": 0.25},
-           "model": {"name": "tabular_mlp", "hidden": [16]},
-           "train": {"epochs": 5, "batch_size": 32, "num_threads": 1,
-                     "tensorboard": False}}  # fmt: skip
-    return run_training(load_config(raw), folder / "runs").run_dir
-
-
 def test_fairness_with_mitigation_from_the_command_line(
-    table_run: Path, capsys: pytest.CaptureFixture[str]
+    people_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    table_run = people_run
     code, out, err = deepline(["fairness", str(table_run), "--mitigate", "demographic_parity",
                                "--bootstrap", "20"], capsys)  # fmt: skip
     assert code == 0, err

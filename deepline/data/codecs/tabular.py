@@ -3,9 +3,10 @@
 An example is an object naming every input column (``{"age": 39, "workclass": "Private",
 ...}``; a sensitive column the model does not see may be given and is ignored), or a list of
 values in column order. Protocols may send one tensor per column (KServe V2: BYTES for
-categorical columns, numbers for numeric ones). A missing value (null, "", "?") is allowed; an
-unseen category becomes "unknown"; a missing or unknown column, or text in a numeric column, is
-an InputError naming it. See ``deepline.data.tabular`` for the encoding.
+categorical columns, numbers for numeric ones). A missing value (null, "", "?") is allowed; a
+category training never saw, a missing or unknown column, or text in a numeric column is an
+InputError naming it: a served row is answered only for values the model was trained on. See
+``deepline.data.tabular`` for the encoding.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class TabularCodec(InputCodec):
             raise InputError("no inputs given")
         rows = [self._row(item, i) for i, item in enumerate(items)]
         table = Table({name: [row[name] for row in rows] for name in self.names})
-        return encode(table, self.columns, "input")
+        return encode(table, self.columns, "input", strict=True)
 
     def decode_tensor(self, array: np.ndarray) -> np.ndarray:
         """Whole rows as numbers in column order (categorical columns as their values, which
