@@ -142,6 +142,29 @@ def plot_robustness(result: dict, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def plot_fairness_tradeoff(result: dict, path: Path) -> Path:
+    """Accuracy against the constrained disparity (``fairness.json``): the model's own
+    decisions and each mitigation's."""
+    mitigated = result["mitigations"]
+    column, constraint = mitigated[0]["column"], mitigated[0]["constraint"]
+    gap = f"{constraint}_difference"
+    points = [("unmitigated", result["columns"][column]["disparities"][gap],
+               mitigated[0]["accuracy_before"])]  # fmt: skip
+    points += [(m["method"], m["report"]["disparities"][gap], m["accuracy_after"])
+               for m in mitigated]  # fmt: skip
+    fig = Figure(figsize=(5.5, 3.8), dpi=DPI)
+    ax = fig.add_subplot()
+    for name, d, accuracy in points:
+        ax.errorbar([d["value"]], [accuracy], xerr=[[d["value"] - d["low"]],
+                    [d["high"] - d["value"]]], marker="o", capsize=3, label=name)  # fmt: skip
+    ax.set_xlabel(f"{constraint.replace('_', ' ')} difference by {column} (95% interval)")
+    ax.set_ylabel(f"accuracy ({result.get('split', '')})")
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
 def plot_reliability(bins: dict, path: Path, title: str = "Reliability") -> Path:
     """Reliability diagrams: accuracy against confidence per bin, one panel per entry of
     ``bins`` (``{"before": {"confidence", "accuracy", "count"}, "after": ...}``)."""

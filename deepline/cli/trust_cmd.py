@@ -252,10 +252,20 @@ def fairness(
     bootstrap: int = typer.Option(200, min=0, help="resamples for the 95% intervals"),
     mitigate: str = typer.Option(
         None,
-        help="also fit group thresholds on the validation split (Fairlearn ThresholdOptimizer) "
-        "for this constraint on the first sensitive column: demographic_parity or "
-        "equalized_odds; shows the decisions before and after",
+        help="also mitigate for this constraint on the first sensitive column: "
+        "demographic_parity or equalized_odds; shows the decisions before and after",
     ),
+    method: str = typer.Option(
+        "thresholds",
+        help="comma-separated mitigation methods: thresholds (group thresholds fitted on the "
+        "validation split, Fairlearn ThresholdOptimizer; export puts them into the bundle) "
+        "and reductions (Fairlearn ExponentiatedGradient retraining the model with example "
+        "weights: slow, one training per iteration)",
+    ),
+    epochs: int = typer.Option(
+        None, min=1, help="reductions: epochs per training (default: the run's)"
+    ),
+    max_iter: int = typer.Option(50, min=1, help="reductions: at most this many iterations"),
     checkpoint: str = typer.Option(None, help="best or last (default: the config's)"),
     data_dir: str = typer.Option(None, help="look for dataset files here first"),
     device: str = typer.Option(None, help=DEVICE_HELP),
@@ -272,11 +282,12 @@ def fairness(
         raise typer.BadParameter(f"--split must be val or test, got {split!r}")
     wanted = [s.strip() for s in sensitive.split(",") if s.strip()] if sensitive else None
     run = load_trained(run_dir, checkpoint, data_dir, device=device)
-    result = fairness_of_run(run, wanted, split, bootstrap, mitigate)
+    methods = [m.strip() for m in method.split(",") if m.strip()]
+    result = fairness_of_run(run, wanted, split, bootstrap, mitigate, methods, epochs=epochs,
+                             max_iter=max_iter)  # fmt: skip
     reports = dict(result["columns"])
-    if "mitigation" in result:
-        m = result["mitigation"]
-        reports[f"{m['column']}, after thresholds for {m['constraint']}"] = m["report"]
+    for m in result.get("mitigations", []):
+        reports[f"{m['column']}, after {m['method']} for {m['constraint']}"] = m["report"]
     for column, report in reports.items():
         table = Table(title=f"decisions by {column} ({result['split']}, positive: "
                       f"{result['positive']})")  # fmt: skip
@@ -290,9 +301,8 @@ def fairness(
         for name, d in report["disparities"].items():
             console.print(f"  {name.replace('_', ' ')}: {d['value']:.4f} "
                           f"[{d['low']:.4f}, {d['high']:.4f}]", highlight=False)  # fmt: skip
-    if "mitigation" in result:
-        m = result["mitigation"]
+    for m in result.get("mitigations", []):
         console.print(f"accuracy {m['accuracy_before']:.4f} -> {m['accuracy_after']:.4f} with "
-                      f"thresholds fitted on the validation split", highlight=False)  # fmt: skip
+                      f"{m['method']}", highlight=False)  # fmt: skip
     path = write_fairness(run.run_dir, result)
     console.print(f"wrote {path}, {write_report(run.run_dir)}")

@@ -136,6 +136,28 @@ class BatchLoader(ResumablePosition):
         self.epoch, self.position = self.epoch + 1, 0
 
 
+class WeightedLoader(BatchLoader):
+    """Batches drawn with replacement, each example with probability proportional to its
+    weight: training on them minimises the weighted loss (how a learner that only takes
+    batches accepts scikit-learn's ``sample_weight``). Seeded by (seed, epoch, position)."""
+
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, batch_size: int,
+        seed: int = 0,
+    ) -> None:  # fmt: skip
+        super().__init__(x, y, batch_size, seed=seed)
+        if len(weights) != len(y) or not bool((weights >= 0).all()) or not weights.sum() > 0:
+            raise ValueError("sample weights: one non-negative weight per example, not all 0")
+        self.weights = weights.double()
+
+    def batch(self, epoch: int, position: int, order: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        generator = torch.Generator().manual_seed(
+            batch_seed(self.seed, epoch, position, self.rank) % 2**63
+        )
+        idx = torch.multinomial(self.weights, self.batch_size, True, generator=generator)
+        return self.x[idx], self.y[idx]
+
+
 # ---------------------------------------------------------------------------- token windows
 
 

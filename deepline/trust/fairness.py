@@ -20,6 +20,7 @@ from deepline.evaluate.loading import TrainedRun, predict_batches
 from deepline.runs import write_json
 
 BOOTSTRAP = 200
+MITIGATIONS = ("thresholds", "reductions")
 DISPARITIES = (
     "demographic_parity_difference", "demographic_parity_ratio",
     "equalized_odds_difference", "equalized_odds_ratio",
@@ -62,10 +63,10 @@ def positive_scores(run: TrainedRun, split: str) -> tuple[np.ndarray, np.ndarray
 
 
 def threshold_mitigation(
-    run: TrainedRun, column: str, constraint: str, split: str, bootstrap: int
-) -> dict[str, Any]:
-    """Group thresholds fitted on the validation split for ``constraint`` on ``column``, and
-    the decisions they make on ``split``: its group report and accuracy before and after."""
+    run: TrainedRun, column: str, constraint: str, split: str
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Group thresholds fitted on the validation split for ``constraint`` on ``column``: the
+    rule and its decisions on ``split`` (randomised, seeded by each input)."""
     from deepline.trust.mitigation import apply_thresholds, fit_thresholds, input_seeds
 
     if not len(run.data.val):
@@ -73,20 +74,49 @@ def threshold_mitigation(
                           "data.val_fraction")  # fmt: skip
     y_val, s_val = positive_scores(run, "val")
     rule = fit_thresholds(s_val, y_val, run.data.val.groups[column], constraint)
-    y, scores = positive_scores(run, split)
+    _, scores = positive_scores(run, split)
     data = run.data.split(split)
-    groups = data.groups[column]
-    after = apply_thresholds(rule, scores, groups, input_seeds(data.x.numpy()))
-    before = (scores > 0.5).astype(np.int64)
-    return {
-        "method": "threshold",
-        "constraint": constraint,
-        "column": column,
-        "rule": rule,
-        "accuracy_before": float((before == y).mean()),
-        "accuracy_after": float((after == y).mean()),
-        "report": group_report(y, after, groups, bootstrap),
-    }
+    decided = apply_thresholds(rule, scores, data.groups[column], input_seeds(data.x.numpy()))
+    summary = {"method": "thresholds", "constraint": constraint, "column": column, "rule": rule}
+    return summary, decided
+
+
+def mitigations(
+    run: TrainedRun,
+    column: str,
+    constraint: str,
+    methods: Sequence[str],
+    split: str,
+    bootstrap: int,
+    epochs: int | None = None,
+    max_iter: int = 50,
+) -> list[dict[str, Any]]:
+    """Each mitigation method's decisions on ``split``: accuracy before and after, and the
+    group report of ``column`` after. ``thresholds``: post-processing (ThresholdOptimizer);
+    ``reductions``: in training (ExponentiatedGradient over our trainer, ``epochs`` per fit,
+    by default the run's)."""
+    unknown = [m for m in methods if m not in MITIGATIONS]
+    if unknown:
+        raise ConfigError(f"--method: unknown '{unknown[0]}'. Allowed: {', '.join(MITIGATIONS)}")
+    y, before = decisions(run, split)
+    groups = run.data.split(split).groups[column]
+    out = []
+    for method in methods:
+        if method == "thresholds":
+            summary, decided = threshold_mitigation(run, column, constraint, split)
+        else:
+            from deepline.trust.reductions import reductions_mitigation
+
+            summary, decided = reductions_mitigation(
+                run, column, constraint, split, epochs or run.config.train.epochs or 10, max_iter
+            )
+        out.append({
+            **summary,
+            "accuracy_before": float((before == y).mean()),
+            "accuracy_after": float((decided == y).mean()),
+            "report": group_report(y, decided, groups, bootstrap),
+        })  # fmt: skip
+    return out
 
 
 def group_report(
@@ -176,10 +206,12 @@ def fairness_of_run(
     split: str = "test",
     bootstrap: int = BOOTSTRAP,
     mitigate: str | None = None,
+    methods: Sequence[str] = ("thresholds",),
+    **reductions: Any,
 ) -> dict[str, Any]:
     """Every requested sensitive column's report on ``split``; with ``mitigate`` (a constraint
-    such as ``demographic_parity``), also the first column's decisions after group thresholds
-    fitted for it on the validation split."""
+    such as ``demographic_parity``), also the first column's decisions after each mitigation
+    method (see ``mitigations``; ``reductions``: its ``epochs`` and ``max_iter``)."""
     columns = sensitive_columns(run, sensitive)
     y_true, y_pred = decisions(run, split)
     groups = run.data.split(split).groups
@@ -189,10 +221,13 @@ def fairness_of_run(
         "n": len(y_true),
         "positive": run.data.meta.classes[1],
         "bootstrap": bootstrap,
+        "accuracy": float((y_true == y_pred).mean()),
         "columns": {c: group_report(y_true, y_pred, groups[c], bootstrap) for c in columns},
     }
     if mitigate:
-        result["mitigation"] = threshold_mitigation(run, columns[0], mitigate, split, bootstrap)
+        result["mitigations"] = mitigations(
+            run, columns[0], mitigate, methods, split, bootstrap, **reductions
+        )
     return result
 
 
@@ -201,9 +236,9 @@ def write_fairness(run_dir: Path, result: dict[str, Any]) -> Path:
     ``deepline export`` puts into the bundle for this checkpoint."""
     path = run_dir / "fairness.json"
     write_json(path, result)
-    mitigation = result.get("mitigation")
-    if mitigation and mitigation["method"] == "threshold":
-        rule = {k: mitigation[k] for k in ("column", "constraint", "rule")}
-        write_json(run_dir / "thresholds.json", {"checkpoint": result["checkpoint"], **rule,
-                                                 "fitted_on": "val"})  # fmt: skip
+    for m in result.get("mitigations", []):
+        if m["method"] == "thresholds":
+            rule = {k: m[k] for k in ("column", "constraint", "rule")}
+            write_json(run_dir / "thresholds.json", {"checkpoint": result["checkpoint"], **rule,
+                                                     "fitted_on": "val"})  # fmt: skip
     return path

@@ -88,3 +88,54 @@ def test_fairness_with_mitigation_from_the_command_line(
     assert code == 2 and "'age' is not a sensitive column of this run" in " ".join(err.split())
     code, out, err = deepline(["fairness", str(table_run), "--mitigate", "parity"], capsys)
     assert code == 2 and "unknown 'parity'" in " ".join(err.split())
+
+
+def test_in_training_mitigation_retrains_with_example_weights(
+    people_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    code, out, err = deepline(["fairness", str(people_run), "--mitigate", "demographic_parity",
+                               "--method", "thresholds,reductions", "--epochs", "2",
+                               "--max-iter", "5", "--bootstrap", "20"], capsys)  # fmt: skip
+    assert code == 0, err
+    assert "after reductions for demographic_parity" in out
+    result = json.loads((people_run / "fairness.json").read_text())
+    before = result["columns"]["group"]["disparities"]["demographic_parity_difference"]["value"]
+    reductions = result["mitigations"][1]
+    assert reductions["method"] == "reductions" and reductions["models_trained"] >= 2
+    after = reductions["report"]["disparities"]["demographic_parity_difference"]["value"]
+    assert after < before / 2
+    assert "after reductions (demographic_parity)" in (people_run / "report.html").read_text()
+    code, out, err = deepline(["fairness", str(people_run), "--mitigate", "demographic_parity",
+                               "--method", "magic"], capsys)  # fmt: skip
+    assert code == 2 and "--method: unknown 'magic'" in " ".join(err.split())
+
+
+def test_the_trainer_as_an_estimator_follows_its_sample_weights(people_run: Path) -> None:
+    """Half the rows say 1 and half say 0 for the same inputs: the weighted half wins."""
+    from deepline.evaluate.loading import load_trained
+    from deepline.trust.reductions import trainer_classifier
+
+    run = load_trained(people_run)
+    x = np.concatenate([run.data.train.x.numpy()] * 2)
+    y = np.concatenate([np.ones(len(run.data.train.y)), np.zeros(len(run.data.train.y))])
+    for favoured in (0, 1):
+        weights = np.where(y == favoured, 1.0, 0.0)
+        learner = trainer_classifier(run.config, run.data.meta, epochs=10)
+        predicted = learner.fit(x, y.astype(int), sample_weight=weights).predict(x)
+        assert (predicted == favoured).mean() > 0.95
+
+
+def test_weighted_batches_draw_examples_in_proportion_to_their_weights() -> None:
+    import torch
+
+    from deepline.data.loaders import WeightedLoader
+
+    weights = torch.tensor([0.0, 1.0, 3.0, 0.0])
+    loader = WeightedLoader(torch.arange(4.0)[:, None], torch.arange(4), weights, 2000, seed=1)
+    drawn = next(iter(loader))[1]
+    assert set(drawn.tolist()) == {1, 2}
+    assert (drawn == 2).float().mean().item() == pytest.approx(0.75, abs=0.04)
+    with pytest.raises(ValueError, match="non-negative"):
+        WeightedLoader(torch.zeros(2, 1), torch.zeros(2), torch.tensor([1.0, -1.0]), 2)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from deepline import plots
 from deepline.evaluate.loading import TrainedRun
 from deepline.registry import TRUST_CHECKS
 from deepline.report.sections import Section, Table
-from deepline.trust.checks.base import Subject, TrustCheck
+from deepline.trust.checks.base import Subject, TrustCheck, figure
 from deepline.trust.fairness import fairness_of_run, write_fairness
 
 FOUR_FIFTHS = 0.8  # the selection-rate ratio below which US hiring practice sees adverse impact
@@ -57,18 +58,13 @@ class FairnessCheck(TrustCheck):
                     f"by {column}: the lowest group's selection rate is {ratio:.2f} of the "
                     f"highest's, below the four-fifths rule of thumb ({FOUR_FIFTHS})"
                 )
-        mitigation = result.get("mitigation")
-        if mitigation:
-            before = result["columns"].get(mitigation["column"], {}).get("disparities", {})
-            after = mitigation["report"]["disparities"]
-            rows = [[name.replace("_", " "), f"{before[name]['value']:.4f}" if name in before
-                     else "-", f"{after[name]['value']:.4f}"] for name in after]  # fmt: skip
-            rows.append(["accuracy", f"{mitigation['accuracy_before']:.4f}",
-                         f"{mitigation['accuracy_after']:.4f}"])  # fmt: skip
-            tables.append(Table(
-                ["", "before", f"after thresholds ({mitigation['constraint']})"], rows,
-                f"by {mitigation['column']}: group thresholds fitted on the validation split "
-                "(Fairlearn ThresholdOptimizer), decisions randomised per input",
+        mitigated = result.get("mitigations", [])
+        figures = []
+        if mitigated:
+            tables.append(mitigation_table(result, mitigated))
+            figures.append((
+                "Accuracy against the disparity each mitigation constrains, before and after.",
+                figure(lambda p: plots.plot_fairness_tradeoff(result, p), "fairness_tradeoff"),
             ))  # fmt: skip
         return Section(
             "fairness",
@@ -82,6 +78,28 @@ class FairnessCheck(TrustCheck):
                 "acceptable is a decision about the application."
             ],
             tables,
+            figures,
             warnings=warnings,
             passed=False if warnings else None,
         )
+
+
+def mitigation_table(result: dict[str, Any], mitigated: list[dict[str, Any]]) -> Table:
+    """The first column's disparities and accuracy before and after each mitigation."""
+    column = mitigated[0]["column"]
+    before = result["columns"].get(column, {}).get("disparities", {})
+    rows = [
+        [name.replace("_", " "), f"{before[name]['value']:.4f}" if name in before else "-",
+         *(f"{m['report']['disparities'][name]['value']:.4f}" for m in mitigated)]
+        for name in mitigated[0]["report"]["disparities"]
+    ]  # fmt: skip
+    rows.append(["accuracy", f"{mitigated[0]['accuracy_before']:.4f}",
+                 *(f"{m['accuracy_after']:.4f}" for m in mitigated)])  # fmt: skip
+    return Table(
+        ["", "before", *(f"after {m['method']} ({m['constraint']})" for m in mitigated)],
+        rows,
+        f"by {column}. thresholds: group thresholds fitted on the validation split (Fairlearn "
+        "ThresholdOptimizer), decisions randomised per input; reductions: Fairlearn "
+        "ExponentiatedGradient retraining the model with example weights (a randomised "
+        "mixture of the models it trained)",
+    )
