@@ -85,8 +85,6 @@ def poisson_loader(train: Any, batch: int, seed: int, rank: int, world_size: int
             "train.privacy protects training examples: it needs a dataset of examples, not "
             "a stream of text windows"
         )
-    if world_size > 1:
-        raise ConfigError("train.privacy runs on one process for now (no --nproc)")
     return PoissonLoader(train.x, train.y, batch, seed, rank, world_size)
 
 

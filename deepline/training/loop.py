@@ -62,8 +62,9 @@ class Trainer:
         self.train_loader = self._place(train, config.data_on_device)
         self.val_loader = self._place(val, config.data_on_device) if val is not None else None
         self.grad_syncs = 0  # gradient all-reduces of DDP (0 in one process)
-        self.ddp = self._ddp() if self.dist.enabled else None
-        # DDP averages gradients over processes; ``model`` stays the plain module for saving
+        # DDP averages gradients over processes (DP-SGD instead sums its clipped, noised
+        # gradients itself); ``model`` stays the plain module for saving
+        self.ddp = self._ddp() if self.dist.enabled and config.privacy is None else None
         self.forward_model: nn.Module = self.ddp or model
         if config.compile:
             self.forward_model = EagerOnFailure(self.forward_model)

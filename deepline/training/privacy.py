@@ -59,12 +59,16 @@ def accountant(name: str) -> Any:
 
 
 def epsilon_of(a: Any, delta: float) -> float:
-    """An accountant's epsilon at ``delta`` (RDP over ``RDP_ORDERS``)."""
+    """An accountant's epsilon at ``delta`` (RDP over ``RDP_ORDERS``); infinite when the noise
+    is too weak for the accountant to bound it."""
     from opacus.accountants import RDPAccountant
 
-    if isinstance(a, RDPAccountant):
-        return float(a.get_epsilon(delta, alphas=RDP_ORDERS))
-    return float(a.get_epsilon(delta))
+    try:
+        if isinstance(a, RDPAccountant):
+            return float(a.get_epsilon(delta, alphas=RDP_ORDERS))
+        return float(a.get_epsilon(delta))
+    except (ValueError, OverflowError, MemoryError):  # noise too weak for the method's domain
+        return float("inf")
 
 
 def noise_for(config: PrivacyConfig, sample_rate: float, steps: int) -> float:
@@ -119,8 +123,13 @@ class DifferentialPrivacy(Callback):
         self.sample_rate = 0.0
 
     def fit_start(self, trainer: Trainer) -> None:
+        """Per-example gradients, clipping and noise (Opacus). On several processes each
+        clips its own Poisson share of the batch, the first adds the noise, and the sums are
+        all-reduced (Opacus' DPDDP and DistributedDPOptimizer): one DP-SGD step over the
+        global batch."""
         from opacus import GradSampleModule
-        from opacus.optimizers import DPOptimizer
+        from opacus.distributed import DifferentiallyPrivateDistributedDataParallel
+        from opacus.optimizers import DistributedDPOptimizer, DPOptimizer
 
         loader = trainer.train_loader
         if not isinstance(loader, PoissonLoader):
@@ -132,8 +141,12 @@ class DifferentialPrivacy(Callback):
         self.sample_rate = loader.sample_rate
         self.noise_multiplier = noise_for(self.config, self.sample_rate, trainer.total_steps)
         warnings.filterwarnings("ignore", message="Full backward hook is firing")  # Opacus'
-        trainer.forward_model = GradSampleModule(trainer.forward_model, loss_reduction="mean")
-        trainer.optimizer = DPOptimizer(
+        model, optimizer = trainer.forward_model, DPOptimizer
+        if trainer.dist.enabled:  # the same start everywhere, then gradients summed over all
+            model = DifferentiallyPrivateDistributedDataParallel(model)
+            optimizer = DistributedDPOptimizer
+        trainer.forward_model = GradSampleModule(model, loss_reduction="mean")
+        trainer.optimizer = optimizer(
             trainer.optimizer,
             noise_multiplier=self.noise_multiplier,
             max_grad_norm=self.config.max_grad_norm,

@@ -153,3 +153,47 @@ def test_training_stops_before_the_target_epsilon_would_be_passed() -> None:
     dp.accountants["rdp"].history = [(1.0, 0.05, 2000)]
     with pytest.raises(StopTraining, match="privacy budget"):
         dp.epoch_start(trainer)
+
+
+def _train(config: dict[str, Any], folder: Path, *args: str) -> Path:
+    """``deepline train`` in a new process (``--nproc 2``: two gloo processes by torchrun)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    folder.mkdir(parents=True)
+    (folder / "dp.yaml").write_text(yaml.safe_dump(config))
+    done = subprocess.run(
+        [sys.executable, "-m", "deepline", "train", str(folder / "dp.yaml"), "--run-dir",
+         str(folder / "run"), *args], capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder / "run"
+
+
+def _losses(run: Path) -> list[float]:
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["train/loss"] for r in records if "train/loss" in r]
+
+
+@pytest.mark.multiproc
+def test_dp_sgd_on_two_processes_is_one_dp_sgd_step_over_the_global_batch(
+    tmp_path: Path, dp_run: Path
+) -> None:
+    # every example in every batch (sampling rate 1), clipping that never bites and noise far
+    # below the gradients: one and two processes then take the same steps, so the two halves'
+    # clipped sums are added (not averaged, not noised twice) and scaled by the global batch
+    exact = dp_config(noise_multiplier=1e-9, max_grad_norm=1000.0, target_epsilon=None)
+    exact["train"].update(batch_size=2048, epochs=3, log_every_steps=1)
+    exact["model"]["dropout"] = 0.0  # dropout masks differ between processes
+    one = _losses(_train(exact, tmp_path / "one"))
+    two = _losses(_train(exact, tmp_path / "two", "--nproc", "2"))
+    assert len(one) == len(two) == 3
+    assert max(abs(a - b) for a, b in zip(one, two)) < 1e-4, (one, two)
+    # with real noise and Poisson sampling, the budget is the one-process run's: the same
+    # sampling rate over the whole training set, the same noise, the same number of steps
+    noisy = _train(dp_config(), tmp_path / "noisy", "--nproc", "2")
+    ours, theirs = read_json(noisy / "status.json")["last"], read_json(dp_run / "status.json")
+    assert ours["privacy/epsilon"] == pytest.approx(theirs["last"]["privacy/epsilon"], rel=1e-9)
+    assert ours["val/accuracy"] > 0.5
