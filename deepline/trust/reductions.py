@@ -39,14 +39,11 @@ def trainer_classifier(config: ExperimentConfig, meta: DataMeta, epochs: int) ->
             from deepline.tasks import build_task
             from deepline.training.loop import Trainer
 
-            x_, y_ = (
-                torch.as_tensor(np.asarray(x), dtype=torch.float32),
-                torch.as_tensor(np.asarray(y), dtype=torch.int64),
-            )
-            weights = torch.ones(len(y_)) if sample_weight is None else torch.as_tensor(
-                np.asarray(sample_weight, dtype=np.float64)
+            x_ = torch.from_numpy(np.array(x, dtype=np.float32))  # copies: fits never share
+            y_ = torch.from_numpy(np.array(y, dtype=np.int64))
+            weights = torch.ones(len(y_)) if sample_weight is None else torch.from_numpy(
+                np.array(sample_weight, dtype=np.float64)
             )  # fmt: skip
-            self.fits_ = getattr(self, "fits_", 0) + 1
             seed = self.config.seed
             task = build_task(self.config.task, self.meta)
             torch.manual_seed(seed)
