@@ -135,6 +135,10 @@ class DifferentialPrivacy(Callback):
         if not isinstance(loader, PoissonLoader):
             raise ConfigError("train.privacy needs Poisson-sampled batches of examples")
         check_layers(trainer.model)
+        # Opacus computes a convolution's per-example gradients right only in the default
+        # (NCHW) memory layout: channels-last gives wrong norms, so wrong clipping
+        trainer.memory_format = torch.contiguous_format
+        trainer.model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
         for module in trainer.model.modules():  # per-example hooks see every activation
             if getattr(module, "inplace", False):
                 module.inplace = False  # type: ignore[assignment]

@@ -3,6 +3,7 @@ combinations refused by name, layers DP cannot train named, exact resume of the 
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,32 @@ def test_clipped_per_example_gradients_stay_within_the_norm(tmp_path: Path) -> N
     factor = (0.1 / (per_example + 1e-6)).clamp(max=1.0)
     assert float((per_example * factor).max()) <= 0.1 + 1e-6
     assert float(per_example.max()) > 0.1  # the bound mattered
+
+
+def test_per_example_gradients_are_each_examples_own_gradient(tmp_path: Path) -> None:
+    """Clipping is only as good as the per-example gradients it clips: a CNN's, in the
+    trainer's default setup (channels-last memory included), equal the gradient of each
+    example's loss alone."""
+    raw = dp_config()
+    raw["model"] = {"name": "small_cnn", "channels": [4, 8], "hidden": 16}
+    raw["data"]["image_size"] = [16, 16]
+    config = load_config(raw)
+    assert config.train.channels_last  # the default layout, which DP must handle
+    trainer = build_experiment(config, tmp_path).trainer
+    x, y = (t[:6] for t in next(iter(trainer.train_loader)))
+    x = trainer.layout(x)
+    plain = copy.deepcopy(trainer.model)  # before Opacus' hooks: autograd, one example at once
+    alone = [
+        torch.autograd.grad(trainer.task.loss(plain(x[i : i + 1]), y[i : i + 1]),
+                            list(plain.parameters()))
+        for i in range(len(y))
+    ]  # fmt: skip
+    for cb in trainer.callbacks:
+        cb.fit_start(trainer) if type(cb).__name__ == "DifferentialPrivacy" else None
+    trainer.task.step_loss(trainer.forward_model, (x, y)).backward()
+    for i, grads in enumerate(alone):
+        for p, g in zip(trainer.model.parameters(), grads):
+            torch.testing.assert_close(p.grad_sample[i], g, rtol=1e-4, atol=1e-6)
 
 
 def test_poisson_batches_vary_and_are_a_pure_function_of_the_position() -> None:
