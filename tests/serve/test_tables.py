@@ -135,3 +135,16 @@ def test_a_bad_row_gets_a_clear_400_in_the_protocols_own_format(
     assert response.status_code == 400, response.text
     assert message in response.json()["error"]
     assert _post(client, protocol, [{"score": 0.5, "hours": 20, "group": "a"}]).status_code == 200
+
+
+def test_drift_is_watched_column_by_column(people_bundle: Path, rows: list[dict[str, Any]]) -> None:
+    from deepline.serve.settings import ServeSettings
+
+    shifted = [{**r, "score": r["score"] + 4.0} for r in rows * 3]  # only score moves
+    app = create_app(people_bundle, ServeSettings(drift_window=120))
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as c:
+        assert c.post("/predict/people", json={"inputs": shifted}).status_code == 200
+        report = c.get("/monitor/people").json()
+    assert report["enough"] and report["status"] == "drift"
+    assert report["psi"]["input_score"] > 0.25  # a real shift
+    assert report["psi"]["input_hours"] < report["psi"]["input_score"] / 4
