@@ -43,3 +43,27 @@ class Columns(nn.Module):
         ids = x.index_select(1, self.categorical_index).round().long()
         outside = (ids < 0) | (ids > self.largest_id)
         return numbers, torch.where(outside, torch.zeros_like(ids), ids)  # outside: unknown
+
+
+class PeriodicEmbeddings(nn.Module):
+    """Numeric columns as learnt periodic features (PLR, Gorishniy et al. 2022, "On
+    Embeddings for Numerical Features in Tabular Deep Learning"): for each column j,
+    ReLU(Linear_j([sin(2 pi c_j x_j), cos(2 pi c_j x_j)])) with ``frequencies`` learnt
+    frequencies c_j drawn from N(0, sigma^2) at the start. (B, n) -> (B, n * dim)."""
+
+    def __init__(self, n: int, frequencies: int, dim: int, sigma: float) -> None:
+        super().__init__()
+        self.frequencies = nn.Parameter(torch.randn(n, frequencies) * sigma)
+        bound = (2 * frequencies) ** -0.5  # nn.Linear's initialisation, one layer per column
+        self.weight = nn.Parameter(torch.empty(n, 2 * frequencies, dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n, dim).uniform_(-bound, bound))
+
+    @property
+    def width(self) -> int:
+        return int(self.weight.shape[0] * self.weight.shape[2])
+
+    def forward(self, numbers: torch.Tensor) -> torch.Tensor:
+        angles = 2 * torch.pi * self.frequencies[None] * numbers[..., None]  # (B, n, k)
+        periodic = torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)  # (B, n, 2k)
+        out = torch.einsum("bnk,nkd->bnd", periodic, self.weight) + self.bias
+        return torch.relu(out).flatten(1)

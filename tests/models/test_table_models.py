@@ -17,12 +17,18 @@ COLUMNS = [
 ]
 SMALL = {
     "tabular_mlp": {"hidden": [16]},
+    "tabular_mlp_periodic": {
+        "hidden": [16],
+        "numeric_embedding": "periodic",
+        "frequencies": 4,
+        "numeric_dim": 3,
+    },
     "ft_transformer": {"d_token": 16, "heads": 2, "blocks": 2},
 }
 
 
 def make(name: str) -> torch.nn.Module:
-    config = MODELS.meta(name)["config"](**SMALL[name])
+    config = MODELS.meta(name.removesuffix("_periodic"))["config"](**SMALL[name])
     return build_model(config, columns=COLUMNS, num_classes=3)
 
 
@@ -54,3 +60,19 @@ def test_ids_outside_the_vocabulary_read_as_unknown(name: str) -> None:
     unknown[:, 1] = 0.0
     outside[:, 1] = torch.tensor([7.0, -3.0, 4.0, 1000.0])  # colour has ids 0..3
     torch.testing.assert_close(model(outside), model(unknown))
+
+
+def test_periodic_embeddings_are_each_columns_own() -> None:
+    """Column j's features depend on column j alone (one set of frequencies and one linear
+    layer per column), and have the declared width."""
+    from deepline.models.columns import PeriodicEmbeddings
+
+    torch.manual_seed(0)
+    embed = PeriodicEmbeddings(n=3, frequencies=5, dim=4, sigma=1.0)
+    x = torch.randn(8, 3)
+    out = embed(x).reshape(8, 3, 4)
+    assert embed.width == 12
+    moved = x.clone()
+    moved[:, 1] += 1.0
+    changed = (embed(moved).reshape(8, 3, 4) - out).abs().amax(dim=(0, 2))
+    assert changed[0] == 0 and changed[2] == 0 and changed[1] > 0
