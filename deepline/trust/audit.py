@@ -86,6 +86,7 @@ def audit(
         "export": export_parity(run),
         # what the bundle audited with the run applies (None: the run has no such bundle)
         "bundle_calibration": bundle.spec.get("calibration") if bundle is not None else None,
+        "bundle_thresholds": bundle.spec.get("thresholds") if bundle is not None else None,
     }
     json_path = run.run_dir / CARD_FILE
     write_json(json_path, content)
@@ -239,6 +240,14 @@ def _model_section(content: dict[str, Any]) -> Section:
         rows.append(["the bundle applies a temperature",
                      f"yes, T = {applied['temperature']:.3f}" if applied.get("applied")
                      else f"no ({applied.get('why', 'not calibrated')})"])  # fmt: skip
+    thresholds = content.get("bundle_thresholds")
+    if thresholds is not None:
+        decides = (
+            f"yes, for {thresholds['constraint']} on {thresholds['column']}"
+            if thresholds.get("applied")
+            else f"no ({thresholds.get('why')})"
+        )
+        rows.append(["the bundle decides by group thresholds", decides])
     return Section("model", "Model", tables=[Table(["", ""], rows)])
 
 

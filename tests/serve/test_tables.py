@@ -148,3 +148,15 @@ def test_drift_is_watched_column_by_column(people_bundle: Path, rows: list[dict[
     assert report["enough"] and report["status"] == "drift"
     assert report["psi"]["input_score"] > 0.25  # a real shift
     assert report["psi"]["input_hours"] < report["psi"]["input_score"] / 4
+
+
+def test_the_card_of_the_bundle_says_it_decides_by_thresholds(people_bundle: Path) -> None:
+    from deepline.trust.audit import audit
+
+    card = audit(people_bundle, ["fairness"])
+    assert card.content["bundle_thresholds"]["applied"]
+    page = card.html_path.read_text()
+    assert (
+        "the bundle decides by group thresholds" in page and "yes, for demographic_parity" in page
+    )
+    assert "after thresholds (demographic_parity)" in page  # the mitigation table and plot
