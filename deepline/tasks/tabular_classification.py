@@ -70,7 +70,7 @@ class TabularClassification(ClassificationTask):
         thresholds = self.config.thresholds
         if thresholds is None:
             return super().decide(logits, probabilities, inputs)
-        from deepline.trust.mitigation import apply_thresholds, input_seeds
+        from deepline.tasks.thresholds import apply_thresholds, input_seeds
 
         if inputs is None:
             raise InputError("group thresholds decide from the inputs: none were given")

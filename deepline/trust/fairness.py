@@ -67,7 +67,8 @@ def threshold_mitigation(
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Group thresholds fitted on the validation split for ``constraint`` on ``column``: the
     rule and its decisions on ``split`` (randomised, seeded by each input)."""
-    from deepline.trust.mitigation import apply_thresholds, fit_thresholds, input_seeds
+    from deepline.tasks.thresholds import apply_thresholds, input_seeds
+    from deepline.trust.mitigation import fit_thresholds
 
     if not len(run.data.val):
         raise ConfigError("threshold mitigation is fitted on the validation split: set "

@@ -18,8 +18,8 @@ from deepline.deploy.predictor import Predictor
 from deepline.evaluate.loading import load_trained
 from deepline.serve.app import create_app
 from deepline.serve.server import BackgroundServer
+from deepline.tasks.thresholds import apply_thresholds, input_seeds
 from deepline.trust.fairness import fairness_of_run, positive_scores, write_fairness
-from deepline.trust.mitigation import apply_thresholds, input_seeds
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,8 @@ def test_bad_fairness_requests_get_one_clear_error(
 
 
 def test_thresholds_equalise_selection_rates_and_decide_each_input_the_same_way() -> None:
-    from deepline.trust.mitigation import apply_thresholds, fit_thresholds, input_seeds
+    from deepline.tasks.thresholds import apply_thresholds, input_seeds
+    from deepline.trust.mitigation import fit_thresholds
 
     rng = np.random.default_rng(0)
     groups = rng.choice(["a", "b"], 2000)
