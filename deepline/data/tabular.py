@@ -67,7 +67,11 @@ class Column:
                 out[i] = self.mean if is_missing(value) else number(value, self.name, where)
             # read at float32 precision: a value sent as a float32 tensor or as JSON text
             # encodes to the same bits (and so gets the same seeded decision)
-            return (out.astype(np.float32).astype(np.float64) - self.mean) / self.std
+            single = out.astype(np.float32)
+            if not np.isfinite(single).all():
+                value = values[int(np.argmin(np.isfinite(single)))]
+                raise InputError(f"{where}: column '{self.name}' is out of range, got {value!r}")
+            return (single.astype(np.float64) - self.mean) / self.std
         index = {v: i + 1 for i, v in enumerate(self.vocabulary)}
         if strict:
             unseen = [v for v in values if not is_missing(v) and category(v) not in index]

@@ -129,6 +129,13 @@ class Bundle:
                 f"calibration differs: the card describes a bundle applying temperature "
                 f"{_temperature(described)}, this bundle applies {_temperature(applied)}"
             )
+        described, applied = card.get("bundle_thresholds"), self.spec.get("thresholds")
+        if "bundle_thresholds" in card and _rule(described) != _rule(applied):
+            problems.append(
+                "group thresholds differ: the card describes a bundle deciding by "
+                f"{_rule(described) or 'no thresholds'}, this bundle by "
+                f"{_rule(applied) or 'no thresholds'}"
+            )
         return problems
 
     def torch_model(self) -> nn.Module:
@@ -171,3 +178,10 @@ def load_bundle(path: str | Path) -> Bundle:
             f"with format {BUNDLE_FORMAT}); create one with `deepline export RUN_DIR`"
         )
     return Bundle(path, spec)
+
+
+def _rule(thresholds: Any) -> str | None:
+    """What a bundle's thresholds block decides by (None: nothing)."""
+    if isinstance(thresholds, dict) and thresholds.get("applied"):
+        return f"{thresholds['constraint']} on {thresholds['column']} {thresholds['rule']}"
+    return None

@@ -295,9 +295,20 @@ def thresholds_of(run: TrainedRun) -> dict[str, Any] | None:
     )
     if fitted is None:
         return {"applied": False, "why": why}
-    if fitted["column"] not in [c["name"] for c in run.data.meta.columns]:
-        why = f"the model does not see '{fitted['column']}' (data.sensitive_input: false)"
+    kinds = {c["name"]: c["kind"] for c in run.data.meta.columns}
+    column = fitted["column"]
+    if column not in kinds:
+        why = f"the model does not see '{column}' (data.sensitive_input: false)"
         return {"applied": False, "why": why + ", so served rows cannot be grouped by it"}
+    if kinds[column] != "categorical":
+        return {"applied": False, "why": f"'{column}' is a numeric input: served rows are "
+                f"grouped by a categorical one (declare it in data.columns)"}  # fmt: skip
+    calibration = calibration_of(run)
+    temperature = calibration["temperature"] if calibration["applied"] else 1.0
+    if fitted.get("temperature", 1.0) != temperature:
+        return {"applied": False, "why": f"fitted on probabilities at temperature "
+                f"{fitted.get('temperature', 1.0)}, the bundle applies {temperature}: run "
+                "`deepline fairness --mitigate` again"}  # fmt: skip
     return {"applied": True, **fitted}
 
 

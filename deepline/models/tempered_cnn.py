@@ -38,7 +38,7 @@ class TemperedCNN(nn.Module):
     """conv 8x8 stride 2 -> act -> maxpool 2 (stride 1) -> conv 4x4 stride 2 -> act ->
     maxpool 2 (stride 1) -> dense -> act -> classifier. 28x28 -> 14 -> 13 -> 5 -> 4.
 
-    Input: (B, C, H, W), H and W at least 16. Output: (B, num_classes) logits.
+    Input: (B, C, H, W), H and W at least 14. Output: (B, num_classes) logits.
     """
 
     def __init__(
@@ -64,7 +64,7 @@ class TemperedCNN(nn.Module):
         h, w = (_out(s) for s in image_size)
         if h < 1 or w < 1:
             raise ConfigError(
-                f"model tempered_cnn needs images of at least 16x16, not {image_size[0]}x"
+                f"model tempered_cnn needs images of at least 14x14, not {image_size[0]}x"
                 f"{image_size[1]} (data.image_size)"
             )
         self.classifier = nn.Sequential(

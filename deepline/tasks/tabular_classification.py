@@ -19,7 +19,8 @@ from deepline.tasks.classification import ClassificationConfig, ClassificationTa
 
 class GroupThresholds(Section):
     """Decisions by group thresholds fitted for a fairness constraint on one sensitive column
-    (see ``deepline.trust.mitigation``); the column must be a model input."""
+    (fitted by ``deepline.trust.mitigation``, applied by ``deepline.tasks.thresholds``); the
+    column must be a categorical model input."""
 
     column: str
     constraint: str

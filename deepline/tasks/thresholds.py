@@ -19,6 +19,8 @@ from deepline.errors import InputError
 
 def input_seeds(inputs: np.ndarray, salt: str = "deepline-thresholds") -> np.ndarray:
     """One uniform number in [0, 1) per input, a function of the input's encoded values."""
+    if not len(inputs):
+        return np.empty(0)
     rows = np.ascontiguousarray(np.asarray(inputs, dtype=np.float32).reshape(len(inputs), -1))
     out = np.empty(len(rows))
     for i, row in enumerate(rows):
@@ -40,7 +42,8 @@ def apply_thresholds(
         operations = rule.get(str(group))
         if operations is None:
             raise InputError(
-                f"the fairness thresholds know the groups {', '.join(rule)}, not '{group}'"
+                f"this model decides by fairness thresholds fitted for the groups "
+                f"{', '.join(rule)}; it has none for '{group}', so it does not decide for it"
             )
         op = operations[0] if u < operations[0]["p"] else operations[1]
         above = score > op["threshold"]

@@ -50,16 +50,25 @@ def decisions(run: TrainedRun, split: str) -> tuple[np.ndarray, np.ndarray]:
     return y, (scores > 0.5).astype(np.int64)
 
 
+def served_temperature(run: TrainedRun) -> float:
+    """The temperature a bundle of this checkpoint applies (1 when not calibrated for it)."""
+    from deepline.deploy.export import calibration_of
+
+    calibration = calibration_of(run)
+    return float(calibration["temperature"]) if calibration["applied"] else 1.0
+
+
 def positive_scores(run: TrainedRun, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(true class indices, probability of the positive class) on ``split``."""
+    """(true class indices, probability of the positive class) on ``split``, as a bundle of
+    this checkpoint computes it (at its fitted temperature, if any)."""
     classes = run.data.meta.classes
     if len(classes) != 2:
         raise ConfigError(
             f"fairness compares yes/no decisions: a model with two classes, not {len(classes)}"
         )
     data = run.data.split(split)
-    probabilities = predict_batches(run.model, data.x).softmax(1)[:, 1].numpy()
-    return data.y.numpy(), probabilities
+    logits = predict_batches(run.model, data.x) / served_temperature(run)
+    return data.y.numpy(), logits.softmax(1)[:, 1].numpy()
 
 
 def threshold_mitigation(
@@ -78,7 +87,8 @@ def threshold_mitigation(
     _, scores = positive_scores(run, split)
     data = run.data.split(split)
     decided = apply_thresholds(rule, scores, data.groups[column], input_seeds(data.x.numpy()))
-    summary = {"method": "thresholds", "constraint": constraint, "column": column, "rule": rule}
+    summary = {"method": "thresholds", "constraint": constraint, "column": column, "rule": rule,
+               "temperature": served_temperature(run)}  # fmt: skip
     return summary, decided
 
 
@@ -99,6 +109,11 @@ def mitigations(
     unknown = [m for m in methods if m not in MITIGATIONS]
     if unknown:
         raise ConfigError(f"--method: unknown '{unknown[0]}'. Allowed: {', '.join(MITIGATIONS)}")
+    if "reductions" in methods and run.config.train.privacy is not None:
+        raise ConfigError(
+            "--method reductions retrains the model without differential privacy: not for a "
+            "run with train.privacy (use thresholds, fitted on the private model's outputs)"
+        )
     y, before = decisions(run, split)
     groups = run.data.split(split).groups[column]
     out = []
@@ -239,7 +254,10 @@ def write_fairness(run_dir: Path, result: dict[str, Any]) -> Path:
     write_json(path, result)
     for m in result.get("mitigations", []):
         if m["method"] == "thresholds":
-            rule = {k: m[k] for k in ("column", "constraint", "rule")}
-            write_json(run_dir / "thresholds.json", {"checkpoint": result["checkpoint"], **rule,
-                                                     "fitted_on": "val"})  # fmt: skip
+            kept = {k: m[k] for k in ("column", "constraint", "rule", "temperature")}
+            write_json(run_dir / "thresholds.json", {
+                "checkpoint": result["checkpoint"], **kept, "fitted_on": "val",
+                "accuracy": {"split": result["split"], "before": m["accuracy_before"],
+                             "after": m["accuracy_after"]},
+            })  # fmt: skip
     return path

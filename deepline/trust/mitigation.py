@@ -59,7 +59,13 @@ def fit_thresholds(
     for group, found in optimizer.interpolated_thresholder_.interpolation_dict.items():
         rule[str(group)] = [
             {"p": float(found[f"p{i}"]), "operator": str(found[f"operation{i}"]._operator),
-             "threshold": float(found[f"operation{i}"]._threshold)}
+             "threshold": _finite(float(found[f"operation{i}"]._threshold))}
             for i in (0, 1)
         ]  # fmt: skip
     return rule
+
+
+def _finite(threshold: float) -> float:
+    """A threshold on a probability, with Fairlearn's infinities ("always", "never") as -1
+    and 2: the same decisions, and strict JSON."""
+    return min(max(threshold, -1.0), 2.0)

@@ -68,7 +68,8 @@ def reductions_mitigation(
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Fit ``ExponentiatedGradient`` for ``constraint`` on ``column`` over the training split
     (each oracle call trains for ``epochs`` epochs, at most ``max_iter`` iterations); the
-    summary and the mixture's (seeded) decisions on ``split``."""
+    summary and the mixture's decisions on ``split`` (drawn from a generator seeded by the
+    run's seed, in the split's row order)."""
     import fairlearn.reductions as reductions
 
     if constraint not in CONSTRAINTS:

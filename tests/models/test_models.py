@@ -16,7 +16,7 @@ TABLE_MODELS = {"tabular_mlp", "ft_transformer"}
 BUILT_IN = [name for name in MODELS.names()
             if name != "custom" and name not in SEQUENCE_MODELS | TABLE_MODELS]  # fmt: skip
 SIZES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
-SMALLEST = {"tempered_cnn": 16}  # models that need larger images say so in their error
+SMALLEST = {"tempered_cnn": 14}  # models that need larger images say so in their error
 
 
 def make(name: str, shape: tuple[int, int, int], classes: int = 7) -> torch.nn.Module:

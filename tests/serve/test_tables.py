@@ -160,3 +160,50 @@ def test_the_card_of_the_bundle_says_it_decides_by_thresholds(people_bundle: Pat
         "the bundle decides by group thresholds" in page and "yes, for demographic_parity" in page
     )
     assert "after thresholds (demographic_parity)" in page  # the mitigation table and plot
+
+
+def test_thresholds_follow_the_temperature_the_bundle_applies(
+    people_run: Path, tmp_path: Path
+) -> None:
+    """Fitted before calibration they would see other probabilities than the bundle: export
+    refuses them until they are fitted again; then served decisions equal offline ones."""
+    import shutil
+
+    from deepline.trust.calibration import calibrate_run, write_calibration
+
+    run_dir = Path(shutil.copytree(people_run, tmp_path / "run"))
+    write_fairness(run_dir, fairness_of_run(load_trained(run_dir), None, "test", 0,
+                                            "demographic_parity"))  # fmt: skip
+    write_calibration(run_dir, {**calibrate_run(load_trained(run_dir)), "temperature": 2.5})
+    stale = load_bundle(export_run(run_dir, out=tmp_path / "stale")["bundle"]).spec
+    assert not stale["thresholds"]["applied"] and "temperature" in stale["thresholds"]["why"]
+    run = load_trained(run_dir)
+    write_fairness(run_dir, fairness_of_run(run, None, "test", 0, "demographic_parity"))
+    bundle = Path(export_run(run_dir, out=tmp_path / "fresh")["bundle"])
+    spec = load_bundle(bundle).spec
+    assert spec["thresholds"]["applied"] and spec["task"]["temperature"] == 2.5
+    _, scores = positive_scores(run, "test")
+    x = run.data.test.x.numpy()
+    offline = apply_thresholds(spec["task"]["thresholds"]["rule"], scores,
+                               run.data.test.groups["group"], input_seeds(x))  # fmt: skip
+    predictor = Predictor(bundle, backend="torch")
+    labels = predictor.named_outputs(predictor.run(x), x)["label"]
+    assert [run.data.meta.classes.index(label) for label in labels] == offline.tolist()
+    rules = [op["threshold"] for ops in spec["task"]["thresholds"]["rule"].values() for op in ops]
+    assert all(-1.0 <= t <= 2.0 for t in rules)  # Fairlearn's infinities kept as strict JSON
+
+
+def test_a_card_and_a_bundle_that_decide_differently_disagree(people_bundle: Path) -> None:
+    from deepline.deploy.bundle import load_bundle as load
+
+    bundle = load(people_bundle)
+    card = {"bound_to": {"weights_sha256": bundle.weights_sha256(),
+                         "data_fingerprint": bundle.spec.get("data_fingerprint")},
+            "bundle_thresholds": {"applied": False, "why": "not fitted"}}  # fmt: skip
+    problems = bundle.card_problems(card)
+    assert len(problems) == 1 and "group thresholds differ" in problems[0]
+
+
+def test_a_number_beyond_float32_is_a_clear_400(client: httpx.Client) -> None:
+    response = _post(client, "deepline", [{"score": 1e39, "hours": 20, "group": "a"}])
+    assert response.status_code == 400 and "out of range" in response.json()["error"]
