@@ -182,19 +182,28 @@ def test_training_stops_before_the_target_epsilon_would_be_passed() -> None:
         dp.epoch_start(trainer)
 
 
-def _train(config: dict[str, Any], folder: Path, *args: str) -> Path:
+def _train(config: dict[str, Any], folder: Path, *args: str, **env: str) -> Path:
     """``deepline train`` in a new process (``--nproc 2``: two gloo processes by torchrun)."""
+    import os
+    import signal
     import subprocess
     import sys
 
     import yaml
 
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "dp.yaml").write_text(yaml.safe_dump(config))
-    done = subprocess.run(
-        [sys.executable, "-m", "deepline", "train", str(folder / "dp.yaml"), "--run-dir",
-         str(folder / "run"), *args], capture_output=True, text=True,
-    )  # fmt: skip
+    command = [sys.executable, "-m", "deepline", "train", str(folder / "dp.yaml"), "--run-dir",
+               str(folder / "run"), *args]  # fmt: skip
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    with subprocess.Popen(command, env={**os.environ, **env}, start_new_session=True,
+                          **pipes) as process:  # type: ignore[call-overload]  # fmt: skip
+        try:
+            _, stderr = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:  # a hung run: stop torchrun and its workers too
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+    done = subprocess.CompletedProcess(command, process.returncode, "", stderr)
     assert done.returncode == 0, done.stderr[-3000:]
     return folder / "run"
 
@@ -224,3 +233,40 @@ def test_dp_sgd_on_two_processes_is_one_dp_sgd_step_over_the_global_batch(
     ours, theirs = read_json(noisy / "status.json")["last"], read_json(dp_run / "status.json")
     assert ours["privacy/epsilon"] == pytest.approx(theirs["last"]["privacy/epsilon"], rel=1e-9)
     assert ours["val/accuracy"] > 0.5
+
+
+NAN_ON_ONE_PROCESS = """
+import os, torch
+from torch import nn
+
+class NaNOnRank1(nn.Module):
+    \"\"\"A linear digits model whose third training batch gives NaN on process 1 only.\"\"\"
+
+    def __init__(self):
+        super().__init__()
+        self.linear, self.calls = nn.Linear(64, 10), 0
+
+    def forward(self, x):
+        out = self.linear(x.flatten(1))
+        if self.training:
+            self.calls += 1
+            if self.calls == 3 and os.environ.get("RANK") == "1":
+                out = out * float("nan")
+                open(os.environ["NAN_MARKER"], "w").close()
+        return out
+"""
+
+
+@pytest.mark.multiproc
+def test_a_non_finite_loss_on_one_process_is_skipped_by_both(tmp_path: Path) -> None:
+    """Under DP-SGD gradients meet only in the optimizer's step: both processes must agree to
+    skip it, or one would wait for the other forever."""
+    (tmp_path / "nan_model.py").write_text(NAN_ON_ONE_PROCESS)
+    config = dp_config(noise_multiplier=1.0, target_epsilon=None)
+    config["model"] = {"name": "custom", "target": "nan_model:NaNOnRank1"}
+    config["train"].update(epochs=1, non_finite={"policy": "skip"})
+    marker = tmp_path / "nan_injected"
+    run = _train(config, tmp_path, "--nproc", "2", PYTHONPATH=str(tmp_path),
+                 NAN_MARKER=str(marker))  # fmt: skip
+    assert marker.exists()  # process 1 did meet a NaN loss
+    assert read_json(run / "status.json")["status"] == "completed"

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from deepline.errors import DeeplineError
+from deepline.training import distributed
 from deepline.training.checkpoint import list_checkpoints, load_latest
 from deepline.training.device import grad_norm
 from deepline.training.events import Callback, RestartFromState
@@ -24,9 +25,10 @@ class NonFiniteGuard(Callback):
     after ``max_skips`` in a row), ``rollback`` (reload the last checkpoint and multiply the
     learning rate by ``lr_factor``; stop after ``max_rollbacks``).
 
-    It checks once per optimizer step, when the update's gradients are complete (and averaged
-    over processes, so every process decides alike): the update's losses and the gradients'
-    norm, in one fused check on the device and one read on the host. With fp16's gradient
+    It checks once per optimizer step, when the update's gradients are complete (averaged over
+    processes by DDP, or the check itself reduced under DP-SGD, so every process decides
+    alike): the update's losses and the gradients' norm, in one fused check on the device and
+    one read on the host. With fp16's gradient
     scaler, overflowing gradients are the scaler's to handle (it skips the step and lowers the
     scale): only the loss is checked then.
     """
@@ -84,6 +86,12 @@ class NonFiniteGuard(Callback):
         check = loss_ok
         if not trainer.precision.scaling:
             check = check & torch.isfinite(grad_norm(list(trainer.model.parameters())))
+        if trainer.dist.enabled and trainer.ddp is None:
+            # gradients not averaged by DDP (DP-SGD sums them in its own step): the processes
+            # agree here, or one would skip the step the others wait in
+            failed = distributed.all_reduce_tensor((~check).float())
+            check = failed == 0
+            loss_ok = distributed.all_reduce_tensor((~loss_ok).float()) == 0
         if trainer.to_host(check):  # the one host read of a step
             return None
         if not trainer.to_host(loss_ok):
