@@ -118,6 +118,13 @@ class BatchLoader(ResumablePosition):
             perm = torch.arange(n)
         return perm[self.rank :: self.world_size]
 
+    def draws(self, epoch: int, position: int) -> torch.Generator:
+        """A generator for the random choices of batch ``position`` of ``epoch`` (samplers
+        that draw their batches: a resumed epoch draws the same)."""
+        return torch.Generator().manual_seed(
+            batch_seed(self.seed, epoch, position, self.rank) % 2**63
+        )
+
     def batch(self, epoch: int, position: int, order: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Batch ``position`` of ``epoch``, given the epoch's ``order``."""
         idx = order[position * self.batch_size : (position + 1) * self.batch_size]
@@ -151,10 +158,9 @@ class WeightedLoader(BatchLoader):
         self.weights = weights.double()
 
     def batch(self, epoch: int, position: int, order: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        generator = torch.Generator().manual_seed(
-            batch_seed(self.seed, epoch, position, self.rank) % 2**63
+        idx = torch.multinomial(
+            self.weights, self.batch_size, True, generator=self.draws(epoch, position)
         )
-        idx = torch.multinomial(self.weights, self.batch_size, True, generator=generator)
         return self.x[idx], self.y[idx]
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from deepline.config import PrivacyConfig
-from deepline.data.loaders import BatchLoader, batch_seed
+from deepline.data.loaders import BatchLoader
 from deepline.errors import ConfigError
 from deepline.training.events import Callback, StopTraining
 
@@ -41,10 +41,7 @@ class PoissonLoader(BatchLoader):
         self.sample_rate = min(1.0, batch_size * world_size / max(1, len(y)))
 
     def batch(self, epoch: int, position: int, order: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        generator = torch.Generator().manual_seed(
-            batch_seed(self.seed, epoch, position, self.rank) % 2**63
-        )
-        chosen = torch.rand(len(order), generator=generator) < self.sample_rate
+        chosen = torch.rand(len(order), generator=self.draws(epoch, position)) < self.sample_rate
         idx = order[chosen.to(order.device)]
         return self.x[idx], self.y[idx]
 
