@@ -67,7 +67,11 @@ class DataConfig(Section):
     )
     vocab_size: int = Field(512, ge=256, le=1_000_000, description="text: BPE vocabulary size")
     context: int = Field(
-        64, ge=1, le=1_000_000, description="text: language-model window / max tokens per text"
+        64,
+        ge=1,
+        le=1_000_000,
+        description="text: language-model window / max tokens per text; interactions: the "
+        "most recent items a model reads of a history",
     )
     text_column: str = Field("text", description="text-csv: column holding the text")
     columns: dict[str, Literal["numeric", "categorical"]] | None = Field(
@@ -83,6 +87,19 @@ class DataConfig(Section):
     sensitive_input: bool = Field(
         True, description="tables: whether the model sees the sensitive columns as inputs"
     )
+    holdout: Literal["leave_one_out", "temporal"] = Field(
+        "leave_one_out",
+        description="interactions: each user's last item tests and the one before validates "
+        "(as SASRec and RecBole), or one global time cut per split (val_fraction and "
+        "test_fraction of the interactions, the latest ones)",
+    )
+    min_rating: float | None = Field(
+        None, description="interactions: keep only ratings at or above this (implicit feedback)"
+    )
+    k_core: int = Field(
+        0, ge=0, description="interactions: drop users and items with fewer interactions, "
+        "repeatedly, until none is left (0: keep all)"
+    )  # fmt: skip
 
 
 class ModelConfig(Section):

@@ -25,12 +25,16 @@ from deepline.registry import DATASETS, did_you_mean
 
 @dataclass(frozen=True)
 class DataFile:
-    """One file of a dataset: where it comes from and the sha256 it must have."""
+    """One file of a dataset: where it comes from and the sha256 it must have.
+
+    With ``member``, ``url`` is a zip archive and the file is that member of it (the archive
+    is downloaded once per file into a temporary place; only the member is kept)."""
 
     name: str
     url: str
     sha256: str
     size: int  # bytes, for progress bars and `deepline data list`
+    member: str = ""
 
 
 @dataclass(frozen=True)

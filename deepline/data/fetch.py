@@ -19,6 +19,7 @@ import os
 import sys
 import tempfile
 import urllib.request
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,6 +63,13 @@ def mirror_base() -> str | None:
 def download_url(spec: DatasetSpec, file: DataFile) -> str:
     mirror = mirror_base()
     return f"{mirror.rstrip('/')}/{spec.folder}/{file.name}" if mirror else file.url
+
+
+def _archive_member(file: DataFile) -> str | None:
+    """The member to take out of the downloaded archive (a mirror holds files themselves)."""
+    if mirror_base() is not None:
+        return None
+    return file.member or None
 
 
 def file_sha256(path: Path) -> str:
@@ -117,8 +125,13 @@ def ensure_file(
     dest = cache_root() / spec.folder / file.name
     url = download_url(spec, file)
     try:
-        download(url, dest, file.sha256)
-    except (OSError, ValueError, http.client.HTTPException) as err:  # URLError: an OSError
+        download(url, dest, file.sha256, member=_archive_member(file))
+    except (
+        OSError,
+        ValueError,
+        http.client.HTTPException,
+        zipfile.BadZipFile,
+    ) as err:  # URLError: an OSError
         looked = ", ".join(str(p) for p in candidates(spec, file, data_dir))
         raise DataError(
             f"dataset file {file.name} of '{spec.name}' was not found (looked in: {looked}) "
@@ -134,26 +147,36 @@ def ensure_files(spec: DatasetSpec, data_dir: str | Path | None = None) -> dict[
     return {f.name: ensure_file(spec, f, data_dir) for f in spec.files}
 
 
-def download(url: str, dest: Path, sha256: str) -> Path:
-    """Download ``url`` to ``dest`` through a temporary name, checking its sha256.
+def download(url: str, dest: Path, sha256: str, member: str | None = None) -> Path:
+    """Download ``url`` to ``dest`` through a temporary name, checking its sha256; with
+    ``member``, ``url`` is a zip archive and ``dest`` gets that member of it.
 
     Nothing is left at ``dest`` (or beside it) when the transfer fails or the hash differs.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    os.close(fd)  # reopened by name below
     tmp = Path(tmp_name)
+    archive = tmp.with_suffix(".zip")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=_TIMEOUT_S) as resp:
+        with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as resp:
             total = int(resp.headers.get("Content-Length") or 0)
-            actual = _copy_hashing(resp, out, total, dest.name)
+            with (archive if member else tmp).open("wb") as out:
+                actual = _copy_hashing(resp, out, total, dest.name)
+        if member:
+            with zipfile.ZipFile(archive) as zf, zf.open(member) as src, tmp.open("wb") as out:
+                actual = _copy_hashing(src, out, zf.getinfo(member).file_size, dest.name)
         if actual != sha256:
             raise DataError(
                 f"the download of {url} is corrupt: its sha256 is {actual}, expected {sha256}. "
                 f"Nothing was saved to {dest}; try again, or fetch the file by hand."
             )
         tmp.replace(dest)  # atomic: a reader never sees half a file
+    except KeyError:
+        raise DataError(f"the archive {url} has no member {member}") from None
     finally:
         tmp.unlink(missing_ok=True)
+        archive.unlink(missing_ok=True)
     return dest
 
 

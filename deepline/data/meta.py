@@ -26,8 +26,9 @@ class Split:
     ``tokens`` x int64 (N, context) token ids; ``features`` x float32 (N, F), standardised;
     ``tabular`` x float32 (N, F), one value per column (see ``deepline.data.tabular``);
     ``text`` x the int64 (n_tokens,) token stream of the split, y empty, its examples being
-    windows cut by :class:`deepline.data.loaders.WindowLoader`. ``y`` holds int64 (N,) class
-    indices, or float32 (N, T) regression targets.
+    windows cut by :class:`deepline.data.loaders.WindowLoader`; ``interactions`` x int64
+    ``[user, items...]`` rows (see ``deepline.data.interactions``). ``y`` holds int64 (N,)
+    class indices (or next items), or float32 (N, T) regression targets.
     """
 
     x: torch.Tensor
@@ -67,6 +68,8 @@ class DataMeta:
     target_std: list[float] = field(default_factory=list)
     columns: list[dict[str, Any]] = field(default_factory=list)  # tabular: the fitted schema
     sensitive: list[str] = field(default_factory=list)  # tabular: columns fairness groups by
+    # interactions: items (ids, titles, genres), training counts, users' whole histories
+    interactions: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -68,7 +68,7 @@ def run_device(spec: str) -> torch.device:
 def predict_batches(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Model outputs for ``x``, computed in batches on the model's device (returned on the
     CPU)."""
-    device = next(model.parameters()).device
+    device = next(iter([*model.parameters(), *model.buffers()])).device
     return torch.cat(
         [model(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
     )

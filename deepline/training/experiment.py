@@ -67,6 +67,9 @@ def build_experiment(
     task = build_task(cfg.task, data.meta)
     torch.manual_seed(cfg.seed)  # model initialisation independent of how data was loaded
     model = model if model is not None else task.build_model(cfg.model)
+    fit_closed_form = getattr(model, "fit_closed_form", None)
+    if callable(fit_closed_form):  # counted from the training split, before any step
+        fit_closed_form(data.train.x, data.train.y)
     torch.manual_seed(cfg.seed + env.rank)  # dropout differs between processes
     batch = per_process_batch(cfg.train.batch_size, env.world_size)
     train, val = task.loaders(cfg, data, batch, env.rank, env.world_size)

@@ -71,6 +71,10 @@ class Trainer:
         self.optimizer = build_optimizer(model, config)
         self.steps_per_epoch = math.ceil(len(train) / config.accumulate)
         self.total_steps = config.max_steps or (config.epochs or 1) * self.steps_per_epoch
+        # a model fitted in closed form (counts, similarities) has nothing to step
+        self.closed_form = not any(p.requires_grad for p in model.parameters())
+        if self.closed_form:
+            self.total_steps = 0
         self.scheduler = build_scheduler(
             self.optimizer, config.schedule, self.total_steps, self.steps_per_epoch
         )
@@ -94,6 +98,11 @@ class Trainer:
     def fit(self) -> Trainer:
         self.fire("fit_start")
         try:
+            if self.closed_form and self.epoch == 0:  # validated and saved once, as an epoch
+                self.validate()
+                self.fire("eval_end")
+                self.epoch = 1
+                self.fire("epoch_end")
             while self.step < self.total_steps:
                 self.train_loader.set_epoch(self.epoch)
                 self.fire("epoch_start")

@@ -112,7 +112,8 @@ def test_every_protocol_answers_like_the_predictor(
         if local.generates:
             _generation_protocols(client, name, local, samples[0])
             return
-        want = local.named_outputs(local.run(local.prepare(samples)))
+        batch = local.prepare(samples)
+        want = local.named_outputs(local.run(batch), batch)
         answers = client.post(f"/predict/{name}", json={"inputs": samples})
         assert answers.status_code == 200, answers.text
         _assert_close(answers.json()["predictions"], local.task.answers(want))

@@ -124,6 +124,10 @@ class InputCodec(ABC):
         answer to it)."""
         return self.decode([item])[0]
 
+    def max_length(self) -> int:
+        """The longest a dynamic length axis of the model input (axis 1) may be."""
+        return int(self.input_shape[0])
+
     def pieces(self, ids: np.ndarray) -> list[str] | None:
         """The text each position of a token input stands for, or None for inputs that are
         not tokens."""

@@ -20,7 +20,7 @@ class OnnxFormat(ExportFormat):
         path = job.out / "model.onnx"
         shape = job.task.signature()["inputs"][0]["shape"]
         dynamic = tuple(axis for axis, size in enumerate(shape) if size == -1)
-        max_len = int(job.task.meta.input_shape[0])
+        max_len = job.task.codec.max_length()
         export_onnx(job.model, job.test_x[:2], path, job.config.opset, dynamic, max_len=max_len)
         return parity(job, path, on_tensors(self.engine(path)))
 

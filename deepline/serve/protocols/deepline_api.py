@@ -33,11 +33,12 @@ class Image64(BaseModel):
 
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    inputs: list[Image64 | str | list[Any] | dict[str, Cell]] = Field(
+    inputs: list[Image64 | str | list[Any] | dict[str, Cell | list[Cell]]] = Field(
         min_length=1,
         max_length=MAX_INPUTS,
         description="one per example: images as {'b64': ...} or nested lists of pixels, "
-        "sequences or rows of numbers, objects of named features or table columns, or texts",
+        "sequences or rows of numbers, objects of named features or table columns, texts, "
+        "or a recommender's {'user': ...} and/or {'history': [item ids]}",
     )
     top_k: int | None = Field(None, ge=1, le=1000, description="answers per input")
 

@@ -36,7 +36,8 @@ class MetricsLog(Callback):
 
     def epoch_end(self, trainer: Trainer) -> None:
         epoch_logs = {k: v for k, v in trainer.logs.items() if k.startswith(EPOCH_PREFIXES)}
-        epoch_logs["train/loss_epoch"] = trainer.logs["train/loss_epoch"]
+        if "train/loss_epoch" in trainer.logs:  # a model fitted in closed form has none
+            epoch_logs["train/loss_epoch"] = trainer.logs["train/loss_epoch"]
         self._append(trainer, epoch_logs, epoch=trainer.epoch - 1)
         self.write_status(trainer, "running")
 
