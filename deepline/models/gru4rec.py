@@ -11,7 +11,7 @@ from pydantic import Field
 from torch import nn
 
 from deepline.config import ModelConfig
-from deepline.models.sasrec import RECOMMENDER_EXAMPLE
+from deepline.models.sasrec import RECOMMENDER_EXAMPLE, latest_items
 from deepline.registry import MODELS
 
 
@@ -26,7 +26,7 @@ class GRU4RecConfig(ModelConfig):
 @MODELS.register("gru4rec", config=GRU4RecConfig, example=RECOMMENDER_EXAMPLE)
 class GRU4Rec(nn.Module):
     """Input: (B, 1 + T) rows ``[user, items...]``, left-padded with 0 (the user is not read;
-    the last ``max_len`` items are). Output: (B, num_items) next-item scores, or (B, T',
+    the last ``max_len`` items are). Output: (B, num_items) next-item scores, or (B, max_len,
     num_items) after each position with ``every_position=True``."""
 
     def __init__(
@@ -50,7 +50,7 @@ class GRU4Rec(nn.Module):
             self.items.weight[0].zero_()
 
     def forward(self, x: torch.Tensor, every_position: bool = False) -> torch.Tensor:
-        items = x[:, 1:][:, -self.max_len :]  # (B, T)
+        items = latest_items(x, self.max_len)  # (B, max_len)
         h, _ = self.gru(self.drop(self.items(items)))  # (B, T, hidden)
         if not every_position:
             h = h[:, -1]  # after the whole history (padding is on the left)

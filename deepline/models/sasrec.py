@@ -10,6 +10,7 @@ import math
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
@@ -18,6 +19,13 @@ from deepline.models.attention import Block
 from deepline.registry import MODELS
 
 RECOMMENDER_EXAMPLE = {"data": {"name": "movielens-100k"}}
+
+
+def latest_items(x: torch.Tensor, max_len: int) -> torch.Tensor:
+    """The last ``max_len`` items of rows ``[user, items...]``, left-padded to exactly
+    ``max_len`` (B, max_len): a row reads the same however much padding it came with."""
+    items = x[:, 1:][:, -max_len:]
+    return F.pad(items, (max_len - items.size(1), 0))
 
 
 class SASRecConfig(ModelConfig):
@@ -42,8 +50,7 @@ class SASRecConfig(ModelConfig):
 class SASRec(nn.Module):
     """Input: (B, 1 + T) rows ``[user, items...]``, left-padded with 0 (the user is not read);
     the last ``max_len`` items are. Output: (B, num_items) next-item scores after the history,
-    or (B, T', num_items) after each position with ``every_position=True`` (T' = min(T,
-    max_len); training)."""
+    or (B, max_len, num_items) after each position with ``every_position=True`` (training)."""
 
     def __init__(
         self,
@@ -70,7 +77,7 @@ class SASRec(nn.Module):
             self.items.weight[0].zero_()
 
     def forward(self, x: torch.Tensor, every_position: bool = False) -> torch.Tensor:
-        items = x[:, 1:][:, -self.max_len :]  # (B, T)
+        items = latest_items(x, self.max_len)  # (B, T)
         T = items.size(1)
         keep = (items > 0).unsqueeze(-1).to(self.pos.dtype)  # (B, T, 1): padding stays zero
         # positions count from the right, so the latest item always has the same one
