@@ -21,7 +21,6 @@ from deepline.data.interactions import (
     histories,
     implicit,
     k_core,
-    leave_one_out,
     read_log,
     read_titles,
     temporal,
@@ -91,8 +90,8 @@ def test_every_training_interaction_is_a_target_once() -> None:
 
 
 def test_implicit_keeps_first_interaction_and_filters_ratings() -> None:
-    log = InteractionLog(np.array(["u", "u", "u", "v"]), np.array(["a", "b", "a", "a"]),
-                         np.array([5.0, 2.0, 4.0, 3.0]), np.array([3.0, 2.0, 1.0, 4.0]))  # fmt: skip
+    users, items = np.array(["u", "u", "u", "v"]), np.array(["a", "b", "a", "a"])
+    log = InteractionLog(users, items, np.array([5.0, 2, 4, 3]), np.array([3.0, 2, 1, 4]))
     kept = implicit(log, None)
     assert sorted(zip(kept.users, kept.items, kept.times)) == [
         ("u", "a", 1.0), ("u", "b", 2.0), ("v", "a", 4.0)

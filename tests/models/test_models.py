@@ -15,8 +15,8 @@ SEQUENCE_MODELS = {"lstm", "gru", "transformer", "gpt"}
 TABLE_MODELS = {"tabular_mlp", "ft_transformer"}
 # tests/models/test_recommenders.py
 RECOMMENDERS = {"sasrec", "gru4rec", "bpr_mf", "popularity", "item_knn"}
-BUILT_IN = [name for name in MODELS.names()
-            if name != "custom" and name not in SEQUENCE_MODELS | TABLE_MODELS | RECOMMENDERS]  # fmt: skip
+OTHER_INPUTS = SEQUENCE_MODELS | TABLE_MODELS | RECOMMENDERS
+BUILT_IN = [name for name in MODELS.names() if name != "custom" and name not in OTHER_INPUTS]
 SIZES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
 SMALLEST = {"tempered_cnn": 14}  # models that need larger images say so in their error
 
