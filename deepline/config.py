@@ -96,6 +96,10 @@ class DataConfig(Section):
     min_rating: float | None = Field(
         None, description="interactions: keep only ratings at or above this (implicit feedback)"
     )
+    items_path: str | None = Field(
+        None, description="interactions: a CSV or Parquet file describing the items (an item "
+        "column, a title, optionally genres separated by '|'), shown in answers"
+    )  # fmt: skip
     k_core: int = Field(
         0, ge=0, description="interactions: drop users and items with fewer interactions, "
         "repeatedly, until none is left (0: keep all)"

@@ -93,6 +93,45 @@ def plot_per_class(per_class: dict[str, list[float]], classes: list[str], path: 
     return save_figure(fig, path)
 
 
+def plot_ranking(metrics: dict[str, float], path: Path, ks: Iterable[int] = (5, 10, 20)) -> Path:
+    """HR@K and NDCG@K side by side under the full-ranking and sampled protocols."""
+    names = [f"{m}@{k}" for m in ("hr", "ndcg") for k in ks]
+    fig = Figure(figsize=(7.0, 3.6), dpi=DPI)
+    ax = fig.add_subplot()
+    x = np.arange(len(names))
+    for offset, protocol in ((-0.2, "full"), (0.2, "sampled")):
+        values = [metrics.get(f"{protocol}/{n}", 0.0) for n in names]
+        bars = ax.bar(x + offset, values, 0.4, label=protocol)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
+    ax.set_xticks(x, names)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("score")
+    ax.set_title("Ranking of the held-out item")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    return save_figure(fig, path)
+
+
+def plot_recommendation_examples(rows: list[dict[str, str]], path: Path) -> Path:
+    """A table of users: their latest items, the held-out one, and the top recommendations
+    (the held-out item marked when recommended)."""
+    lines = max([1, *(v.count("\n") + 1 for r in rows for v in r.values())])
+    fig = Figure(figsize=(12.0, 0.6 + 0.17 * lines * max(1, len(rows))), dpi=DPI)
+    ax = fig.add_subplot()
+    ax.axis("off")
+    cells = [[plain_text(r[k]) for k in ("user", "history", "target", "recommended")] for r in rows]
+    table = ax.table(
+        cellText=cells or [["", "", "", ""]],
+        colLabels=["user", "latest items (oldest first)", "held out", "recommended (best first)"],
+        colWidths=[0.05, 0.36, 0.21, 0.38],
+        bbox=(0.0, 0.0, 1.0, 1.0),
+        cellLoc="left",
+    )
+    table.auto_set_font_size(False)
+    table.set_fontsize(7)
+    return save_figure(fig, path)
+
+
 def plot_learning_curves(records: list[dict], path: Path) -> Path:
     """Losses, validation metrics and learning rate against the step, from ``metrics.jsonl``.
 

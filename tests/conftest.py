@@ -77,3 +77,44 @@ def people_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
            "train": {"epochs": 5, "batch_size": 32, "num_threads": 1,
                      "tensorboard": False}}  # fmt: skip
     return run_training(load_config(raw), folder / "runs").run_dir
+
+
+def movie_log(folder: Path, users: int = 40, items: int = 30, seed: int = 0) -> tuple[Path, Path]:
+    """An interaction log (CSV: user, item, rating, timestamp) where each user walks through
+    the items in steps of their own, and the items' titles (one not ASCII) and genres."""
+    rng = np.random.default_rng(seed)
+    lines = ["user_id,item_id,rating,timestamp"]
+    for user in range(1, users + 1):
+        start, stride = int(rng.integers(1, items + 1)), 1 + user % 3
+        for step in range(int(rng.integers(5, 15))):
+            item = (start + step * stride - 1) % items + 1
+            lines.append(f"{user},{item},{int(rng.integers(1, 6))},{880000000 + step * 60}")
+    folder.mkdir(parents=True, exist_ok=True)
+    log, catalogue = folder / "log.csv", folder / "items.csv"
+    log.write_text("\n".join(lines) + "\n")
+    titles = [
+        f"{i},{'Amélie' if i == 7 else f'Film {i}'} (1995),Drama" for i in range(1, items + 1)
+    ]
+    catalogue.write_text("item_id,title,genres\n" + "\n".join(titles) + "\n", encoding="utf-8")
+    return log, catalogue
+
+
+@pytest.fixture(scope="session")
+def recommender_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small SASRec trained a few epochs on ``movie_log``, exported."""
+    from deepline.config import load_config
+    from deepline.deploy.export import export_run
+    from deepline.training.experiment import run_training
+
+    root = tmp_path_factory.mktemp("recommender")
+    log, catalogue = movie_log(root / "data")
+    raw = {"name": "movies", "seed": 0,
+           "data": {"name": "interactions", "path": str(log), "items_path": str(catalogue),
+                    "context": 8},
+           "task": {"name": "sequential_recommendation"},
+           "model": {"name": "sasrec", "d_model": 16, "heads": 2, "layers": 1},
+           "train": {"epochs": 3, "batch_size": 16, "num_threads": 1,
+                     "tensorboard": False}}  # fmt: skip
+    run_dir = run_training(load_config(raw), root / "runs").run_dir
+    export_run(run_dir)
+    return run_dir / "bundle"

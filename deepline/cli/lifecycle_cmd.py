@@ -288,3 +288,44 @@ def generate(
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
+
+
+@app.command()
+def recommend(
+    bundle: Path = typer.Argument(..., help="a recommender's bundle (RUN_DIR/bundle)"),
+    user: str = typer.Option(None, help="a user id of the training log: their whole history"),
+    history: str = typer.Option(
+        None, help="item ids the user interacted with, oldest first, comma-separated: 50,172,133"
+    ),
+    k: int = typer.Option(10, help="how many items to recommend"),
+    include_seen: bool = typer.Option(False, help="also recommend items of the history"),
+    backend: str = typer.Option("onnx", help="onnx, torch, or a format the bundle holds"),
+) -> None:
+    """Recommend items to a known user, or for a history of item ids (or both: the user's own
+    factors with that history).
+
+    Items of the history are left out unless --include-seen. An unknown user, or an empty
+    history, gets the most popular items, and the answer says so.
+    """
+    from deepline.deploy.predictor import Predictor
+
+    if k < 1:
+        raise typer.BadParameter(f"must be at least 1, got {k}", param_hint="--k")
+    items = None if history is None else [i.strip() for i in history.split(",") if i.strip()]
+    answer = Predictor(bundle, backend).recommend(user, items, k, include_seen)
+    shown = answer["history"][-10:]
+    if shown:
+        more = len(answer["history"]) - len(shown)
+        console.print(f"history ({len(answer['history'])} items, latest last"
+                      f"{f'; {more} earlier not shown' if more else ''}):")  # fmt: skip
+        for entry in shown:
+            console.print(f"  {entry['item']:>8}  {entry['title']}", highlight=False)
+    if answer["fallback"]:
+        who = f"user '{user}' is not in the training log" if user else "the history is empty"
+        console.print(f"[yellow]{who}: the most popular items instead[/yellow]")
+    table = Table(title=f"{bundle} ({backend}): top {k}")
+    for column in ("#", "item", "title", "score"):
+        table.add_column(column, justify="right" if column in ("#", "score") else "left")
+    for rank, entry in enumerate(answer["items"], 1):
+        table.add_row(str(rank), entry["item"], entry["title"], f"{entry['score']:.3f}")
+    console.print(table)

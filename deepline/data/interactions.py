@@ -151,6 +151,26 @@ def read_titles(path: Path) -> dict[str, tuple[str, list[str]]]:
     return titles
 
 
+def read_item_table(path: Path) -> dict[str, tuple[str, list[str]]]:
+    """A CSV or Parquet file of items: item id -> (title, genres), from an item column (named
+    as :func:`read_log` names it), ``title``, and optionally ``genres`` ('|'-separated)."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else (
+            pd.read_csv(path, dtype=str, keep_default_na=False))  # fmt: skip
+    except (OSError, ValueError, ImportError) as err:
+        raise DataError(f"'{path}' is not a readable table ({err})") from None
+    item = next((c for c in ITEM_ALIASES if c in frame.columns), None)
+    if item is None or "title" not in frame.columns:
+        raise DataError(f"'{path}' needs an item column ({', '.join(ITEM_ALIASES)}) and 'title'")
+    genres = frame["genres"] if "genres" in frame.columns else [""] * len(frame)
+    return {
+        str(i).strip(): (str(t), [g for g in str(gs).split("|") if g])
+        for i, t, gs in zip(frame[item], frame["title"], genres)
+    }
+
+
 # ---------------------------------------------------------------------------- cleaning
 
 

@@ -145,6 +145,28 @@ class Predictor:
     def generate(self, prompt: str, tokens: int, **sampling: Any) -> str:
         return "".join(self.stream(prompt, tokens, **sampling))
 
+    def recommend(
+        self,
+        user: str | None = None,
+        history: Sequence[Any] | None = None,
+        k: int = 10,
+        include_seen: bool = False,
+    ) -> dict[str, Any]:
+        """A recommender's ``k`` best items for a known user and/or a history of item ids,
+        with titles and scores, and the history they follow; items already seen are left out
+        unless ``include_seen``. An unknown user or an empty history gets the most popular
+        items with ``fallback="popularity"``; an unknown item id is an InputError.
+
+        >>> recommender = Predictor("runs/ml100k_sasrec/<time>/bundle")  # doctest: +SKIP
+        >>> recommender.recommend(user="196", k=3)["items"][0]["title"]  # doctest: +SKIP
+        'Star Wars (1977)'
+        """
+        if not self.task.recommends:
+            raise DeeplineError(
+                f"bundle '{self.bundle.path}' is a {self.task.name} model: it does not recommend"
+            )
+        return self.task.recommend(self.run, user, history, k, include_seen)
+
     # -- internals ------------------------------------------------------------------------------
 
     def _engine(self, backend: str, threads: int | None) -> Engine:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepline.evaluate.loading import TrainedRun, load_trained
+from deepline.evaluate.loading import TrainedRun, load_trained, model_device
 from deepline.runs import write_json
 
 
@@ -32,7 +32,7 @@ def evaluate_run(
 @torch.no_grad()
 def evaluate_trained(run: TrainedRun, split: str, keep_mistakes: int = 32) -> dict[str, Any]:
     data = run.data.split(split)
-    device = next(run.model.parameters()).device
+    device = model_device(run.model)
     evaluator = run.task.evaluator(keep_mistakes=keep_mistakes).to(device)
     for x, y in run.task.batches(data.x, data.y, run.config.eval.batch_size):
         x, y = x.to(device), y.to(device)

@@ -64,11 +64,16 @@ def run_device(spec: str) -> torch.device:
         return resolve_device("auto")
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where a model's tensors are (a model fitted in closed form has only buffers)."""
+    return next(iter([*model.parameters(), *model.buffers()])).device
+
+
 @torch.no_grad()
 def predict_batches(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Model outputs for ``x``, computed in batches on the model's device (returned on the
     CPU)."""
-    device = next(iter([*model.parameters(), *model.buffers()])).device
+    device = model_device(model)
     return torch.cat(
         [model(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
     )

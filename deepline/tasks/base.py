@@ -14,7 +14,7 @@ from an environment) override ``load_data`` and ``loaders``. See docs/extending.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -90,6 +90,7 @@ class Task(ABC):
 
     name: ClassVar[str]
     generates: ClassVar[bool] = False  # answers a prompt with generated text (``stream``)
+    recommends: ClassVar[bool] = False  # ranks items for a user or history (``recommend``)
     # its probabilities follow ``config.temperature`` (fitted by ``deepline calibrate``)
     calibratable: ClassVar[bool] = False
     # its decisions may follow ``config.thresholds`` (fitted by ``deepline fairness --mitigate``)
@@ -219,6 +220,18 @@ class Task(ABC):
         """A generating task's text after ``prompt``, piece by piece, the model run by
         ``engine`` (``fixed_length``: it takes exactly the context's length)."""
         raise DeeplineError(f"the {self.name} task does not generate")
+
+    def recommend(
+        self,
+        engine: Callable[[np.ndarray], np.ndarray],
+        user: str | None,
+        history: Sequence[Any] | None,
+        k: int,
+        include_seen: bool = False,
+    ) -> dict[str, Any]:
+        """A recommending task's answer for one user and/or history, the model run by
+        ``engine``: the ``k`` best items, and the history they follow."""
+        raise DeeplineError(f"the {self.name} task does not recommend")
 
     def answer_form(self) -> dict[str, Any]:
         """How answers are shown to people (the web page): ``{"type": ...}``."""

@@ -12,6 +12,7 @@ history) is answered with the most popular items, flagged.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -25,7 +26,7 @@ from deepline.data.codecs.interactions import InteractionsCodec
 from deepline.errors import InputError
 from deepline.models import build_model
 from deepline.registry import TASKS
-from deepline.tasks.base import OutputSpec, Task
+from deepline.tasks.base import Figure, OutputSpec, Task
 from deepline.tasks.ranking import LIST_LENGTH, RankingEvaluator
 
 FALLBACK = "popularity"
@@ -54,6 +55,7 @@ class SequentialRecommendation(Task):
     """Outputs (B, V) scores of every item index (0 is padding); see the module docstring."""
 
     name = "sequential_recommendation"
+    recommends = True
     config: SequentialRecommendationConfig
     codec: InteractionsCodec
 
@@ -117,6 +119,48 @@ class SequentialRecommendation(Task):
     def show_inputs(self, x: torch.Tensor) -> torch.Tensor | None:
         return None
 
+    def figures(self, evaluation: dict[str, Any]) -> dict[str, Figure]:
+        from deepline import plots
+
+        metrics = evaluation.get("metrics") or {}
+        figures = {}
+        if "full/ndcg@10" in metrics:
+            figures["ranking"] = Figure(
+                "Ranking under both protocols",
+                "HR@K and NDCG@K of each user's held-out item, ranked among every item the "
+                "user had not seen (full) and among 100 sampled unseen items (sampled; the "
+                "SASRec paper's protocol, flattering by comparison).",
+                lambda p: plots.plot_ranking(metrics, p),
+            )
+        examples = evaluation.get("examples") or []
+        if examples:
+            rows = [self._example_row(e) for e in examples]
+            figures["examples"] = Figure(
+                "Example recommendations",
+                "A few users of the split: their latest items, the item they chose next, and "
+                "the model's top 5 (the chosen item starred when it is among them).",
+                lambda p: plots.plot_recommendation_examples(rows, p),
+            )
+        return figures
+
+    def _example_row(self, example: dict[str, Any]) -> dict[str, str]:
+        titles = self.meta.interactions["titles"]
+        users = self.meta.interactions["users"]
+
+        def title(i: int) -> str:
+            return str(titles[i - 1]) if 0 < i <= len(titles) else str(i)
+
+        target = int(example["target"])
+        latest = [title(i) for i in example["history"][-3:]]
+        shown = [("* " if i == target else "") + title(i) for i in example["recommended"][:5]]
+        user = int(example["user"])
+        return {
+            "user": users[user - 1] if 0 < user <= len(users) else "-",
+            "history": "\n".join(latest),
+            "target": title(target),
+            "recommended": "\n".join(shown),
+        }
+
     # -- serving ------------------------------------------------------------------------------
 
     def signature(self) -> dict[str, Any]:
@@ -139,12 +183,18 @@ class SequentialRecommendation(Task):
         """The ``max_k`` best items of each row (ids, scores), unseen ones only unless
         ``exclude_seen`` is off; an empty row gets the most popular items and the flag
         ``fallback="popularity"``. Without ``inputs`` nothing is excluded or replaced."""
+        return self.ranked(raw, inputs, self.config.exclude_seen)
+
+    def ranked(
+        self, raw: np.ndarray, inputs: np.ndarray | None, exclude_seen: bool
+    ) -> dict[str, np.ndarray]:
+        """``named_outputs``, excluding the history's items or not."""
         scores = np.array(raw, dtype=np.float32).reshape(len(raw), -1)
         rows = np.ones((len(scores), 1), np.int64) if inputs is None else np.asarray(inputs)
         empty = (rows[:, 1:] == 0).all(1) & (rows[:, 0] == 0)
         scores[empty] = np.log1p(np.asarray(self.counts, dtype=np.float32))
         scores[:, 0] = -np.inf
-        if self.config.exclude_seen:
+        if exclude_seen:
             np.put_along_axis(scores, rows[:, 1:], -np.inf, axis=1)
             scores[:, 0] = -np.inf
         k = min(self.config.max_k, self.num_items - 1)
@@ -174,6 +224,33 @@ class SequentialRecommendation(Task):
             }
             for items, scores, flag in zip(named["items"], named["scores"], named["fallback"])
         ]
+
+    def recommend(
+        self,
+        engine: Callable[[np.ndarray], np.ndarray],
+        user: str | None,
+        history: Sequence[Any] | None,
+        k: int,
+        include_seen: bool = False,
+    ) -> dict[str, Any]:
+        """``{"items": [...], "fallback", "history": [{"item", "title"}...]}`` for a known
+        user (their whole history), a history of item ids, or both; an unknown user or an
+        empty history gets the most popular items, flagged."""
+        if k < 1:
+            raise InputError(f"k must be at least 1, got {k}")
+        if user is None and history is None:
+            raise InputError("give a user, a history of item ids, or both")
+        item: dict[str, Any] = {} if user is None else {"user": user}
+        if history is not None:
+            item["history"] = list(history)
+        rows = self.codec.decode([item])
+        named = self.ranked(engine(rows), rows, exclude_seen=not include_seen)
+        answer: dict[str, Any] = self.answers(named, k)[0]
+        titles = self.meta.interactions["titles"]
+        answer["history"] = [
+            {"item": self.codec.items[i - 1], "title": titles[i - 1]} for i in rows[0, 1:] if i
+        ]
+        return answer
 
     def answer_form(self) -> dict[str, Any]:
         return {"type": "recommendations"}

@@ -107,7 +107,7 @@ def open_page(driver: WebDriver, url: str, model: str, version: int | None = Non
             f"the page did not load {model} {version}",
         )
     panels = {"lenet": "image-panel", "mnist": "image-panel", "gpt": "text-panel",
-              "diabetes": "fields-panel"}  # fmt: skip
+              "diabetes": "fields-panel", "movies": "history-panel"}  # fmt: skip
     panel = panels.get(model, "input-panel")
     wait(driver, lambda d: d.find_element(By.ID, panel).is_displayed(), f"no {panel}")
 
@@ -361,3 +361,40 @@ def test_a_regression_on_named_features(browser: Chrome, text_server: Background
     bmi.send_keys("lots")  # not a number: said on the page, nothing sent
     shown = press(browser, "predict-fields")
     assert shown["state"] == "error" and "bmi" in shown["error"]
+
+
+@pytest.fixture(scope="module")
+def movie_server(
+    recommender_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BackgroundServer]:
+    repository = tmp_path_factory.mktemp("page-movies")
+    add_bundle(recommender_bundle, repository, "movies")
+    with BackgroundServer(create_app(repository, ServeSettings(max_batch_size=1))) as running:
+        yield running
+
+
+def test_recommendations_for_picked_titles_and_users(
+    browser: Chrome, movie_server: BackgroundServer
+) -> None:
+    open_page(browser, movie_server.url + "/", "movies")
+    item = browser.find_element(By.ID, "history-item")
+    for typed in ("Amélie (1995)", "4"):  # a title picked from the list, or an id
+        item.send_keys(typed)
+        browser.find_element(By.ID, "history-add").click()
+    shown = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#history-list li")]
+    assert shown == ["Amélie (1995)", "Film 4 (1995)"]
+    answer = press(browser, "recommend")
+    assert answer["state"] == "done", answer["error"]
+    assert answer["sent"] == {"kind": "history", "input": {"history": ["7", "4"]}}
+    want = httpx.post(f"{movie_server.url}/predict/movies",
+                      json={"inputs": [{"history": ["7", "4"]}], "top_k": 10}).json()  # fmt: skip
+    titles = [a["title"] for a in want["predictions"][0]["items"]]
+    listed = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#recommended li")]
+    assert [text.split(" (")[0] for text in listed] == [t.split(" (")[0] for t in titles]
+    assert answer["top"] == titles[0]
+
+    browser.find_element(By.ID, "history-clear").click()
+    browser.find_element(By.ID, "history-user").send_keys("nobody")
+    answer = press(browser, "recommend")
+    assert answer["state"] == "done" and "most popular" in answer["top"]
+    assert severe_logs(browser) == []

@@ -43,8 +43,8 @@ class InteractionsCodec(InputCodec):
     @classmethod
     def preprocessing_of(cls, meta: DataMeta) -> dict[str, Any]:
         i = meta.interactions
-        return {"input_shape": list(meta.input_shape), "items": i["items"],
-                "users": i["users"], "histories": i["histories"]}  # fmt: skip
+        keep = ("items", "titles", "users", "histories")
+        return {"input_shape": list(meta.input_shape), **{k: i[k] for k in keep}}
 
     @cached_property
     def item_index(self) -> dict[str, int]:
@@ -62,7 +62,15 @@ class InteractionsCodec(InputCodec):
         return 1 + self.context * -(-MAX_HISTORY // self.context)
 
     def form(self) -> dict[str, Any]:
-        return {"type": "history", "items": len(self.items), "users": len(self.users)}
+        """A history to build from ``items`` ([id, title] pairs, up to 5,000 of them: people
+        pick by title), or a known user."""
+        titles = self.preprocessing.get("titles") or self.items
+        return {
+            "type": "history",
+            "items": [[i, t] for i, t in zip(self.items, titles)][:5000],
+            "users": len(self.users),
+            "example_user": self.users[0] if self.users else None,
+        }
 
     # -- decoding -----------------------------------------------------------------------------
 

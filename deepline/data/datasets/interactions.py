@@ -19,6 +19,7 @@ from deepline.data.interactions import (
     item_counts,
     k_core,
     leave_one_out,
+    read_item_table,
     read_log,
     read_movielens,
     read_titles,
@@ -26,6 +27,7 @@ from deepline.data.interactions import (
     training_windows,
 )
 from deepline.data.meta import DataMeta, DataSplits, Split
+from deepline.errors import DataError
 
 ML100K_ZIP = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 MOVIELENS_100K = DatasetSpec(
@@ -92,7 +94,10 @@ def _log_sample(folder: Path) -> DataSample:
             f"u{user},i{(user + step * 3) % 7},4,{1000 + user * 10 + step}" for step in range(4)
         ]
     path.write_text("\n".join(rows) + "\n")
-    return DataSample({}, {"path": str(path), "context": 3})
+    items = folder / "items.csv"
+    items.write_text("item_id,title,genres\n" + "".join(f"i{i},Film {i},Drama|War\n"
+                                                        for i in range(7)))  # fmt: skip
+    return DataSample({}, {"path": str(path), "items_path": str(items), "context": 3})
 
 
 @register(
@@ -107,10 +112,16 @@ def _log_sample(folder: Path) -> DataSample:
     sample=_log_sample,
 )
 def read_interactions(cfg: DataConfig, files: dict[str, Path]) -> DataSplits:
-    """A log of yours; items are shown by their ids."""
+    """A log of yours; items are shown by their titles when ``data.items_path`` gives them,
+    else by their ids."""
     path = require_path(cfg, "a CSV or Parquet interaction log")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return interaction_splits(cfg, read_log(path), {}, [digest], [str(path)])
+    paths = [path] + ([Path(cfg.items_path).expanduser()] if cfg.items_path else [])
+    try:
+        digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    except OSError as err:
+        raise DataError(f"data.items_path: {err}") from None
+    titles = read_item_table(paths[1]) if cfg.items_path else {}
+    return interaction_splits(cfg, read_log(path), titles, digests, [str(p) for p in paths])
 
 
 def interaction_splits(
@@ -136,7 +147,7 @@ def interaction_splits(
         "counts": item_counts(held.train, h.num_items),
         "histories": [s.tolist() for s in h.sequences],
     }
-    settings = cfg.model_dump(include={"holdout", "min_rating", "k_core", "context",
+    settings = cfg.model_dump(include={"holdout", "min_rating", "k_core", "context", "items_path",
                                        "val_fraction", "test_fraction"})  # fmt: skip
     payload = json.dumps({"dataset": cfg.name, "sources": sources, "settings": settings},
                          sort_keys=True)  # fmt: skip

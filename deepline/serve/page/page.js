@@ -10,6 +10,7 @@
   const TOP_K = 5;
   const state = {
     models: [], meta: null, parse: null, drawn: false, file: null, busy: false, asked: 0,
+    history: [], titles: new Map(), ids: new Map(),
   };
   window.lastInput = null; // what the last request sent (tests read it back)
 
@@ -54,7 +55,7 @@
   function setState(name) {
     $("result").dataset.state = name;
     state.busy = name === "busy";
-    for (const id of ["predict", "generate", "predict-input", "predict-fields"]) {
+    for (const id of ["predict", "generate", "predict-input", "predict-fields", "recommend"]) {
       $(id).disabled = state.busy;
     }
   }
@@ -70,6 +71,7 @@
     $("top-class").textContent = "";
     $("bars").replaceChildren();
     $("values").replaceChildren();
+    $("recommended").replaceChildren();
     $("generated").hidden = true;
     $("generated-prompt").textContent = "";
     $("generated-text").textContent = "";
@@ -136,6 +138,22 @@
       $("values").replaceChildren(...rows);
       showTop(answer.length ? Number(answer[0].value).toPrecision(4) : "");
     },
+  };
+
+  // items for a user, the best first: titles with scores, and whether popularity stood in
+  ANSWERS.recommendations = (answer) => {
+    const rows = answer.items.map((a) => {
+      const li = document.createElement("li");
+      li.textContent = `${a.title} `;
+      const score = document.createElement("span");
+      score.className = "muted small";
+      score.textContent = `(${a.item}, score ${Number(a.score).toFixed(3)})`;
+      li.append(score);
+      return li;
+    });
+    $("recommended").replaceChildren(...rows);
+    const first = answer.items.length ? answer.items[0].title : "";
+    showTop(answer.fallback ? `${first} · most popular (unknown user or empty history)` : first);
   };
 
   function showPrediction(data, ms) {
@@ -240,7 +258,46 @@
       $("fields").replaceChildren(...rows);
       return "fields-panel";
     },
+    history(form) {
+      state.titles = new Map(form.items.map(([id, title]) => [id, title]));
+      state.ids = new Map(form.items.map(([id, title]) => [title, id]));
+      $("history-items").replaceChildren(...form.items.map(([id, title]) => option(title, id)));
+      $("history-user").placeholder = form.example_user ? `e.g. ${form.example_user}` : "user id";
+      setHistory([]);
+      return "history-panel";
+    },
   };
+
+  function setHistory(ids) {
+    state.history = ids;
+    $("history-list").replaceChildren(
+      ...ids.map((id) => {
+        const li = document.createElement("li");
+        li.textContent = state.titles.get(id) || id;
+        return li;
+      }),
+    );
+  }
+
+  function addToHistory() {
+    const typed = $("history-item").value.trim();
+    if (!typed) return;
+    const id = state.ids.get(typed) || typed; // a title picked from the list, or an id
+    setHistory([...state.history, id]);
+    $("history-item").value = "";
+  }
+
+  async function recommend() {
+    await run(async () => {
+      const input = {};
+      const user = $("history-user").value.trim();
+      if (user) input.user = user;
+      if (state.history.length || !user) input.history = state.history;
+      window.lastInput = { kind: "history", input };
+      const { data, ms } = await call("POST", modelPath("predict"), { inputs: [input], top_k: 10 });
+      showPrediction(data, ms);
+    });
+  }
 
   async function chooseVersion() {
     clearResult();
@@ -255,7 +312,8 @@
     const classes = meta.classes && meta.classes.length ? ` · ${meta.classes.length} classes` : "";
     $("model-info").textContent =
       `${meta.task} · ${input.form.type} input ${shape}${classes} · ${meta.backend || ""} backend`;
-    for (const panel of ["image-panel", "text-panel", "input-panel", "fields-panel"]) {
+    const panels = ["image-panel", "text-panel", "input-panel", "fields-panel", "history-panel"];
+    for (const panel of panels) {
       $(panel).hidden = true;
     }
     const panel = meta.generates ? "text-panel" : PANELS[input.form.type](input.form);
@@ -470,6 +528,12 @@
   $("generate").addEventListener("click", generate);
   $("predict-input").addEventListener("click", predictInput);
   $("predict-fields").addEventListener("click", predictFields);
+  $("history-add").addEventListener("click", addToHistory);
+  $("history-item").addEventListener("keydown", (event) => {
+    if (event.key === "Enter") addToHistory();
+  });
+  $("history-clear").addEventListener("click", () => setHistory([]));
+  $("recommend").addEventListener("click", recommend);
   $("file").addEventListener("change", async () => {
     const file = $("file").files[0];
     if (!file) return;
