@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
 
 DPI = 100
 _MAX_ANNOTATED_CLASSES = 20
@@ -124,7 +125,7 @@ def plot_recommendation_examples(rows: list[dict[str, str]], path: Path) -> Path
         cellText=cells or [["", "", "", ""]],
         colLabels=["user", "latest items (oldest first)", "held out", "recommended (best first)"],
         colWidths=[0.05, 0.36, 0.21, 0.38],
-        bbox=(0.0, 0.0, 1.0, 1.0),
+        bbox=Bbox.from_bounds(0.0, 0.0, 1.0, 1.0),
         cellLoc="left",
     )
     table.auto_set_font_size(False)
