@@ -260,3 +260,17 @@ def test_adult_official_split_schema_and_groups(shared_data: Path) -> None:
     assert len(data.test.groups["race"]) == 16281
     hidden = load_data(cfg.model_copy(update={"sensitive_input": False}))
     assert [c["name"] for c in hidden.meta.columns if c["name"] in ("sex", "race")] == []
+
+
+def test_movielens_100k_as_its_readme_counts_it(shared_data: Path) -> None:
+    """100,000 ratings by 943 users of 1,682 movies, no (user, movie) pair twice; leave-one-out
+    holds 2 per user out; titles read as latin-1."""
+    data = load_data(DataConfig(name="movielens-100k", data_dir=str(shared_data), context=50))
+    i = data.meta.interactions
+    assert len(i["users"]) == 943 and len(i["items"]) == 1682
+    assert sum(len(h) for h in i["histories"]) == 100_000
+    assert sum(i["counts"]) == 100_000 - 2 * 943
+    assert data.meta.sizes["val"] == data.meta.sizes["test"] == 943
+    titles = dict(zip(i["items"], i["titles"]))
+    assert titles["1"] == "Toy Story (1995)" and titles["543"] == "Misérables, Les (1995)"
+    assert dict(zip(i["items"], i["genres"]))["1"] == ["Animation", "Children's", "Comedy"]
