@@ -143,3 +143,33 @@ def test_recommend_on_the_terminal(
     assert code != 0 and "999" in out
     code, out = deepline(["recommend", bundle, "--k", "0", "--user", user], capsys)
     assert code != 0 and "--k" in out
+
+
+def test_exported_graph_takes_any_history_length(local: Predictor) -> None:
+    """ONNX Runtime and eager PyTorch agree on short histories and on ones longer than the
+    model reads (whose every item is still excluded)."""
+    eager = Predictor(local.bundle, "torch")
+    items = local.codec.items
+    for history in (items[:1], items[:5], items[:20] + items[:3]):
+        batch = local.prepare([{"history": history}])
+        assert np.allclose(local.run(batch), eager.run(batch), atol=1e-4)
+        answer = local.recommend(history=history, k=len(items) - len(set(history)))
+        assert not set(ids(answer)) & set(history)
+
+
+def test_concurrent_requests_of_many_lengths_are_answered_alike(
+    local: Predictor, server: str
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    histories = [local.codec.items[i : i + 2 + i % 11] for i in range(16)]
+    want = [ids(local.recommend(history=h, k=5)) for h in histories]
+
+    def ask(history: list[str]) -> list[str]:
+        body = {"inputs": [{"history": history}], "top_k": 5}
+        response = httpx.post(f"{server}/predict/{NAME}", json=body, timeout=30)
+        assert response.status_code == 200, response.text
+        return ids(response.json()["predictions"][0])
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(ask, histories)) == want
