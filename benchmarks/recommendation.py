@@ -30,7 +30,7 @@ from rich.table import Table
 from deepline.evaluate.evaluate import evaluate_trained
 from deepline.evaluate.loading import load_trained
 
-console = Console()
+console = Console(width=160)  # the whole table, also in a log file
 MODELS = {
     "sasrec": "ml100k_sasrec",
     "gru4rec": "ml100k_gru4rec",

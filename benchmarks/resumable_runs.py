@@ -23,8 +23,9 @@ def run_status(run_dir: Path) -> dict[str, Any]:
 
 
 def trained(config: str, run_dir: Path, data_dir: str, overrides: Sequence[str] = ()) -> dict:
-    """Train, continue or reuse ``run_dir`` with ``--set`` ``overrides``; its status."""
-    if run_status(run_dir).get("status") != "completed":
+    """Train, continue or reuse ``run_dir`` with ``--set`` ``overrides``; its status. A run
+    that completed, or that a callback stopped (early stopping, a privacy budget), is reused."""
+    if run_status(run_dir).get("status") not in ("completed", "stopped"):
         command = [sys.executable, "-m", "deepline", "train", config, "--run-dir", str(run_dir),
                    "--data-dir", data_dir]  # fmt: skip
         for override in overrides:
