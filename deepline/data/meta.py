@@ -68,7 +68,8 @@ class DataMeta:
     target_std: list[float] = field(default_factory=list)
     columns: list[dict[str, Any]] = field(default_factory=list)  # tabular: the fitted schema
     sensitive: list[str] = field(default_factory=list)  # tabular: columns fairness groups by
-    # interactions: items (ids, titles, genres), training counts, users' whole histories
+    # interactions: items (ids, titles, genres), training counts, users' whole histories (each
+    # a string of item indices, "3 17 5")
     interactions: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

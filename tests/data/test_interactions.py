@@ -52,7 +52,7 @@ def test_held_out_items_never_reach_training(holdout: str) -> None:
                      test_fraction=0.1)  # fmt: skip
     data = interaction_splits(cfg, random_log(), {}, ["x"], [])
     trained = user_training_items(data.train.x, data.train.y)
-    full = data.meta.interactions["histories"]
+    full = [[int(i) for i in h.split()] for h in data.meta.interactions["histories"]]
     for split in (data.val, data.test):
         assert len(split) > 0
         for row, target in zip(split.x.tolist(), split.y.tolist()):

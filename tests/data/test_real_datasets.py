@@ -268,7 +268,7 @@ def test_movielens_100k_as_its_readme_counts_it(shared_data: Path) -> None:
     data = load_data(DataConfig(name="movielens-100k", data_dir=str(shared_data), context=50))
     i = data.meta.interactions
     assert len(i["users"]) == 943 and len(i["items"]) == 1682
-    assert sum(len(h) for h in i["histories"]) == 100_000
+    assert sum(len(h.split()) for h in i["histories"]) == 100_000
     assert sum(i["counts"]) == 100_000 - 2 * 943
     assert data.meta.sizes["val"] == data.meta.sizes["test"] == 943
     titles = dict(zip(i["items"], i["titles"]))

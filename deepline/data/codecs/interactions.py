@@ -38,7 +38,7 @@ class InteractionsCodec(InputCodec):
         self.context = self.input_shape[0]
         self.items: list[str] = list(preprocessing["items"])
         self.users: list[str] = list(preprocessing["users"])
-        self.histories: list[list[int]] = preprocessing["histories"]
+        self.histories: list[str] = preprocessing["histories"]  # "3 17 5": item indices
 
     @classmethod
     def preprocessing_of(cls, meta: DataMeta) -> dict[str, Any]:
@@ -107,7 +107,7 @@ class InteractionsCodec(InputCodec):
             user = self.user_index.get(_id(item["user"]), 0) if "user" in item else 0
             if "history" in item:
                 return user, self.indices(_id_list(item["history"]))
-            return user, list(self.histories[user - 1]) if user else []
+            return user, [int(i) for i in self.histories[user - 1].split()] if user else []
         return 0, self.indices(_id_list(item))
 
     def indices(self, ids: Sequence[Any]) -> list[int]:

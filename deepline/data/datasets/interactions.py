@@ -145,9 +145,10 @@ def interaction_splits(
         "genres": [titles.get(i, (i, []))[1] for i in h.items],
         "users": h.users,
         "counts": item_counts(held.train, h.num_items),
-        "histories": [s.tolist() for s in h.sequences],
+        # one line per user in data.json and bundle.json: "3 17 5"
+        "histories": [" ".join(map(str, s.tolist())) for s in h.sequences],
     }
-    settings = cfg.model_dump(include={"holdout", "min_rating", "k_core", "context", "items_path",
+    settings = cfg.model_dump(include={"holdout", "min_rating", "k_core", "context",
                                        "val_fraction", "test_fraction"})  # fmt: skip
     payload = json.dumps({"dataset": cfg.name, "sources": sources, "settings": settings},
                          sort_keys=True)  # fmt: skip
