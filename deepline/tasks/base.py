@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepline.config import DataConfig, ExperimentConfig, ModelConfig, TaskConfig
+from deepline.config import DataConfig, ExperimentConfig, ModelConfig, TaskConfig, TrainConfig
 from deepline.data.codecs import InputCodec, codec_for
 from deepline.data.load import load_data
 from deepline.data.loaders import BatchLoader, Loader
@@ -126,6 +126,10 @@ class Task(ABC):
             return train, None
         val = BatchLoader(data.val.x, data.val.y, cfg.eval.batch_size, rank=rank, world_size=world)
         return train, val
+
+    def check_training(self, train: TrainConfig) -> None:
+        """A ConfigError naming the pair for a training method this task cannot take."""
+        return None  # every method, by default
 
     @abstractmethod
     def build_model(self, model_config: ModelConfig) -> nn.Module: ...

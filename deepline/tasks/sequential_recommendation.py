@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from deepline.config import ModelConfig, TaskConfig
+from deepline.config import ModelConfig, TaskConfig, TrainConfig
 from deepline.data.codecs.interactions import InteractionsCodec
-from deepline.errors import InputError
+from deepline.errors import ConfigError, InputError
 from deepline.models import build_model
 from deepline.registry import TASKS
 from deepline.tasks.base import Figure, OutputSpec, Task
@@ -77,6 +77,14 @@ class SequentialRecommendation(Task):
         )
 
     # -- training -----------------------------------------------------------------------------
+
+    def check_training(self, train: TrainConfig) -> None:
+        if train.privacy is not None:
+            raise ConfigError(
+                "train.privacy with task sequential_recommendation: DP-SGD bounds what one "
+                "training example reveals, but a user's history spans several training "
+                "windows, so no guarantee per user would follow; remove train.privacy"
+            )
 
     def step_loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """The loss over every position of the windows that has a next item."""

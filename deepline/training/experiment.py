@@ -65,6 +65,7 @@ def build_experiment(
     seed_everything(cfg.seed, cfg.train.deterministic)
     data = data if data is not None else task_class(cfg.task.name).load_data(cfg.data)
     task = build_task(cfg.task, data.meta)
+    task.check_training(cfg.train)
     torch.manual_seed(cfg.seed)  # model initialisation independent of how data was loaded
     model = model if model is not None else task.build_model(cfg.model)
     fit_closed_form = getattr(model, "fit_closed_form", None)

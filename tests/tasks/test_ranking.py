@@ -4,6 +4,7 @@ sampled protocol's negatives."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,3 +98,18 @@ def test_coverage_and_popularity_of_the_lists() -> None:
     masked.scatter_(1, rows[:, 1:], -math.inf)
     top = masked.topk(10, dim=1).indices
     assert metrics["popularity@10"] == pytest.approx(float(top.double().mean()), rel=1e-6)
+
+
+def test_privacy_is_refused_for_recommenders_by_name(tmp_path: Path) -> None:
+    from deepline.config import load_config
+    from deepline.errors import ConfigError
+    from deepline.training.experiment import run_training
+    from tests.conftest import movie_log
+
+    log, _ = movie_log(tmp_path / "data")
+    raw = {"data": {"name": "interactions", "path": str(log), "context": 4},
+           "model": {"name": "sasrec", "d_model": 8, "heads": 1, "layers": 1},
+           "train": {"epochs": 1, "privacy": {"target_epsilon": 3.0, "delta": 1e-5,
+                                             "max_grad_norm": 1.0}}}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"train\.privacy with task sequential_recommendation"):
+        run_training(load_config(raw), tmp_path / "runs")
