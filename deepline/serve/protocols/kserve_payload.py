@@ -223,6 +223,8 @@ def _input_header(raw: Any, index: int) -> tuple[str, str, tuple[int, ...], int 
         raise ProtocolError(
             f"input '{name}' needs a 'shape': a list of at most {MAX_DIMS} sizes >= 0"
         )
+    if math.prod(max(d, 1) for d in shape) >= 2**58:  # numpy refuses such shapes, even empty
+        raise ProtocolError(f"input '{name}': shape {list(shape)} is too large")
     parameters = _parameters(raw.get("parameters"), f"input '{name}' parameters")
     size = parameters.get("binary_data_size")
     if size is not None:
