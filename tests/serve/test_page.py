@@ -376,6 +376,7 @@ def movie_server(
 def test_recommendations_for_picked_titles_and_users(
     browser: Chrome, movie_server: BackgroundServer
 ) -> None:
+    severe_logs(browser)  # reading the log empties it: earlier tests' errors are theirs
     open_page(browser, movie_server.url + "/", "movies")
     item = browser.find_element(By.ID, "history-item")
     for typed in ("Amélie (1995)", "4"):  # a title picked from the list, or an id
