@@ -55,6 +55,7 @@ changes into ``--work`` first.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -174,6 +175,21 @@ def bare_argv() -> Iterator[None]:
         sys.argv = saved
 
 
+@contextmanager
+def own_checkpoints() -> Iterator[None]:
+    """``torch.load`` without ``weights_only`` while RecBole resumes from a checkpoint this
+    script wrote (it pickles RecBole's Config, which ``weights_only=True`` refuses); restored
+    when the block ends."""
+    import recbole.trainer.trainer as trainer_module
+
+    saved = trainer_module.torch.load
+    trainer_module.torch.load = functools.partial(saved, weights_only=False)  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        trainer_module.torch.load = saved  # type: ignore[attr-defined]
+
+
 def load_own_checkpoint(path: str) -> dict[str, Any]:
     """Load a checkpoint that this run's trainer has just written (trusted: it pickles Config)."""
     checkpoint: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
@@ -263,6 +279,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.time_budget is not None and time.perf_counter() - fit_start > args.time_budget:
             raise TimeBudgetReached(f"after epoch {epoch_idx}")
 
+    if args.resume is not None:  # continue from a best checkpoint this script wrote
+        with own_checkpoints():
+            trainer.resume_checkpoint(args.resume)
     stopped_by_budget = False
     fit_start = time.perf_counter()
     if args.evaluate is None:
@@ -298,6 +317,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "epochs_max": int(config["epochs"]),
         "early_stopped": epochs_run < int(config["epochs"]) and not stopped_by_budget,
         "stopped_by_time_budget": stopped_by_budget,
+        "resumed_from": None if args.resume is None else str(args.resume),
         "time_budget_seconds": args.time_budget,
         "fit_seconds": round(fit_seconds, 2),
         "train_seconds": round(trainer.train_seconds, 2),
@@ -383,6 +403,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="maximum epochs (default: RecBole's, 300, with early stopping)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        help="continue training from a best checkpoint an earlier run wrote (its epoch, "
+        "optimizer, best score and early-stopping count; the random state starts anew)",
+    )
     parser.add_argument(
         "--evaluate",
         type=Path,
