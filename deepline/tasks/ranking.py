@@ -104,7 +104,7 @@ class RankingEvaluator(Evaluator):
         self.means = torchmetrics.MetricCollection(
             {name.replace("/", "_"): torchmetrics.MeanMetric() for name in metric_names(ks)}
         )  # metrics, so processes reduce them too
-        self.recommended = torch.zeros(len(self.counts), dtype=torch.bool)
+        self.recommended = recommended_items(len(self.counts))
         self.popularity = torchmetrics.MeanMetric()
         self.mean_loss = torchmetrics.MeanMetric()
         self.keep_examples = examples
@@ -123,7 +123,7 @@ class RankingEvaluator(Evaluator):
             for name, values in rank_metrics(ranks, self.ks).items():
                 self.means[f"{protocol}_{name}"].update(values)
         top = top_items(scores, x, LIST_LENGTH).cpu()  # (B, 10)
-        self.recommended[top.reshape(-1)] = True
+        self.recommended.update(top.reshape(-1))
         self.popularity.update(self.counts[top].mean(1))
         for i in range(min(len(x), self.keep_examples - len(self.examples))):
             history = x[i, 1:][x[i, 1:] > 0]
@@ -136,13 +136,35 @@ class RankingEvaluator(Evaluator):
         metrics = {"loss": float(self.mean_loss.compute())}
         metrics.update((k.replace("_", "/", 1), float(v)) for k, v in self.means.compute().items())
         catalogue = max(1, len(self.counts) - 1)
-        metrics[f"coverage@{LIST_LENGTH}"] = float(self.recommended.sum()) / catalogue
+        metrics[f"coverage@{LIST_LENGTH}"] = float(self.recommended.compute().sum()) / catalogue
         metrics[f"popularity@{LIST_LENGTH}"] = float(self.popularity.compute())
         return metrics
 
     def details(self) -> dict[str, Any]:
         return {"n": self.count, "examples": self.examples, "negatives": self.negatives,
                 "seed": self.seed}  # fmt: skip
+
+
+def recommended_items(num_items: int) -> Any:
+    """A metric marking each item recommended at least once (0/1 per item), the union taken
+    over processes."""
+    import torchmetrics
+
+    class Recommended(torchmetrics.Metric):
+        full_state_update = False
+        marked: torch.Tensor
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.add_state("marked", torch.zeros(num_items), dist_reduce_fx="max")
+
+        def update(self, items: torch.Tensor) -> None:
+            self.marked[items.to(self.marked.device)] = 1.0
+
+        def compute(self) -> torch.Tensor:
+            return self.marked
+
+    return Recommended()
 
 
 def top_items(scores: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Tensor:
