@@ -347,9 +347,12 @@ def bundle_spec(run: TrainedRun, files: dict[str, str]) -> dict[str, Any]:
         "model": run.config.model.model_dump(),
         "data": {**meta.to_dict(), "tokenizer": None},  # in tokenizer.json
         "tokenizer_sha256": sha256_text(meta.tokenizer) if meta.tokenizer else None,
-        # what the input codec reads (its tokenizer is the checked tokenizer.json)
+        # what the input codec reads (a tokenizer is the checked tokenizer.json; an item
+        # catalogue is in "data")
         "preprocessing": {
-            k: v for k, v in run.task.codec.preprocessing.items() if k != "tokenizer"
+            k: v
+            for k, v in run.task.codec.preprocessing.items()
+            if k not in run.task.codec.kept_elsewhere
         },
         "signature": run.task.signature(),
         "metrics": evaluation.get("metrics", {}),

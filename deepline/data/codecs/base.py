@@ -60,6 +60,9 @@ class InputCodec(ABC):
     name: ClassVar[str]
     tensor_dtypes: ClassVar[tuple[str, ...]] = ()
     takes_bytes: ClassVar[bool] = False
+    # preprocessing a bundle keeps elsewhere (a file of its own, the data's meta), so
+    # bundle.json's "preprocessing" leaves it out
+    kept_elsewhere: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, preprocessing: Mapping[str, Any]) -> None:
         self.preprocessing = dict(preprocessing)

@@ -32,6 +32,7 @@ class InteractionsCodec(InputCodec):
 
     name = "interactions"
     tensor_dtypes = ("int64", "int32")
+    kept_elsewhere = ("items", "titles", "users", "histories")  # in the data's meta
 
     def __init__(self, preprocessing: Mapping[str, Any]) -> None:
         super().__init__(preprocessing)

@@ -29,6 +29,7 @@ class TokenCodec(InputCodec):
 
     tensor_dtypes = ("int64", "int32")
     takes_bytes = True  # texts, as UTF-8
+    kept_elsewhere = ("tokenizer",)  # tokenizer.json
 
     def __init__(self, preprocessing: dict[str, Any]) -> None:
         super().__init__(preprocessing)
