@@ -109,7 +109,8 @@ def read_log(path: Path) -> InteractionLog:
         time_values = None if times is None else _times(times)
     except (ValueError, TypeError) as err:
         raise DataError(
-            f"'{path}': a rating or timestamp is not a number or date ({err})"
+            f"'{path}': a rating is not a number, or a time neither a number nor an ISO 8601 "
+            f"date ({str(err).splitlines()[0]})"
         ) from None
     if users.isna().any() or items.isna().any():
         raise DataError(f"'{path}': some rows have no user or no item")
@@ -122,13 +123,15 @@ def read_log(path: Path) -> InteractionLog:
 
 
 def _times(values: Any) -> np.ndarray:
-    """Unix seconds, or dates (ISO text) turned into them."""
+    """Unix seconds, or ISO 8601 dates and times (any mix of precisions; UTC unless they say
+    otherwise) turned into them."""
     import pandas as pd
 
     try:
         return values.astype(float).to_numpy()
     except (ValueError, TypeError):
-        return pd.to_datetime(values).astype("int64").to_numpy() / 1e9
+        stamps = pd.to_datetime(values, format="ISO8601", utc=True)
+        return stamps.astype("int64").to_numpy() / 1e9
 
 
 def read_titles(path: Path) -> dict[str, tuple[str, list[str]]]:

@@ -153,3 +153,17 @@ def test_movielens_comes_out_of_its_archive(mirror: Any, monkeypatch: pytest.Mon
     with pytest.raises(DataError, match="corrupt"):
         fetch_mod.download(url, dest.with_name("y"), "0" * 64, member="ml-100k/u.data")
     assert list(dest.parent.iterdir()) == [dest]
+
+
+def test_dates_order_a_log_too(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text(
+        "user,item,timestamp\na,x,2024-03-02\na,y,2024-03-01T10:00:00\nb,x,2024-01-05\n"
+    )
+    log = read_log(path)
+    assert log.times is not None and log.times[1] < log.times[0]
+    assert [histories(log).items[i - 1] for i in histories(log).sequences[0]] == ["y", "x"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item,timestamp\na,x,soon\n")
+    with pytest.raises(DataError, match=r"bad\.csv"):
+        read_log(bad)
