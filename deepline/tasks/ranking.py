@@ -7,7 +7,8 @@
 - ``sampled``: the target is ranked among 100 items drawn uniformly, without replacement, from
   those the user never interacted with (history and target), as in the SASRec paper. The
   draws depend only on the seed, the user, the target and the history, so every model meets
-  the same negatives.
+  the same negatives. (On validation the user's later test item is not known here, so it may
+  be drawn, with odds of about 100 in the catalogue's size.)
 
 Ties count against the target (a model scoring every item alike ranks it last). For a 0-based
 rank r: HR@K = [r < K], NDCG@K = [r < K] / log2(r + 2), MRR = 1 / (r + 1) (no cut-off).
