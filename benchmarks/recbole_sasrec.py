@@ -44,10 +44,11 @@ JSON says ``stopped_by_time_budget``).
 Two RecBole quirks are handled here. For a dataset named ``ml-100k`` RecBole replaces
 ``data_path`` by the copy bundled in its wheel, so the path is set again after the config is
 built and checked after loading. RecBole's checkpoints pickle its ``Config`` object, which
-``torch.load``'s ``weights_only=True`` default (torch >= 2.6) refuses; the best checkpoint that
-this run has just written itself is therefore loaded here with ``weights_only=False``, and the
-test set is evaluated with ``load_best_model=False``. RecBole also reads ``--key=value``
-command-line arguments as config overrides, so its config is built with an empty argv, and it
+``torch.load``'s ``weights_only=True`` default (torch >= 2.6) refuses; the trainer here writes
+them without it (weights, optimizer state and counters only) and reads them back with
+``weights_only=True``; the test set is evaluated with ``load_best_model=False``. RecBole also
+reads ``--key=value`` command-line arguments as config overrides, so its config is built with
+an empty argv, and it
 writes ``./log`` and ``./log_tensorboard`` relative to the working directory, so the run
 changes into ``--work`` first.
 """
@@ -55,7 +56,6 @@ changes into ``--work`` first.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import platform
@@ -111,6 +111,33 @@ class TimedTrainer(Trainer):
             return super()._valid_epoch(*args, **kwargs)
         finally:
             self.valid_seconds += time.perf_counter() - start
+
+    def _save_checkpoint(self, epoch: int, verbose: bool = True, **kwargs: Any) -> None:
+        """RecBole's checkpoint less its pickled ``Config``: the model's name, counters,
+        weights and optimizer state, which ``torch.load(weights_only=True)`` reads back."""
+        path = kwargs.pop("saved_model_file", self.saved_model_file)
+        state = {
+            "model": self.config["model"],
+            "epoch": epoch,
+            "cur_step": self.cur_step,
+            "best_valid_score": float(self.best_valid_score),
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+        torch.save(state, path)
+
+    def resume_checkpoint(self, resume_file: str | Path) -> None:
+        """Continue from a checkpoint this trainer wrote: its epoch, early-stopping count,
+        best score, weights and optimizer state (the random state starts anew)."""
+        checkpoint = load_checkpoint(resume_file)
+        if checkpoint["model"] != self.config["model"]:
+            raise ValueError(f"{resume_file} holds a {checkpoint['model']}, not a SASRec")
+        self.saved_model_file = str(resume_file)
+        self.start_epoch = checkpoint["epoch"] + 1
+        self.cur_step = checkpoint["cur_step"]
+        self.best_valid_score = checkpoint["best_valid_score"]
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
 
 
 def raw_ratings_file(data_dir: Path) -> Path:
@@ -175,24 +202,10 @@ def bare_argv() -> Iterator[None]:
         sys.argv = saved
 
 
-@contextmanager
-def own_checkpoints() -> Iterator[None]:
-    """``torch.load`` without ``weights_only`` while RecBole resumes from a checkpoint this
-    script wrote (it pickles RecBole's Config, which ``weights_only=True`` refuses); restored
-    when the block ends."""
-    import recbole.trainer.trainer as trainer_module
-
-    saved = trainer_module.torch.load
-    trainer_module.torch.load = functools.partial(saved, weights_only=False)  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        trainer_module.torch.load = saved  # type: ignore[attr-defined]
-
-
-def load_own_checkpoint(path: str) -> dict[str, Any]:
-    """Load a checkpoint that this run's trainer has just written (trusted: it pickles Config)."""
-    checkpoint: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint ``TimedTrainer`` wrote: tensors and numbers only, read without unpickling
+    anything else (``weights_only=True``)."""
+    checkpoint: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     return checkpoint
 
 
@@ -280,8 +293,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise TimeBudgetReached(f"after epoch {epoch_idx}")
 
     if args.resume is not None:  # continue from a best checkpoint this script wrote
-        with own_checkpoints():
-            trainer.resume_checkpoint(args.resume)
+        trainer.resume_checkpoint(args.resume)
     stopped_by_budget = False
     fit_start = time.perf_counter()
     if args.evaluate is None:
@@ -294,9 +306,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     fit_seconds = time.perf_counter() - fit_start
     best_valid_score, best_valid_result = trainer.best_valid_score, trainer.best_valid_result
 
-    checkpoint = load_own_checkpoint(trainer.saved_model_file)
+    checkpoint = load_checkpoint(trainer.saved_model_file)
     model.load_state_dict(checkpoint["state_dict"])
-    model.load_other_parameter(checkpoint.get("other_parameter"))
     eval_start = time.perf_counter()
     test_result = trainer.evaluate(test_data, load_best_model=False)
     eval_seconds = time.perf_counter() - eval_start
