@@ -1,0 +1,54 @@
+"""The experiment configuration: typed, validated, with errors that name the field.
+
+A config is a YAML file with the sections ``data``, ``model``, ``task``, ``train``, ``eval``
+and ``export``. Unknown keys are rejected; every error names the dotted path, the bad value and
+what is allowed. ``sections`` and ``training`` hold the section classes, ``loading`` reads files
+and overrides into them.
+
+>>> cfg = load_config({"data": {"name": "digits"}, "model": {"name": "mlp"}})
+>>> cfg.train.lr
+0.001
+"""
+
+from deepline.config.base import Section
+from deepline.config.loading import (
+    apply_overrides,
+    config_schema,
+    format_validation_error,
+    load_config,
+    packaged_configs_dir,
+    read_yaml,
+    resolve_config_path,
+)
+from deepline.config.sections import (
+    AugmentConfig,
+    CardConfig,
+    DataConfig,
+    EvalConfig,
+    ExperimentConfig,
+    ExportConfig,
+    ModelConfig,
+    TaskConfig,
+    default_task,
+    drop_legacy_task_keys,
+    task_config,
+)
+from deepline.config.training import (
+    NOT_WITH_PRIVACY,
+    AdversarialConfig,
+    CheckpointConfig,
+    EarlyStoppingConfig,
+    NonFiniteConfig,
+    PrivacyConfig,
+    ScheduleConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "NOT_WITH_PRIVACY", "AdversarialConfig", "AugmentConfig", "CardConfig", "CheckpointConfig",
+    "DataConfig", "EarlyStoppingConfig", "EvalConfig", "ExperimentConfig", "ExportConfig",
+    "ModelConfig", "NonFiniteConfig", "PrivacyConfig", "ScheduleConfig", "Section",
+    "TaskConfig", "TrainConfig", "apply_overrides", "config_schema", "default_task",
+    "drop_legacy_task_keys", "format_validation_error", "load_config", "packaged_configs_dir",
+    "read_yaml", "resolve_config_path", "task_config",
+]  # fmt: skip

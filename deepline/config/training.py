@@ -1,0 +1,216 @@
+"""The ``train`` section: the loop's settings and those of the methods that change it
+(schedules, early stopping, checkpoints, adversarial training, DP-SGD)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from deepline.config.base import Section
+from deepline.registry import ATTACKS
+
+
+class ScheduleConfig(Section):
+    name: Literal["constant", "step", "cosine", "onecycle"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    step_size: int = Field(1, ge=1, description="epochs between decays, for 'step'")
+    gamma: float = Field(0.1, gt=0.0, le=1.0, description="decay factor, for 'step'")
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0, description="final lr / peak lr")
+    pct_start: float = Field(0.25, gt=0.0, lt=1.0, description="rising part, for 'onecycle'")
+    anneal: Literal["cos", "linear"] = Field(
+        "cos", description="the falling part's shape, for 'cosine'-like decays and 'onecycle'"
+    )
+
+
+class EarlyStoppingConfig(Section):
+    monitor: str = "val/loss"
+    mode: Literal["min", "max"] = "min"
+    patience: int = Field(3, ge=1)
+    min_delta: float = Field(0.0, ge=0.0)
+
+
+class NonFiniteConfig(Section):
+    """What to do when a loss or gradient is NaN or infinite (checked before each update)."""
+
+    policy: Literal["skip", "rollback", "stop"] = Field(
+        "stop", description="skip the update, reload the last checkpoint, or stop with an error"
+    )
+    max_skips: int = Field(5, ge=1, description="'skip': stop after this many in a row")
+    lr_factor: float = Field(0.5, gt=0.0, le=1.0, description="'rollback': lr multiplier")
+    max_rollbacks: int = Field(3, ge=1, description="'rollback': stop after this many")
+
+
+class CheckpointConfig(Section):
+    every_steps: int | None = Field(None, ge=1, description="also save inside an epoch")
+    keep_last: int = Field(2, ge=1)
+    monitor: str = Field("val/loss", description="metric that picks the best checkpoint")
+    mode: Literal["min", "max"] = "min"
+
+
+class AdversarialConfig(Section):
+    """Adversarial training: every training batch is attacked before the model learns from it
+    (Madry et al. 2018 with ``attack: pgd``; Wong et al. 2020's fast FGSM with ``attack: fgsm``
+    and ``random_start: true``). Epsilon is in the codec's unit space (pixels in [0, 1])."""
+
+    attack: str = Field("pgd", description="a registered attack: fgsm or pgd")
+    eps: float = Field(
+        ..., ge=0.0, allow_inf_nan=False, description="radius of the ball around each input"
+    )
+    norm: Literal["linf", "l2"] = "linf"
+    alpha: float | None = Field(
+        None, gt=0.0, allow_inf_nan=False,
+        description="step size; default fgsm 1.25 eps (eps without a random start), pgd "
+        "2.5 eps / steps",
+    )  # fmt: skip
+    steps: int = Field(10, ge=1, description="pgd steps per batch")
+    random_start: bool = Field(True, description="start from a uniform point of the ball")
+    ramp_epochs: float = Field(
+        0.0, ge=0.0, description="epsilon (and alpha) grow linearly from 0 over these epochs"
+    )
+    validate_examples: int = Field(
+        0, ge=0, description="after each validation, PGD accuracy at eps on this many "
+        "validation examples, logged as val/robust_accuracy (monitor it to keep the most "
+        "robust checkpoint: early stopping against catastrophic overfitting)",
+    )  # fmt: skip
+    validate_steps: int = Field(10, ge=1, description="PGD steps of that check")
+
+    @field_validator("attack")
+    @classmethod
+    def _known_attack(cls, value: str) -> str:
+        if value not in ATTACKS:
+            raise ValueError(ATTACKS.unknown_message(value))
+        return value
+
+
+class PrivacyConfig(Section):
+    """Differentially private training (DP-SGD, Opacus): Poisson-sampled batches, each
+    example's gradient clipped to ``max_grad_norm``, Gaussian noise added; the accountant
+    tracks (epsilon, delta) with respect to one training example."""
+
+    target_epsilon: float | None = Field(
+        None, gt=0.0, allow_inf_nan=False,
+        description="the epsilon to reach at the end of training (the noise is chosen for it)",
+    )  # fmt: skip
+    noise_multiplier: float | None = Field(
+        None, gt=0.0, allow_inf_nan=False, description="noise std / max_grad_norm, given directly"
+    )
+    delta: float = Field(1e-5, gt=0.0, lt=1.0, description="usually below 1 / training examples")
+    max_grad_norm: float = Field(1.0, gt=0.0, allow_inf_nan=False, description="per example")
+    accountant: Literal["rdp", "prv"] = Field(
+        "rdp", description="the headline accountant (the other is reported alongside)"
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_set_noise(self) -> PrivacyConfig:
+        if (self.target_epsilon is None) == (self.noise_multiplier is None):
+            raise ValueError("give train.privacy.target_epsilon or noise_multiplier (one)")
+        return self
+
+
+# train settings that DP-SGD cannot be combined with: (field, the value that conflicts, why)
+NOT_WITH_PRIVACY = (
+    ("compile", True, "Opacus' per-example gradient hooks do not run under torch.compile"),
+    ("adversarial", "set", "the attack's input gradients would bypass per-example clipping"),
+    ("accumulate", "> 1", "micro-batches of a Poisson-sampled batch break the accounting"),
+    ("precision", "fp16", "Opacus' per-example gradients do not support a gradient scaler"),
+    ("grad_clip", "set", "DP-SGD clips each example's gradient (train.privacy.max_grad_norm)"),
+)
+
+
+class TrainConfig(Section):
+    epochs: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(64, ge=1)
+    steps_per_epoch: int = Field(
+        250, ge=1, description="streamed data (language models): batches between validations"
+    )
+    eval_batches: int = Field(
+        20, ge=1, description="streamed data: validation batches (of eval.batch_size windows)"
+    )
+    optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="for sgd")
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: ScheduleConfig = ScheduleConfig()
+    grad_clip: float | None = Field(None, gt=0.0, description="max global gradient norm")
+    accumulate: int = Field(1, ge=1, description="batches per optimizer step")
+    device: str = Field(
+        "auto",
+        description="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps; under "
+        "torchrun each process takes its LOCAL_RANK GPU",
+    )
+    precision: Literal["32", "bf16", "fp16"] = Field(
+        "32", description="32, bf16 (autocast) or fp16 (autocast and a gradient scaler)"
+    )
+    tf32: bool = Field(False, description="CUDA: TensorFloat-32 matmuls and convolutions in fp32")
+    compile: bool = Field(
+        False, description="torch.compile the model (eager, with a warning, if it cannot)"
+    )
+    data_on_device: bool | Literal["auto"] = Field(
+        "auto",
+        description="keep the training split on the device (no copy per batch); auto: when it "
+        "takes at most half of the device's free memory",
+    )
+    channels_last: bool = Field(
+        True, description="NHWC memory layout for 4-D inputs (faster convs)"
+    )
+    adversarial: AdversarialConfig | None = Field(
+        None, description="train on attacked inputs (adversarial training)"
+    )
+    privacy: PrivacyConfig | None = Field(
+        None, description="differentially private training (DP-SGD)"
+    )
+    early_stopping: EarlyStoppingConfig | None = None
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    non_finite: NonFiniteConfig = NonFiniteConfig()
+    log_every_steps: int = Field(50, ge=1)
+    deterministic: bool = False
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads")
+    tensorboard: bool = True
+    mlflow: bool = Field(False, description="also log to MLflow (needs mlflow installed)")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError(
+                "unknown device. Allowed: auto, cpu, cuda, cuda:N (N = 0, 1, ...), mps"
+            )
+        return value
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        return "32" if value == 32 else value  # an unquoted 32 in YAML is an int
+
+    @model_validator(mode="after")
+    def _epochs_or_steps(self) -> TrainConfig:
+        if self.epochs is not None and self.max_steps is not None:
+            raise ValueError("give train.epochs or train.max_steps, not both")
+        if self.epochs is None and self.max_steps is None:
+            object.__setattr__(self, "epochs", 10)
+        return self
+
+    @model_validator(mode="after")
+    def _privacy_combines(self) -> TrainConfig:
+        if self.privacy is None:
+            return self
+        for field, value, why in NOT_WITH_PRIVACY:
+            current = getattr(self, field)
+            if value == "set":
+                clash = current is not None
+            elif value == "> 1":
+                clash = current > 1
+            else:
+                clash = current == value
+            if clash:
+                raise ValueError(f"train.privacy cannot be combined with train.{field}: {why}")
+        return self
