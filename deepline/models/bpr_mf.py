@@ -11,7 +11,7 @@ from pydantic import Field
 from torch import nn
 
 from deepline.config import ModelConfig
-from deepline.models.sasrec import RECOMMENDER_EXAMPLE
+from deepline.models.item_rows import RECOMMENDER_EXAMPLE, init_items
 from deepline.registry import MODELS
 
 
@@ -31,9 +31,7 @@ class BPRMF(nn.Module):
         self.users = nn.Embedding(num_users + 1, factors)  # index 0: anonymous (unused)
         self.items = nn.Embedding(num_items, factors, padding_idx=0)
         nn.init.normal_(self.users.weight, std=0.1)
-        nn.init.normal_(self.items.weight, std=0.1)
-        with torch.no_grad():
-            self.items.weight[0].zero_()
+        init_items(self.items, lambda w: nn.init.normal_(w, std=0.1))
 
     def forward(self, x: torch.Tensor, every_position: bool = False) -> torch.Tensor:
         user, items = x[:, 0], x[:, 1:]

@@ -11,7 +11,7 @@ from pydantic import Field
 from torch import nn
 
 from deepline.config import ModelConfig
-from deepline.models.sasrec import RECOMMENDER_EXAMPLE, latest_items
+from deepline.models.item_rows import RECOMMENDER_EXAMPLE, init_items, latest_items
 from deepline.registry import MODELS
 
 
@@ -45,9 +45,7 @@ class GRU4Rec(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.gru = nn.GRU(embed_dim, hidden, layers, batch_first=True)
         self.out = nn.Linear(hidden, embed_dim)
-        nn.init.xavier_normal_(self.items.weight)
-        with torch.no_grad():
-            self.items.weight[0].zero_()
+        init_items(self.items, nn.init.xavier_normal_)
 
     def forward(self, x: torch.Tensor, every_position: bool = False) -> torch.Tensor:
         items = latest_items(x, self.max_len)  # (B, max_len)

@@ -13,7 +13,7 @@ from pydantic import Field
 from torch import nn
 
 from deepline.config import ModelConfig
-from deepline.models.sasrec import RECOMMENDER_EXAMPLE
+from deepline.models.item_rows import RECOMMENDER_EXAMPLE
 from deepline.registry import MODELS
 
 

@@ -10,40 +10,20 @@ import math
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field
 from torch import nn
 
-from deepline.config import ModelConfig
 from deepline.models.attention import Block
+from deepline.models.item_rows import RECOMMENDER_EXAMPLE, init_items, latest_items
+from deepline.models.transformer import BlocksConfig
 from deepline.registry import MODELS
 
-RECOMMENDER_EXAMPLE = {"data": {"name": "movielens-100k"}}
 
-
-def latest_items(x: torch.Tensor, max_len: int) -> torch.Tensor:
-    """The last ``max_len`` items of rows ``[user, items...]``, left-padded to exactly
-    ``max_len`` (B, max_len): a row reads the same however much padding it came with."""
-    items = x[:, 1:][:, -max_len:]
-    return F.pad(items, (max_len - items.size(1), 0))
-
-
-class SASRecConfig(ModelConfig):
+class SASRecConfig(BlocksConfig):
     name: Literal["sasrec"] = "sasrec"
     d_model: int = Field(64, ge=1, description="width of item and position embeddings")
     heads: int = Field(2, ge=1, description="attention heads (must divide d_model)")
-    layers: int = Field(2, ge=1, description="transformer blocks")
-    ff_mult: int = Field(4, ge=1, description="MLP width = ff_mult * d_model")
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
-
-    @model_validator(mode="after")
-    def _heads_divide_width(self) -> SASRecConfig:
-        if self.d_model % self.heads:
-            raise ValueError(
-                f"d_model must be divisible by heads; got d_model={self.d_model}, "
-                f"heads={self.heads}"
-            )
-        return self
 
 
 @MODELS.register("sasrec", config=SASRecConfig, example=RECOMMENDER_EXAMPLE)
@@ -72,9 +52,7 @@ class SASRec(nn.Module):
             Block(d_model, heads, ff_mult, dropout, causal=True) for _ in range(layers)
         )
         self.ln_f = nn.LayerNorm(d_model)
-        nn.init.normal_(self.items.weight, std=0.02)
-        with torch.no_grad():
-            self.items.weight[0].zero_()
+        init_items(self.items, lambda w: nn.init.normal_(w, std=0.02))
 
     def forward(self, x: torch.Tensor, every_position: bool = False) -> torch.Tensor:
         items = latest_items(x, self.max_len)  # (B, T)

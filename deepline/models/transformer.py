@@ -14,24 +14,29 @@ from deepline.models.attention import Block
 from deepline.registry import MODELS
 
 
-class TransformerConfig(ModelConfig):
-    name: Literal["transformer"] = "transformer"
+class BlocksConfig(ModelConfig):
+    """What every stack of our transformer blocks is configured by (``name`` set by each)."""
+
     d_model: int = Field(128, ge=1, description="width of the token representations")
     heads: int = Field(4, ge=1, description="attention heads (must divide d_model)")
     layers: int = Field(2, ge=1, description="transformer blocks")
     ff_mult: int = Field(4, ge=1, description="MLP width = ff_mult * d_model")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    positions: Literal["learned", "sinusoidal"] = "learned"
-    pooling: Literal["cls", "mean"] = Field("cls", description="a [CLS] token or the mean")
 
     @model_validator(mode="after")
-    def _heads_divide_width(self) -> TransformerConfig:
+    def _heads_divide_width(self) -> BlocksConfig:
         if self.d_model % self.heads:
             raise ValueError(
                 f"d_model must be divisible by heads; got d_model={self.d_model}, "
                 f"heads={self.heads}"
             )
         return self
+
+
+class TransformerConfig(BlocksConfig):
+    name: Literal["transformer"] = "transformer"
+    positions: Literal["learned", "sinusoidal"] = "learned"
+    pooling: Literal["cls", "mean"] = Field("cls", description="a [CLS] token or the mean")
 
 
 def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
