@@ -137,17 +137,19 @@ def plot_learning_curves(records: list[dict], path: Path) -> Path:
     """Losses, validation metrics and learning rate against the step, from ``metrics.jsonl``.
 
     Step lines give ``train/loss`` and ``lr``; epoch lines give ``val/*`` and
-    ``train/loss_epoch``. Panels without data are left out; missing keys are skipped.
+    ``train/loss_epoch``. Validation scores in [0, 1] (accuracy, NDCG) and other values
+    (perplexity, counts) get panels of their own, so neither flattens the other. Panels without
+    data are left out; missing keys are skipped.
     """
     series = _series(records)
     losses = {k: v for k, v in series.items() if k.endswith(("loss", "loss_epoch"))}
     others = {k: v for k, v in series.items() if k.startswith("val/") and k not in losses}
+    scores = {k: v for k, v in others.items() if all(0.0 <= x <= 1.0 for x in v[1])}
+    unbounded = {k: v for k, v in others.items() if k not in scores}
     lr = {k: v for k, v in series.items() if k == "lr"}
-    panels = [
-        (t, s)
-        for t, s in (("loss", losses), ("validation metrics", others), ("learning rate", lr))
-        if s
-    ]
+    named = (("loss", losses), ("validation scores", scores), ("validation values", unbounded),
+             ("learning rate", lr))  # fmt: skip
+    panels = [(t, s) for t, s in named if s]
     if not panels:
         return save_figure(_message_figure("no metrics logged"), path)
     fig = Figure(figsize=(5.0 * len(panels), 3.8), dpi=DPI)
@@ -161,7 +163,7 @@ def plot_learning_curves(records: list[dict], path: Path) -> Path:
         if title == "learning rate":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         else:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=7 if len(panel) > 6 else 8, ncols=2 if len(panel) > 6 else 1)
     return save_figure(fig, path)
 
 
