@@ -116,28 +116,47 @@ class TimedTrainer(Trainer):
         """RecBole's checkpoint less its pickled ``Config``: the model's name, counters,
         weights and optimizer state, which ``torch.load(weights_only=True)`` reads back."""
         path = kwargs.pop("saved_model_file", self.saved_model_file)
-        state = {
+        save_atomic(self._state(epoch), Path(path))
+
+    def _state(self, epoch: int) -> dict[str, Any]:
+        return {
             "model": self.config["model"],
             "epoch": epoch,
             "cur_step": self.cur_step,
             "best_valid_score": float(self.best_valid_score),
+            "best_file": str(self.saved_model_file),
             "state_dict": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
         }
-        torch.save(state, path)
+
+    def save_last(self, epoch: int) -> Path:
+        """After every validation: the latest state, written atomically next to the best
+        checkpoint (``*-last.pth``), so a killed run loses at most one epoch."""
+        best = Path(self.saved_model_file)
+        last = best.with_name(best.stem.removesuffix("-last") + "-last.pth")
+        save_atomic(self._state(epoch), last)
+        return last
 
     def resume_checkpoint(self, resume_file: str | Path) -> None:
         """Continue from a checkpoint this trainer wrote: its epoch, early-stopping count,
-        best score, weights and optimizer state (the random state starts anew)."""
+        best score, weights and optimizer state (the random state starts anew). From a
+        ``*-last.pth`` file, later improvements still go to the best checkpoint it names."""
         checkpoint = load_checkpoint(resume_file)
         if checkpoint["model"] != self.config["model"]:
             raise ValueError(f"{resume_file} holds a {checkpoint['model']}, not a SASRec")
-        self.saved_model_file = str(resume_file)
+        self.saved_model_file = checkpoint.get("best_file", str(resume_file))
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
         self.model.load_state_dict(checkpoint["state_dict"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+
+
+def save_atomic(state: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a sibling file, then rename: a kill never leaves half a checkpoint."""
+    partial = path.with_suffix(".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
 
 
 def raw_ratings_file(data_dir: Path) -> Path:
@@ -288,7 +307,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model = SASRec(config, train_data._dataset).to(config["device"])
     trainer = TimedTrainer(config, model)
 
-    def stop_at_budget(epoch_idx: int, valid_score: float) -> None:
+    def after_validation(epoch_idx: int, valid_score: float) -> None:
+        trainer.save_last(epoch_idx)
         if args.time_budget is not None and time.perf_counter() - fit_start > args.time_budget:
             raise TimeBudgetReached(f"after epoch {epoch_idx}")
 
@@ -298,7 +318,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     fit_start = time.perf_counter()
     if args.evaluate is None:
         try:
-            trainer.fit(train_data, valid_data, saved=True, callback_fn=stop_at_budget)
+            trainer.fit(train_data, valid_data, saved=True, callback_fn=after_validation)
         except TimeBudgetReached:
             stopped_by_budget = True
     else:  # a checkpoint an earlier run of this script wrote
@@ -418,8 +438,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--resume",
         type=Path,
         default=None,
-        help="continue training from a best checkpoint an earlier run wrote (its epoch, "
-        "optimizer, best score and early-stopping count; the random state starts anew)",
+        help="continue training from a checkpoint an earlier run wrote, best or *-last.pth "
+        "(its epoch, optimizer, best score and early-stopping count; the random state "
+        "starts anew)",
     )
     parser.add_argument(
         "--evaluate",
