@@ -113,6 +113,24 @@ def plot_ranking(metrics: dict[str, float], path: Path, ks: Iterable[int] = (5, 
     return save_figure(fig, path)
 
 
+def plot_histogram(values: list[float], label: str, path: Path, bins: int = 20) -> Path:
+    """How many values fall in each of ``bins`` equal bins of [0, 1]; a dashed line at the
+    mean."""
+    fig = Figure(figsize=(6.0, 3.2), dpi=DPI)
+    ax = fig.add_subplot()
+    ax.hist(
+        values, bins=np.linspace(0.0, 1.0, bins + 1).tolist(), color="#4c72b0", edgecolor="white"
+    )
+    mean = float(np.mean(values))
+    ax.axvline(mean, color="#c44e52", linestyle="--", label=f"mean {mean:.3f}")
+    ax.set_xlabel(label)
+    ax.set_ylabel("count")
+    ax.set_xlim(0, 1)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    return save_figure(fig, path)
+
+
 def plot_recommendation_examples(rows: list[dict[str, str]], path: Path) -> Path:
     """A table of users: their latest items, the held-out one, and the top recommendations
     (the held-out item marked when recommended)."""

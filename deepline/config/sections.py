@@ -28,6 +28,7 @@ class AugmentConfig(Section):
 
     shift: int = Field(0, ge=0, le=16, description="random translation, in pixels, each axis")
     flip: bool = Field(False, description="random horizontal flip")
+    vflip: bool = Field(False, description="random vertical flip (not for digits or text)")
 
 
 class DataConfig(Section):

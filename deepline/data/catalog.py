@@ -69,14 +69,20 @@ class DatasetSpec:
 @dataclass
 class RawSplit:
     """Examples in raw units: ``x`` (N, ...) of any numeric dtype (images (N, C, H, W)), and
-    ``y`` int64 (N,) class indices or float32 (N, T) regression targets."""
+    ``y`` int64 (N,) class indices, float32 (N, T) regression targets, or uint8 (N, H, W)
+    masks of class indices per pixel (segmentation)."""
 
     x: np.ndarray
     y: np.ndarray
 
     def __post_init__(self) -> None:
         y = np.asarray(self.y)
-        self.y = y.reshape(-1).astype(np.int64) if y.dtype.kind in "biu" else y.astype(np.float32)
+        if y.dtype.kind in "biu" and y.ndim == 3:
+            self.y = y.astype(np.uint8)  # masks: per-pixel classes, a byte each
+        elif y.dtype.kind in "biu":
+            self.y = y.reshape(-1).astype(np.int64)
+        else:
+            self.y = y.astype(np.float32)
         if self.x.ndim < 1 or len(self.x) != len(self.y):
             raise ValueError(
                 f"RawSplit wants x (N, ...) and y (N, ...), got {self.x.shape}, {self.y.shape}"

@@ -143,8 +143,64 @@ def ensure_file(
 
 
 def ensure_files(spec: DatasetSpec, data_dir: str | Path | None = None) -> dict[str, Path]:
-    """Every file of a dataset, verified (and downloaded when missing): name -> path."""
+    """Every file of a dataset, verified (and downloaded when missing): name -> path. The
+    missing members of one archive come from a single download of it."""
+    archives: dict[str, list[DataFile]] = {}
+    for file in spec.files:
+        member = _archive_member(file)
+        if member and locate(spec, file, data_dir) is None:
+            archives.setdefault(download_url(spec, file), []).append(file)
+    for url, files in archives.items():
+        if len(files) > 1:
+            _fetch_members(spec, url, files, data_dir)
     return {f.name: ensure_file(spec, f, data_dir) for f in spec.files}
+
+
+def _fetch_members(
+    spec: DatasetSpec, url: str, files: list[DataFile], data_dir: str | Path | None
+) -> None:
+    """Download the archive at ``url`` once and keep the members ``files`` name, each checked."""
+    root = cache_root() / spec.folder
+    root.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".archive.", suffix=".zip", dir=root)
+    os.close(fd)
+    archive = Path(name)
+    try:
+        with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as resp, archive.open("wb") as out:
+            _copy_hashing(resp, out, int(resp.headers.get("Content-Length") or 0), url)
+        with zipfile.ZipFile(archive) as zf:
+            for file in files:
+                _extract_checked(zf, file, root / file.name, url)
+    except (OSError, http.client.HTTPException, zipfile.BadZipFile) as err:
+        looked = ", ".join(str(p.parent) for p in candidates(spec, files[0], data_dir))
+        raise DataError(
+            f"{len(files)} files of '{spec.name}' were not found (looked in: {looked}) and "
+            f"downloading {url} failed ({err}). Set DEEPLINE_DATA_DIR to a folder holding "
+            f"{spec.folder}/, or run `deepline data fetch {spec.name}` where there is network."
+        ) from None
+    finally:
+        archive.unlink(missing_ok=True)
+
+
+def _extract_checked(zf: zipfile.ZipFile, file: DataFile, dest: Path, url: str) -> None:
+    """``file``'s member of the open archive to ``dest`` through a temporary name, hashed."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.part")
+    try:
+        try:
+            info = zf.getinfo(file.member)
+        except KeyError:
+            raise DataError(f"the archive {url} has no member {file.member}") from None
+        with zf.open(info) as src, tmp.open("wb") as out:
+            actual = _copy_hashing(src, out, info.file_size, dest.name)
+        if actual != file.sha256:
+            raise DataError(
+                f"{file.member} in {url} is corrupt: its sha256 is {actual}, expected "
+                f"{file.sha256}. Nothing was saved to {dest}."
+            )
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def download(url: str, dest: Path, sha256: str, member: str | None = None) -> Path:

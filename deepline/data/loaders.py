@@ -82,8 +82,10 @@ class BatchLoader(ResumablePosition):
         augment: BatchAugment | None = None,
         rank: int = 0,
         world_size: int = 1,
+        augment_targets: bool = False,
     ) -> None:
         self.x, self.y = x, y
+        self.augment_targets = augment_targets  # y are masks, moved with their images
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -131,7 +133,11 @@ class BatchLoader(ResumablePosition):
         x, y = self.x[idx], self.y[idx]
         if self.augment is not None:
             seed = batch_seed(self.seed, epoch, position, self.rank)
-            x = self.augment(x, torch.Generator().manual_seed(seed))
+            generator = torch.Generator().manual_seed(seed)
+            if self.augment_targets:
+                x, y = self.augment(x, generator, y)
+            else:
+                x = self.augment(x, generator)
         return x, y
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

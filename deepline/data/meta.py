@@ -28,7 +28,8 @@ class Split:
     ``text`` x the int64 (n_tokens,) token stream of the split, y empty, its examples being
     windows cut by :class:`deepline.data.loaders.WindowLoader`; ``interactions`` x int64
     ``[user, items...]`` rows (see ``deepline.data.interactions``). ``y`` holds int64 (N,)
-    class indices (or next items), or float32 (N, T) regression targets.
+    class indices (or next items), float32 (N, T) regression targets, or uint8 (N, H, W)
+    masks (a class index per pixel).
     """
 
     x: torch.Tensor

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import overload
+
 import torch
 import torch.nn.functional as F
 
@@ -9,31 +11,50 @@ from deepline.config import AugmentConfig
 
 
 class BatchAugment:
-    """Random shift (pad, then crop at a random offset per image) and optional horizontal flip.
+    """Random shift (pad, then crop at a random offset per image) and optional horizontal and
+    vertical flips.
 
-    Input and output: (B, C, H, W), on any device. ``fill`` is the padding value (the normalised
-    background). Randomness comes only from the (CPU) ``generator`` passed in, so a resumed run
-    repeats it exactly; the few random numbers a batch needs move to its device.
+    Input and output: (B, C, H, W), on any device; with ``target`` (B, H, W) masks, the same
+    shift and flips move each image's mask (padded with 0, the background), so pixels and
+    labels stay aligned. ``fill`` is the images' padding value (the normalised background).
+    Randomness comes only from the (CPU) ``generator`` passed in, so a resumed run repeats it
+    exactly; the few random numbers a batch needs move to its device.
     """
 
     def __init__(self, config: AugmentConfig, fill: float | list[float] = 0.0) -> None:
         self.shift = config.shift
         self.flip = config.flip
+        self.vflip = config.vflip
         self.fill = fill
 
     @property
     def active(self) -> bool:
-        return self.shift > 0 or self.flip
+        return self.shift > 0 or self.flip or self.vflip
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    @overload
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
+    @overload
+    def __call__(
+        self, x: torch.Tensor, generator: torch.Generator, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def __call__(
+        self, x: torch.Tensor, generator: torch.Generator, target: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        masks = None if target is None else target[:, None]  # (B, 1, H, W), moved alike
         if self.shift > 0:
-            x = self._random_shift(x, generator)
-        if self.flip:
-            mask = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
-            x = torch.where(mask[:, None, None, None], x.flip(-1), x)
-        return x
+            x, masks = self._random_shift(x, generator, masks)
+        for axis, wanted in ((-1, self.flip), (-2, self.vflip)):
+            if wanted:
+                chosen = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
+                x = torch.where(chosen[:, None, None, None], x.flip(axis), x)
+                if masks is not None:
+                    masks = torch.where(chosen[:, None, None, None], masks.flip(axis), masks)
+        return x if masks is None else (x, masks[:, 0])
 
-    def _random_shift(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _random_shift(
+        self, x: torch.Tensor, generator: torch.Generator, masks: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         b, c, h, w = x.shape
         s = self.shift
         padded = F.pad(x, (s, s, s, s))  # (B, C, H + 2s, W + 2s), zeros
@@ -45,9 +66,19 @@ class BatchAugment:
             padded = torch.where(border, fill.expand(b, c, 1, 1), padded)
         dy = torch.randint(0, 2 * s + 1, (b,), generator=generator).to(x.device)
         dx = torch.randint(0, 2 * s + 1, (b,), generator=generator).to(x.device)
-        # gather a (H, W) window at a per-image offset with index arithmetic
-        ys, xs = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
-        rows = (dy[:, None] + ys[None, :])[:, None, :, None].expand(b, c, h, w + 2 * s)
-        out = padded.gather(2, rows)
-        cols = (dx[:, None] + xs[None, :])[:, None, None, :].expand(b, c, h, w)
-        return out.gather(3, cols)
+        x = _window(padded, dy, dx, h, w)
+        if masks is not None:
+            masks = _window(F.pad(masks, (s, s, s, s)), dy, dx, h, w)
+        return x, masks
+
+
+def _window(
+    padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: int
+) -> torch.Tensor:
+    """The (H, W) window of each padded image at its own offset (dy, dx), by index arithmetic."""
+    b, c, _, wide = padded.shape
+    ys, xs = torch.arange(h, device=padded.device), torch.arange(w, device=padded.device)
+    rows = (dy[:, None] + ys[None, :])[:, None, :, None].expand(b, c, h, wide)
+    out = padded.gather(2, rows)
+    cols = (dx[:, None] + xs[None, :])[:, None, None, :].expand(b, c, h, w)
+    return out.gather(3, cols)

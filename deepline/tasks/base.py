@@ -95,6 +95,8 @@ class Task(ABC):
     calibratable: ClassVar[bool] = False
     # its decisions may follow ``config.thresholds`` (fitted by ``deepline fairness --mitigate``)
     thresholdable: ClassVar[bool] = False
+    # its targets are per-pixel masks that augmentation moves with their images
+    dense_targets: ClassVar[bool] = False
 
     def __init__(self, config: TaskConfig, meta: DataMeta) -> None:
         self.config = config
@@ -121,6 +123,7 @@ class Task(ABC):
         train = BatchLoader(
             data.train.x, data.train.y, batch_size, shuffle=True, seed=cfg.seed,
             augment=BatchAugment(cfg.data.augment, fill=fill), rank=rank, world_size=world,
+            augment_targets=self.dense_targets,
         )  # fmt: skip
         if not len(data.val):
             return train, None

@@ -30,9 +30,13 @@ def test_reads_its_sample_into_consistent_splits(name: str, tmp_path: Path) -> N
         assert x.dtype == torch.int64
     else:
         assert x.dtype == torch.float32 and x.shape[1:] == meta.input_shape
-    if meta.classes:  # class indices inside the classes
+    if meta.classes:  # class indices inside the classes; per pixel for (N, H, W) masks
         for split in (data.train, data.val, data.test):
-            assert split.y.dtype == torch.int64 and (split.y < len(meta.classes)).all()
+            masks = split.y.ndim == 3
+            assert split.y.dtype == (torch.uint8 if masks else torch.int64)
+            assert (split.y < len(meta.classes)).all()
+            if masks:
+                assert split.y.shape[1:] == x.shape[2:]
     assert DataMeta.from_dict(json.loads(json.dumps(meta.to_dict()))) == meta
     _, again = sample_data(config, tmp_path / "b")  # the same files read again: the same data
     assert again.meta.fingerprint == meta.fingerprint and torch.equal(again.train.x, x)
