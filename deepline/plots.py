@@ -131,6 +131,23 @@ def plot_histogram(values: list[float], label: str, path: Path, bins: int = 20) 
     return save_figure(fig, path)
 
 
+def save_mask_overlay(picture: np.ndarray, mask: np.ndarray, path: Path) -> Path:
+    """An RGB (H, W, 3) uint8 picture with its (H, W) mask of class indices over it: each
+    class above 0 tinted in its own colour at 45%, at the picture's own pixels."""
+    from PIL import Image
+
+    palette = np.array([(0, 0, 0), (255, 64, 64), (64, 160, 255), (64, 220, 96),
+                        (255, 200, 0), (200, 80, 255)], dtype=np.float32)  # fmt: skip
+    out = picture.astype(np.float32)
+    for k in range(1, int(mask.max(initial=0)) + 1):
+        where = mask == k
+        out[where] = 0.55 * out[where] + 0.45 * palette[1 + (k - 1) % (len(palette) - 1)]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(out.clip(0, 255).astype(np.uint8)).save(path)
+    return path
+
+
 def plot_recommendation_examples(rows: list[dict[str, str]], path: Path) -> Path:
     """A table of users: their latest items, the held-out one, and the top recommendations
     (the held-out item marked when recommended)."""

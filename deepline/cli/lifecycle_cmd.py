@@ -238,13 +238,26 @@ def predict(
     backend: str = typer.Option("onnx", help="onnx, torch, or a format the bundle holds"),
     top_k: int = typer.Option(3, min=1, help="classifiers: classes to show per input"),
     device: str = typer.Option("cpu", help="torch backend: cpu, cuda, cuda:N, mps or auto"),
+    out: Path = typer.Option(
+        None,
+        help="segmentation and detection: write each image with its answer drawn over "
+        "it (masks, boxes) here, as <input name>.png",
+    ),
 ) -> None:
-    """Answer the inputs in files with an exported bundle: one table row per input."""
+    """Answer the inputs in files with an exported bundle: one table row per input. Masks
+    and boxes are in each image's own pixels."""
     from deepline.deploy.predictor import Predictor
 
     predictor = Predictor(bundle, backend, device=device)
     answers = predictor.predict_files(list(files), top_k)
     rows = [(name, predictor.task.answer_cells(answer)) for name, answer in answers]
+    if out is not None:
+        for name, answer in answers:
+            if not Path(name).is_file():  # one image of an .npy batch: no picture to draw on
+                continue
+            drawn = predictor.task.draw_answer(Path(name), answer, out / f"{Path(name).stem}.png")
+            if drawn is not None:
+                console.print(f"drew {drawn}")
     table = Table(title=f"{bundle} ({backend})")
     table.add_column("input", overflow="fold")
     for i in range(max((len(cells) for _, cells in rows), default=0)):

@@ -100,14 +100,20 @@ class Predictor:
         return self.task.named_outputs(outputs, batch)
 
     def answers(
-        self, outputs: np.ndarray, top_k: int | None = None, batch: np.ndarray | None = None
+        self,
+        outputs: np.ndarray,
+        top_k: int | None = None,
+        batch: np.ndarray | None = None,
+        sizes: Sequence[tuple[int, ...]] | None = None,
     ) -> list[Any]:
-        return self.task.answers(self.named_outputs(outputs, batch), top_k)
+        """The task's answers; ``sizes``: the inputs' own sizes, which answers in pixels
+        are mapped back to."""
+        return self.task.answers_at(self.named_outputs(outputs, batch), top_k, sizes)
 
     def predict(self, inputs: Sequence[Any], top_k: int | None = None) -> list[Any]:
-        """Raw inputs -> answers, one per input."""
+        """Raw inputs -> answers, one per input (masks and boxes in each input's pixels)."""
         batch = self.prepare(inputs)
-        return self.answers(self.run(batch), top_k, batch)
+        return self.answers(self.run(batch), top_k, batch, self.codec.source_sizes(inputs))
 
     def predict_files(
         self, files: Sequence[str | Path], top_k: int | None = None
@@ -122,7 +128,8 @@ class Predictor:
             except InputError as err:
                 raise InputError(err if name in str(err) else f"'{name}': {err}") from None
         batch = np.concatenate(batches)
-        answers = self.answers(self.run(batch), top_k, batch)
+        sizes = self.codec.source_sizes([item for _, item in named])
+        answers = self.answers(self.run(batch), top_k, batch, sizes)
         return [(name, answer) for (name, _), answer in zip(named, answers)]
 
     def stream(

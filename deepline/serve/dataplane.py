@@ -83,7 +83,8 @@ class DataPlane:
     ) -> list[Any]:
         """Named inputs -> the task's answers, one per example."""
         named = await self.infer(model, inputs)
-        return model.predictor.task.answers(named, top_k)
+        sizes = model.predictor.codec.source_sizes_named(inputs)
+        return model.predictor.task.answers_at(named, top_k, sizes)
 
     async def generate(self, model: ServedModel, requests: Sequence[GenerateRequest]) -> list[str]:
         """The text written for each prompt, in order."""

@@ -213,6 +213,21 @@ class Task(ABC):
     def answers(self, named: dict[str, np.ndarray], top_k: int | None = None) -> list[Any]:
         """Named outputs -> one JSON-able answer per example, as people read it."""
 
+    def answers_at(
+        self,
+        named: dict[str, np.ndarray],
+        top_k: int | None,
+        sizes: Sequence[tuple[int, ...]] | None,
+    ) -> list[Any]:
+        """Answers for inputs whose own sizes were ``sizes`` (None: the model's); a task
+        whose answers are in pixels (masks, boxes) maps them back to each input's size."""
+        return self.answers(named, top_k)
+
+    def draw_answer(self, source: Path, answer: Any, out: Path) -> Path | None:
+        """Draw ``answer`` over the input file ``source`` as a PNG at ``out`` (a mask or
+        boxes over the image), or None for answers that are not drawn."""
+        return None
+
     def stream(
         self,
         engine: Callable[[np.ndarray], np.ndarray],

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from pydantic import Field
 from torch import nn
 
@@ -99,15 +102,40 @@ class Segmentation(Task):
 
     def answers(self, named: dict[str, np.ndarray], top_k: int | None = None) -> list[Any]:
         """Per image: its size, each class's share of the pixels, and the mask as a PNG of
-        class indices (base64)."""
+        class indices (base64), at the model's resolution."""
+        return self.answers_at(named, top_k, None)
+
+    def answers_at(
+        self,
+        named: dict[str, np.ndarray],
+        top_k: int | None,
+        sizes: Sequence[tuple[int, ...]] | None,
+    ) -> list[Any]:
+        """As :meth:`answers`, each mask at its image's own size: the probabilities are
+        resized bilinearly, then each pixel takes its most likely class."""
+        masks = list(named["mask"])
+        if sizes is not None:
+            masks = [
+                resized_mask(p, tuple(size)) if tuple(size) != m.shape else m
+                for p, m, size in zip(named["probabilities"], masks, sizes, strict=True)
+            ]
         return [
             {
                 "size": list(mask.shape),
                 "shares": {c: float((mask == i).mean()) for i, c in enumerate(self.meta.classes)},
                 "mask_png": mask_png(mask),
             }
-            for mask in named["mask"]
+            for mask in masks
         ]
+
+    def draw_answer(self, source: Path, answer: Any, out: Path) -> Path:
+        """The image with its mask over it: each foreground class tinted, outlined."""
+        from deepline import plots
+
+        mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["mask_png"]))))
+        with Image.open(source) as img:
+            picture = np.asarray(img.convert("RGB"))
+        return plots.save_mask_overlay(picture, mask, out)
 
     def answer_form(self) -> dict[str, Any]:
         return {"type": "mask", "classes": list(self.meta.classes)}
@@ -152,10 +180,15 @@ class _CrossEntropy(nn.Module):
         return F.cross_entropy(logits, targets[:, 0])
 
 
+def resized_mask(probabilities: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    """(K, h, w) probabilities -> the (H, W) mask of most likely classes at ``size``."""
+    p = torch.from_numpy(np.ascontiguousarray(probabilities))[None]
+    up = F.interpolate(p, size=(int(size[0]), int(size[1])), mode="bilinear", align_corners=False)
+    return up[0].argmax(0).numpy().astype(np.uint8)
+
+
 def mask_png(mask: np.ndarray) -> str:
     """A (H, W) mask of class indices as a base64 8-bit grey PNG (pixel value = class)."""
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8), mode="L").save(buffer, "PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -106,17 +106,33 @@ class InputCodec(ABC):
         Each value is a tensor of numbers (a whole batch), or raw inputs one per example (a
         list, or an object array of BYTES elements). The key ``""`` is the one unnamed input.
         """
+        value = self.named_items(inputs)
+        if isinstance(value, np.ndarray):
+            return self.decode_tensor(value)
+        return self.decode(value)
+
+    def named_items(self, inputs: Mapping[str, Any]) -> np.ndarray | list[Any]:
+        """The one input of named inputs: a tensor of numbers, or raw inputs one per example."""
         expected = self.input_spec()["name"]
         if set(inputs) not in ({expected}, {""}):
             given = ", ".join(sorted(k or "(unnamed)" for k in inputs)) or "none"
             raise InputError(f"the model takes one input named '{expected}', got: {given}")
         value = inputs.get(expected, inputs.get(""))
         if isinstance(value, np.ndarray) and value.dtype.kind != "O":
-            return self.decode_tensor(value)
+            return value
         if isinstance(value, (str, bytes)):
-            return self.decode([value])
-        items = list(value.reshape(-1)) if isinstance(value, np.ndarray) else list(value)
-        return self.decode(items)
+            return [value]
+        return list(value.reshape(-1)) if isinstance(value, np.ndarray) else list(value)
+
+    def source_sizes(self, items: Sequence[Any]) -> list[tuple[int, ...]] | None:
+        """The size each raw input has before decoding fits it to the model (an image's
+        (H, W)), so answers in pixels can be mapped back; None for inputs without one."""
+        return None
+
+    def source_sizes_named(self, inputs: Mapping[str, Any]) -> list[tuple[int, ...]] | None:
+        """:meth:`source_sizes` of named inputs; a tensor already has the model's size."""
+        value = self.named_items(inputs)
+        return None if isinstance(value, np.ndarray) else self.source_sizes(value)
 
     @abstractmethod
     def sample_inputs(self, n: int, seed: int = 0) -> list[Any]:

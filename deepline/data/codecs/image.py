@@ -6,6 +6,7 @@ anything else is refused with the reason, never silently misread.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,11 @@ class ImageCodec(InputCodec):
         check_tensor_shape(array, self.input_spec()["shape"])
         return self.normalise(pixels(array))
 
+    def source_sizes(self, items: Sequence[Any]) -> list[tuple[int, ...]]:
+        """(H, W) of each image as given: from an encoded file's header, or a pixel array's
+        shape read as :meth:`picture` reads it."""
+        return [image_size(item) for item in items]
+
     def sample_inputs(self, n: int, seed: int = 0) -> list[Any]:
         """Whole-number pixels (C, H, W) in 0..255."""
         rng = np.random.default_rng(seed)
@@ -136,6 +142,25 @@ class ImageCodec(InputCodec):
     def unit_space(self) -> UnitSpace:
         """Pixels in [0, 1]."""
         return UnitSpace(torch.from_numpy(self.std), torch.from_numpy(self.mean), 0.0, 1.0)
+
+
+def image_size(item: Any) -> tuple[int, int]:
+    """(H, W) of one image: encoded bytes or a file (its header only), or pixels (H, W),
+    (C, H, W) or (H, W, C)."""
+    if isinstance(item, (bytes, bytearray, Path)):
+        from PIL import Image
+
+        source = io.BytesIO(bytes(item)) if isinstance(item, (bytes, bytearray)) else item
+        try:
+            with Image.open(source) as img:
+                return img.size[1], img.size[0]
+        except (OSError, ValueError, SyntaxError) as err:
+            raise InputError(f"{item if isinstance(item, Path) else 'an image'} is not a "
+                             f"readable image ({err})") from None  # fmt: skip
+    shape = np.shape(item)
+    if len(shape) == 3 and shape[-1] in (1, 3, 4) and shape[0] not in (1, 3, 4):
+        return int(shape[0]), int(shape[1])  # (H, W, C)
+    return int(shape[-2]), int(shape[-1])
 
 
 def pixels(array: np.ndarray) -> np.ndarray:
