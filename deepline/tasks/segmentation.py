@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +25,8 @@ from deepline.config import ModelConfig, TaskConfig
 from deepline.models import build_model
 from deepline.registry import TASKS
 from deepline.tasks.base import Evaluator, Figure, OutputSpec, Task
+
+EXAMPLES = 4  # best and worst images drawn in the report
 
 
 class SegmentationConfig(TaskConfig):
@@ -69,7 +71,10 @@ class Segmentation(Task):
         return self._loss_module
 
     def evaluator(self, keep_mistakes: int = 0) -> SegmentationEvaluator:
-        return SegmentationEvaluator(self.num_classes, self.meta.classes, self.loss)
+        return SegmentationEvaluator(
+            self.num_classes, self.meta.classes, self.loss, self.show_inputs,
+            examples=min(keep_mistakes, EXAMPLES),
+        )  # fmt: skip
 
     def monitor_default(self) -> tuple[str, str]:
         return "val/dice", "max"
@@ -150,17 +155,27 @@ class Segmentation(Task):
     def figures(self, evaluation: dict[str, Any]) -> dict[str, Figure]:
         from deepline import plots
 
+        figures = {}
         dice = evaluation.get("per_image", {}).get("dice")
-        if not dice:
-            return {}
-        return {
-            "dice_histogram": Figure(
+        if dice:
+            figures["dice_histogram"] = Figure(
                 "Dice per image",
                 "How many images reach each Dice score (foreground classes, at the model's "
                 "resolution); the dashed line is the mean.",
                 lambda p: plots.plot_histogram(dice, "Dice", p),
             )
-        }
+        examples = evaluation.get("examples")
+        if examples:
+            pictures = np.stack([_png_array(e["overlay_png"]) for e in examples])
+            titles = [f"{e['kind']}: Dice {e['dice']:.2f}" for e in examples]
+            figures["examples"] = Figure(
+                "Best and worst images",
+                "The images the model segments best and worst: its prediction tinted red, "
+                "the true outline in green.",
+                lambda p: plots.plot_image_grid(pictures.transpose(0, 3, 1, 2) / 255.0,
+                                                titles, p, ncols=4),
+            )  # fmt: skip
+        return figures
 
 
 def segmentation_loss(kind: str, num_classes: int) -> nn.Module:
@@ -189,20 +204,39 @@ def resized_mask(probabilities: np.ndarray, size: tuple[int, ...]) -> np.ndarray
 
 def mask_png(mask: np.ndarray) -> str:
     """A (H, W) mask of class indices as a base64 8-bit grey PNG (pixel value = class)."""
+    return _png(np.ascontiguousarray(mask, dtype=np.uint8))
+
+
+def _png(array: np.ndarray) -> str:
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8), mode="L").save(buffer, "PNG")
+    Image.fromarray(array).save(buffer, "PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _png_array(data: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
 
 
 class SegmentationEvaluator(Evaluator):
     """Mean per-image Dice and IoU (MONAI, foreground classes), overall Dice and IoU from the
     split's pixel counts, pixel accuracy and the loss; per-image scores in ``details``."""
 
-    def __init__(self, num_classes: int, classes: list[str], loss: Any) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        classes: list[str],
+        loss: Any,
+        show: Callable[[torch.Tensor], torch.Tensor | None] | None = None,
+        examples: int = 0,
+    ) -> None:
         super().__init__()
         import torchmetrics
 
         self.num_classes, self.classes, self.loss_fn = num_classes, list(classes), loss
+        self.show, self.keep = show, examples
+        # (dice, seen order, picture (H, W, 3) uint8 with prediction and outline drawn)
+        self.best: list[tuple[float, int, np.ndarray]] = []
+        self.worst: list[tuple[float, int, np.ndarray]] = []
         self.means = torchmetrics.MetricCollection(
             {k: torchmetrics.MeanMetric() for k in ("loss", "dice", "iou", "pixel_accuracy")}
         )
@@ -228,6 +262,8 @@ class SegmentationEvaluator(Evaluator):
         self.means["dice"].update(dice)
         self.means["iou"].update(iou)
         self.means["pixel_accuracy"].update((predicted == targets).float().flatten(1).mean(1))
+        if self.keep and self.show is not None:
+            self._keep_examples(x, predicted, targets, dice)
         self.per_image["dice"] += dice.tolist()
         self.per_image["iou"] += iou.tolist()
         fg_p, fg_t = predicted > 0, targets > 0
@@ -244,6 +280,45 @@ class SegmentationEvaluator(Evaluator):
         scores["iou_overall"] = s["both"] / max(union, 1.0)
         return scores
 
+    def _keep_examples(
+        self, x: torch.Tensor, predicted: torch.Tensor, targets: torch.Tensor, dice: torch.Tensor
+    ) -> None:
+        """Keep the ``keep`` best and worst images so far, drawn (few are ever drawn: only
+        images that enter either list)."""
+        seen = len(self.per_image["dice"])
+        for i, score in enumerate(dice.tolist()):
+            for kept, better in ((self.best, True), (self.worst, False)):
+                full = len(kept) >= self.keep
+                edge = min(kept)[0] if better and full else max(kept)[0] if full else None
+                if edge is not None and (score <= edge if better else score >= edge):
+                    continue
+                shown = self.show(x[i : i + 1].cpu()) if self.show else None
+                if shown is None:
+                    return
+                picture = overlay(shown[0], predicted[i].cpu(), targets[i].cpu())
+                kept.append((score, seen + i, picture))
+                kept.sort(key=lambda e: e[0], reverse=better)
+                del kept[self.keep :]
+
     def details(self) -> dict[str, Any]:
+        examples = [
+            {"kind": kind, "dice": score, "index": index, "overlay_png": _png(picture)}
+            for kind, kept in (("best", self.best), ("worst", self.worst))
+            for score, index, picture in kept
+        ]
         return {"n": len(self.per_image["dice"]), "classes": self.classes,
-                "per_image": self.per_image}  # fmt: skip
+                "per_image": self.per_image, "examples": examples}  # fmt: skip
+
+
+def overlay(picture: torch.Tensor, predicted: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> (H, W, 3) uint8: predicted foreground tinted red, the true
+    foreground's outline in green."""
+    rgb = picture.expand(3, -1, -1) if picture.shape[0] == 1 else picture[:3]
+    out = rgb.permute(1, 2, 0).clone()
+    red = torch.tensor([1.0, 0.15, 0.15])
+    out[predicted > 0] = 0.55 * out[predicted > 0] + 0.45 * red
+    fg = (truth > 0).float()[None, None]
+    inner = -F.max_pool2d(-fg, 3, 1, 1)  # erosion
+    outline = (fg - inner)[0, 0] > 0
+    out[outline] = torch.tensor([0.1, 0.9, 0.2])
+    return (out.clamp(0, 1) * 255).round().to(torch.uint8).numpy()

@@ -174,3 +174,23 @@ def test_predict_draws_masks_at_the_images_size(
     drawn = tmp_path / "drawn" / "scan.png"
     assert "background" in out and drawn.is_file()
     assert Image.open(drawn).size == (29, 41)
+
+
+def test_the_report_draws_the_best_and_worst_images() -> None:
+    seg = task(size=8)
+    rng = np.random.default_rng(0)
+    truth = torch.from_numpy(rng.integers(0, 2, (10, 8, 8))).to(torch.uint8)
+    logits = torch.from_numpy(rng.normal(size=(10, 2, 8, 8)).astype(np.float32))
+    logits[:3, 1] += 20 * (truth[:3].float() - 0.5)  # three perfect images
+    evaluator = seg.evaluator(keep_mistakes=32)
+    for start in (0, 5):  # two batches: the lists are kept across them
+        sl = slice(start, start + 5)
+        evaluator.update(torch.rand(5, 3, 8, 8), logits[sl], truth[sl])
+    details = evaluator.details()
+    dice = details["per_image"]["dice"]
+    best = [e for e in details["examples"] if e["kind"] == "best"]
+    worst = [e for e in details["examples"] if e["kind"] == "worst"]
+    assert [e["dice"] for e in best] == sorted(dice, reverse=True)[:4]
+    assert [e["dice"] for e in worst] == sorted(dice)[:4]
+    assert all(dice[e["index"]] == e["dice"] for e in best + worst)
+    assert set(seg.figures(details)) == {"dice_histogram", "examples"}
