@@ -148,6 +148,63 @@ def save_mask_overlay(picture: np.ndarray, mask: np.ndarray, path: Path) -> Path
     return path
 
 
+BOX_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6")
+
+
+def save_box_overlay(source: Path, detections: list[dict], classes: list[str], path: Path) -> Path:
+    """The image at ``source`` with each detection's box drawn in its class's colour and
+    labelled with class and score, at the image's own pixels."""
+    from PIL import Image, ImageDraw
+
+    with Image.open(source) as img:
+        picture = img.convert("RGB")
+    draw = ImageDraw.Draw(picture)
+    thick = max(1, round(max(picture.size) / 300))
+    for d in detections:
+        index = classes.index(d["class"]) if d["class"] in classes else 0
+        colour = BOX_COLOURS[index % len(BOX_COLOURS)]
+        x1, y1, x2, y2 = d["box"]
+        draw.rectangle((x1, y1, x2, y2), outline=colour, width=thick)
+        draw.text((x1 + 2, max(0.0, y1 - 11)), f"{d['class']} {d['score']:.2f}", fill=colour)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(path)
+    return path
+
+
+def plot_per_class_ap(per_class: dict[str, dict[str, float]], path: Path) -> Path:
+    """AP at IoU 0.5 and over IoU 0.5 to 0.95 for each class, as bars."""
+    names = list(per_class)
+    fig = Figure(figsize=(max(4.0, 1.2 * len(names) + 2), 3.4), dpi=DPI)
+    ax = fig.add_subplot()
+    x = np.arange(len(names))
+    for offset, key, label in ((-0.2, "ap_50", "AP@0.5"), (0.2, "ap", "AP@[.5:.95]")):
+        bars = ax.bar(x + offset, [per_class[n][key] for n in names], 0.4, label=label)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
+    ax.set_xticks(x, [plain_text(n) for n in names])
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("average precision")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8, frameon=False)
+    return save_figure(fig, path)
+
+
+def plot_pr_curves(curves: dict[str, list[float]], path: Path) -> Path:
+    """Precision against recall (101 COCO recall points) for each class."""
+    fig = Figure(figsize=(5.0, 3.8), dpi=DPI)
+    ax = fig.add_subplot()
+    recall = np.linspace(0.0, 1.0, 101)
+    for i, (name, precision) in enumerate(curves.items()):
+        ax.plot(recall, precision, label=plain_text(name), color=BOX_COLOURS[i % len(BOX_COLOURS)])
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8, frameon=False)
+    return save_figure(fig, path)
+
+
 def plot_recommendation_examples(rows: list[dict[str, str]], path: Path) -> Path:
     """A table of users: their latest items, the held-out one, and the top recommendations
     (the held-out item marked when recommended)."""

@@ -37,6 +37,25 @@ class DataFile:
     member: str = ""
 
 
+def manifest_files(path: Path, source: Callable[[str], tuple[str, str]]) -> tuple[DataFile, ...]:
+    """The files a checksum list names, one ``sha256 size name`` line each (datasets of many
+    files ship one beside their module); ``source(name)`` is the file's URL and, when that is
+    an archive, its member there ("" otherwise)."""
+    files = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        sha256, size, name = line.split(" ", 2)
+        url, member = source(name)
+        files.append(DataFile(name, url, sha256, int(size), member=member))
+    return tuple(files)
+
+
+def manifest_digest(path: Path) -> str:
+    """One sha256 for a whole checked file set: that of its checksum list."""
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """What `deepline data list/info` shows about a dataset, and where its files live."""

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
-from deepline.data.transforms import BatchAugment
+from deepline.data.transforms import BatchAugment, Geometry
 from deepline.errors import DataError
 
 
@@ -82,10 +82,10 @@ class BatchLoader(ResumablePosition):
         augment: BatchAugment | None = None,
         rank: int = 0,
         world_size: int = 1,
-        augment_targets: bool = False,
+        geometry: Geometry | None = None,
     ) -> None:
         self.x, self.y = x, y
-        self.augment_targets = augment_targets  # y are masks, moved with their images
+        self.geometry = geometry  # y are masks or boxes, moved with their images
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -134,8 +134,8 @@ class BatchLoader(ResumablePosition):
         if self.augment is not None:
             seed = batch_seed(self.seed, epoch, position, self.rank)
             generator = torch.Generator().manual_seed(seed)
-            if self.augment_targets:
-                x, y = self.augment(x, generator, y)
+            if self.geometry is not None:
+                x, y = self.augment(x, generator, y, self.geometry)
             else:
                 x = self.augment(x, generator)
         return x, y

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from typing import overload
+from typing import Literal, overload
 
 import torch
 import torch.nn.functional as F
 
 from deepline.config import AugmentConfig
 
+Geometry = Literal["masks", "boxes"]
+
 
 class BatchAugment:
     """Random shift (pad, then crop at a random offset per image) and optional horizontal and
     vertical flips.
 
-    Input and output: (B, C, H, W), on any device; with ``target`` (B, H, W) masks, the same
-    shift and flips move each image's mask (padded with 0, the background), so pixels and
-    labels stay aligned. ``fill`` is the images' padding value (the normalised background).
+    Input and output: (B, C, H, W), on any device. With a ``target``, the same shift and flips
+    move it too, so pixels and labels stay aligned: (B, H, W) masks (padded with 0, the
+    background), or (B, M, 5) box rows ``[x1, y1, x2, y2, class]`` (see
+    ``deepline.data.boxes``; a box shifted out of the picture becomes padding, one partly out
+    is clipped). ``fill`` is the images' padding value (the normalised background).
     Randomness comes only from the (CPU) ``generator`` passed in, so a resumed run repeats it
     exactly; the few random numbers a batch needs move to its device.
     """
@@ -35,26 +39,44 @@ class BatchAugment:
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
     @overload
     def __call__(
-        self, x: torch.Tensor, generator: torch.Generator, target: torch.Tensor
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator,
+        target: torch.Tensor,
+        geometry: Geometry = "masks",
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     def __call__(
-        self, x: torch.Tensor, generator: torch.Generator, target: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator,
+        target: torch.Tensor | None = None,
+        geometry: Geometry = "masks",
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        masks = None if target is None else target[:, None]  # (B, 1, H, W), moved alike
+        b, _, h, w = x.shape
+        boxes = geometry == "boxes"
         if self.shift > 0:
-            x, masks = self._random_shift(x, generator, masks)
+            s = self.shift
+            dy = torch.randint(0, 2 * s + 1, (b,), generator=generator).to(x.device)
+            dx = torch.randint(0, 2 * s + 1, (b,), generator=generator).to(x.device)
+            x = self._shifted(x, dy, dx)
+            if target is not None and boxes:
+                target = _shifted_boxes(target, s - dx, s - dy, w, h)
+            elif target is not None:
+                target = _window(F.pad(target[:, None], (s, s, s, s)), dy, dx, h, w)[:, 0]
         for axis, wanted in ((-1, self.flip), (-2, self.vflip)):
             if wanted:
-                chosen = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
+                chosen = (torch.rand(b, generator=generator) < 0.5).to(x.device)
                 x = torch.where(chosen[:, None, None, None], x.flip(axis), x)
-                if masks is not None:
-                    masks = torch.where(chosen[:, None, None, None], masks.flip(axis), masks)
-        return x if masks is None else (x, masks[:, 0])
+                if target is not None and boxes:
+                    target = torch.where(chosen[:, None, None],
+                                         _flipped_boxes(target, axis, w if axis == -1 else h),
+                                         target)  # fmt: skip
+                elif target is not None:
+                    target = torch.where(chosen[:, None, None], target.flip(axis), target)
+        return x if target is None else (x, target)
 
-    def _random_shift(
-        self, x: torch.Tensor, generator: torch.Generator, masks: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _shifted(self, x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         s = self.shift
         padded = F.pad(x, (s, s, s, s))  # (B, C, H + 2s, W + 2s), zeros
@@ -64,12 +86,7 @@ class BatchAugment:
             border = torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device)
             border = F.pad(border, (s, s, s, s)) == 0
             padded = torch.where(border, fill.expand(b, c, 1, 1), padded)
-        dy = torch.randint(0, 2 * s + 1, (b,), generator=generator).to(x.device)
-        dx = torch.randint(0, 2 * s + 1, (b,), generator=generator).to(x.device)
-        x = _window(padded, dy, dx, h, w)
-        if masks is not None:
-            masks = _window(F.pad(masks, (s, s, s, s)), dy, dx, h, w)
-        return x, masks
+        return _window(padded, dy, dx, h, w)
 
 
 def _window(
@@ -82,3 +99,29 @@ def _window(
     out = padded.gather(2, rows)
     cols = (dx[:, None] + xs[None, :])[:, None, None, :].expand(b, c, h, w)
     return out.gather(3, cols)
+
+
+def _shifted_boxes(
+    boxes: torch.Tensor, mx: torch.Tensor, my: torch.Tensor, w: int, h: int
+) -> torch.Tensor:
+    """(B, M, 5) rows moved by (mx, my) per image, clipped to the picture; a box left with no
+    extent becomes padding (class -1)."""
+    move = torch.stack([mx, my, mx, my], -1).to(boxes.dtype)[:, None, :]  # (B, 1, 4)
+    limit = torch.tensor([w, h, w, h], dtype=boxes.dtype, device=boxes.device)
+    xy = torch.minimum((boxes[..., :4] + move).clamp_min(0), limit)
+    label = boxes[..., 4]
+    empty = (xy[..., 2] - xy[..., 0] < 1) | (xy[..., 3] - xy[..., 1] < 1)
+    label = torch.where(empty & (label != -1), torch.full_like(label, -1.0), label)
+    xy = torch.where((label == -1)[..., None], boxes[..., :4] * 0, xy)
+    return torch.cat([xy, label[..., None]], -1)
+
+
+def _flipped_boxes(boxes: torch.Tensor, axis: int, extent: int) -> torch.Tensor:
+    """(B, M, 5) rows mirrored left-right (axis -1) or top-bottom (-2) in a picture of that
+    ``extent``; padding rows stay as they are."""
+    first, second = (0, 2) if axis == -1 else (1, 3)
+    out = boxes.clone()
+    out[..., first] = extent - boxes[..., second]
+    out[..., second] = extent - boxes[..., first]
+    padding = (boxes[..., 4] == -1)[..., None]
+    return torch.where(padding, boxes, out)

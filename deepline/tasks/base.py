@@ -29,7 +29,7 @@ from deepline.data.codecs import InputCodec, codec_for
 from deepline.data.load import load_data
 from deepline.data.loaders import BatchLoader, Loader
 from deepline.data.meta import DataMeta, DataSplits
-from deepline.data.transforms import BatchAugment
+from deepline.data.transforms import BatchAugment, Geometry
 from deepline.errors import DeeplineError
 
 
@@ -95,8 +95,8 @@ class Task(ABC):
     calibratable: ClassVar[bool] = False
     # its decisions may follow ``config.thresholds`` (fitted by ``deepline fairness --mitigate``)
     thresholdable: ClassVar[bool] = False
-    # its targets are per-pixel masks that augmentation moves with their images
-    dense_targets: ClassVar[bool] = False
+    # its targets are in pixels ("masks", "boxes"): augmentation moves them with the images
+    target_geometry: ClassVar[Geometry | None] = None
 
     def __init__(self, config: TaskConfig, meta: DataMeta) -> None:
         self.config = config
@@ -123,7 +123,7 @@ class Task(ABC):
         train = BatchLoader(
             data.train.x, data.train.y, batch_size, shuffle=True, seed=cfg.seed,
             augment=BatchAugment(cfg.data.augment, fill=fill), rank=rank, world_size=world,
-            augment_targets=self.dense_targets,
+            geometry=self.target_geometry,
         )  # fmt: skip
         if not len(data.val):
             return train, None

@@ -49,7 +49,7 @@ class Segmentation(Task):
 
     name = "segmentation"
     config: SegmentationConfig
-    dense_targets = True
+    target_geometry = "masks"
 
     @property
     def num_classes(self) -> int:

@@ -30,16 +30,30 @@ def test_reads_its_sample_into_consistent_splits(name: str, tmp_path: Path) -> N
         assert x.dtype == torch.int64
     else:
         assert x.dtype == torch.float32 and x.shape[1:] == meta.input_shape
-    if meta.classes:  # class indices inside the classes; per pixel for (N, H, W) masks
+    if meta.classes:  # class indices inside the classes: per example, per pixel or per box
         for split in (data.train, data.val, data.test):
-            masks = split.y.ndim == 3
-            assert split.y.dtype == (torch.uint8 if masks else torch.int64)
-            assert (split.y < len(meta.classes)).all()
-            if masks:
-                assert split.y.shape[1:] == x.shape[2:]
+            check_targets(split.y, len(meta.classes), x.shape[2:])
     assert DataMeta.from_dict(json.loads(json.dumps(meta.to_dict()))) == meta
     _, again = sample_data(config, tmp_path / "b")  # the same files read again: the same data
     assert again.meta.fingerprint == meta.fingerprint and torch.equal(again.train.x, x)
+
+
+def check_targets(y: torch.Tensor, classes: int, size: tuple[int, ...]) -> None:
+    """Class indices (N,); uint8 (N, H, W) masks of the images' size; or float32 (N, M, 5)
+    box rows inside the images, of a class, padding (-1) or an ignored region (-2)."""
+    if y.dtype == torch.uint8:
+        assert y.ndim == 3 and y.shape[1:] == size and (y < classes).all()
+    elif y.is_floating_point() and y.ndim == 3:
+        labels, boxes = y[..., 4], y[..., :4][y[..., 4] != -1]
+        assert y.shape[-1] == 5 and ((labels >= -2) & (labels < classes)).all()
+        assert labels.eq(labels.round()).all() and (labels >= 0).any()
+        h, w = size
+        assert (
+            (boxes >= 0).all() and (boxes[:, [0, 2]] <= w).all() and (boxes[:, [1, 3]] <= h).all()
+        )
+        assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+    else:
+        assert y.dtype == torch.int64 and y.ndim == 1 and (y < classes).all()
 
 
 def test_an_entry_without_a_sample_cannot_be_registered() -> None:

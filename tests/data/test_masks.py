@@ -39,7 +39,7 @@ def boxes(n: int, size: int = 24, seed: int = 0) -> tuple[torch.Tensor, torch.Te
 def test_every_augmentation_moves_masks_with_their_images(augment: AugmentConfig) -> None:
     x, y = boxes(64)
     loader = BatchLoader(x, y, 16, shuffle=True, augment=BatchAugment(augment),
-                         augment_targets=True)  # fmt: skip
+                         geometry="masks")  # fmt: skip
     moved = 0
     for batch_x, batch_y in loader:
         assert batch_y.dtype == torch.uint8

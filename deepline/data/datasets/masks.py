@@ -16,14 +16,22 @@ import torch
 from PIL import Image
 
 from deepline.config import DataConfig
-from deepline.data.catalog import DataFile, DataSample, DatasetSpec, RawDataset, RawSplit, register
+from deepline.data.catalog import (
+    DataSample,
+    DatasetSpec,
+    RawDataset,
+    RawSplit,
+    manifest_digest,
+    manifest_files,
+    register,
+)
 from deepline.data.datasets.images import require_path
 from deepline.data.readers import IMAGE_SUFFIXES, load_image, resize
 from deepline.errors import DataError, InputError
 
 MASK_CLASSES = ("background", "foreground")
 DEFAULT_SIZE = (128, 128)  # pixels (H, W) when data.image_size is not set
-MANIFEST = Path(__file__).with_name("kvasir_seg.sha256")  # "sha256 size name" per file
+MANIFEST = Path(__file__).with_name("kvasir-seg.sha256")  # "sha256 size name" per file
 KVASIR_ZIP = "https://datasets.simula.no/downloads/kvasir-seg.zip"
 KVASIR_SPLITS = (
     "https://raw.githubusercontent.com/DebeshJha/2020-MediaEval-Medico-polyp-segmentation/"
@@ -31,17 +39,12 @@ KVASIR_SPLITS = (
 )
 
 
-def _kvasir_files() -> tuple[DataFile, ...]:
-    """Every file of Kvasir-SEG with its sha256: the images and masks are members of the
-    official zip; the split lists come from the authors' repository."""
-    files = []
-    for line in MANIFEST.read_text(encoding="utf-8").splitlines():
-        sha256, size, name = line.split(" ", 2)
-        if name.startswith("Data-split/"):
-            files.append(DataFile(name, KVASIR_SPLITS + name.split("/")[1], sha256, int(size)))
-        else:
-            files.append(DataFile(name, KVASIR_ZIP, sha256, int(size), member=name))
-    return tuple(files)
+def _kvasir_source(name: str) -> tuple[str, str]:
+    """The images and masks are members of the official zip; the split lists come from the
+    authors' repository."""
+    if name.startswith("Data-split/"):
+        return KVASIR_SPLITS + name.split("/")[1], ""
+    return KVASIR_ZIP, name
 
 
 KVASIR_SEG = DatasetSpec(
@@ -50,7 +53,7 @@ KVASIR_SEG = DatasetSpec(
     "education only)",
     licence="research and education only; commercial use needs permission",
     folder="kvasir-seg",
-    files=_kvasir_files(),
+    files=manifest_files(MANIFEST, _kvasir_source),
     classes=("background", "polyp"),
     input_shape=(3, *DEFAULT_SIZE),
     splits={"train": 880, "test": 120},
@@ -150,15 +153,8 @@ def read_kvasir_seg(cfg: DataConfig, files: dict[str, Path]) -> RawDataset:
     listing = files["Data-split/train.txt"].parent.parent
     return RawDataset(
         split("train"), list(KVASIR_SEG.classes), 1.0, test=split("val"),
-        files=[str(listing)], sources=[_manifest_digest()],
+        files=[str(listing)], sources=[manifest_digest(MANIFEST)],
     )  # fmt: skip
-
-
-def _manifest_digest() -> str:
-    """One sha256 for the whole verified file set (each file was checked against it)."""
-    import hashlib
-
-    return hashlib.sha256(MANIFEST.read_bytes()).hexdigest()
 
 
 # ---------------------------------------------------------------------------- your own pairs
