@@ -118,3 +118,56 @@ def recommender_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = run_training(load_config(raw), root / "runs").run_dir
     export_run(run_dir)
     return run_dir / "bundle"
+
+
+@pytest.fixture(scope="session")
+def segmenter_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small U-Net trained a few steps on bright rectangles, exported."""
+    from PIL import Image
+
+    from deepline.config import load_config
+    from deepline.deploy.export import export_run
+    from deepline.training.experiment import run_training
+
+    root = tmp_path_factory.mktemp("segmentation")
+    folder = root / "pairs"
+    for kind in ("images", "masks"):
+        (folder / kind).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        picture = rng.integers(0, 60, (30, 34, 3), dtype=np.uint8)
+        mask = np.zeros((30, 34), np.uint8)
+        top, left = rng.integers(0, 18, 2)
+        mask[top : top + 10, left : left + 12] = 255
+        picture[mask > 0] = 230
+        Image.fromarray(picture).save(folder / "images" / f"{i}.png")
+        Image.fromarray(mask).save(folder / "masks" / f"{i}.png")
+    raw = {"name": "polyps", "seed": 0,
+           "data": {"name": "image-masks", "path": str(folder), "image_size": [32, 32]},
+           "model": {"name": "unet", "features": [4, 4, 8, 8, 8, 4]},
+           "train": {"max_steps": 6, "batch_size": 8, "num_threads": 1,
+                     "tensorboard": False}}  # fmt: skip
+    run_dir = run_training(load_config(raw), root / "runs").run_dir
+    export_run(run_dir)
+    return run_dir / "bundle"
+
+
+@pytest.fixture(scope="session")
+def detector_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny CenterNet trained a few steps on the VOC sample's bright boxes, exported."""
+    from deepline.config import load_config
+    from deepline.data.datasets.detection import voc_sample
+    from deepline.deploy.export import export_run
+    from deepline.training.experiment import run_training
+
+    root = tmp_path_factory.mktemp("detection")
+    voc_sample(root, root="mine")
+    raw = {"name": "cells", "seed": 0,
+           "data": {"name": "voc", "path": str(root / "mine"), "image_size": [32, 32]},
+           "model": {"name": "centernet", "width": 4, "blocks": [1, 1, 1, 1], "head": 8},
+           "task": {"name": "detection", "score_threshold": 0.05, "max_detections": 10},
+           "train": {"max_steps": 4, "batch_size": 4, "num_threads": 1,
+                     "tensorboard": False}}  # fmt: skip
+    run_dir = run_training(load_config(raw), root / "runs").run_dir
+    export_run(run_dir)
+    return run_dir / "bundle"

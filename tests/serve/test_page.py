@@ -399,3 +399,65 @@ def test_recommendations_for_picked_titles_and_users(
     answer = press(browser, "recommend")
     assert answer["state"] == "done" and "most popular" in answer["top"]
     assert severe_logs(browser) == []
+
+
+@pytest.fixture(scope="module")
+def vision_server(
+    segmenter_bundle: Path, detector_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BackgroundServer]:
+    repository = tmp_path_factory.mktemp("page-vision")
+    add_bundle(segmenter_bundle, repository, "polyps")
+    add_bundle(detector_bundle, repository, "cells")
+    with BackgroundServer(create_app(repository, ServeSettings(max_batch_size=1))) as running:
+        yield running
+
+
+def answer_pixels(driver: WebDriver) -> tuple[int, int, float]:
+    """The answer canvas's size and how much of it is coloured (drawn over the picture)."""
+    return driver.execute_script(
+        """const c = document.getElementById("answer-canvas");
+        const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+        let coloured = 0;
+        for (let i = 0; i < d.length; i += 4) {
+          const [r, g, b] = [d[i], d[i + 1], d[i + 2]];
+          if (Math.max(r, g, b) - Math.min(r, g, b) > 40) coloured++;
+        }
+        return [c.width, c.height, coloured / (c.width * c.height)];"""
+    )
+
+
+@pytest.mark.parametrize("model", ["polyps", "cells"])
+def test_masks_and_boxes_are_drawn_over_an_uploaded_image(
+    browser: Chrome, vision_server: BackgroundServer, model: str, tmp_path: Path
+) -> None:
+    """An upload of another size is answered at its own size (as /predict answers the file)
+    and drawn: the mask tinted, or the boxes outlined, over the grey picture."""
+    severe_logs(browser)
+    browser.get(vision_server.url + "/")
+    Select(browser.find_element(By.ID, "model")).select_by_value(model)
+    body = browser.find_element(By.TAG_NAME, "body")
+    wait(browser, lambda d: body.get_attribute("data-ready") == "true", "page not ready")
+    image = tmp_path / "scan.png"
+    picture = np.full((90, 120, 3), 110, np.uint8)
+    picture[20:50, 30:70] = 235  # a bright block on grey: a "polyp" or a "cell"
+    Image.fromarray(picture).save(image)
+    browser.find_element(By.ID, "file").send_keys(str(image))
+    result = browser.find_element(By.ID, "result")
+    wait(browser, lambda d: result.get_attribute("data-state") in ("done", "error"), "no answer")
+    assert result.get_attribute("data-state") == "done", browser.find_element(By.ID, "error").text
+    with image.open("rb") as f:
+        files = {"file": ("scan.png", f, "image/png")}
+        want = httpx.post(f"{vision_server.url}/predict/{model}", files=files).json()
+    want = want["predictions"][0]
+    assert want["size"] == [90, 120]
+    width, height, coloured = answer_pixels(browser)
+    assert (width, height) == (120, 90)  # at the image's own size
+    top = browser.find_element(By.ID, "top-class").text
+    if model == "polyps":
+        share = want["shares"]["foreground"]
+        assert top.startswith(f"foreground {100 * share:.1f}%")
+        assert (coloured > 0.01) == (share > 0.01)
+    else:
+        assert top.startswith(f"{len(want['detections'])} found")
+        assert (coloured > 0) == bool(want["detections"])
+    assert severe_logs(browser) == []

@@ -15,12 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
-from deepline.config import AugmentConfig, DataConfig, load_config
+from deepline.config import AugmentConfig, DataConfig
 from deepline.data import load_data
 from deepline.data.boxes import read_kitti, read_voc
 from deepline.data.loaders import BatchLoader
 from deepline.data.transforms import BatchAugment
-from deepline.deploy.export import export_run
 from deepline.deploy.predictor import Predictor
 from deepline.errors import DataError
 from deepline.serve.app import create_app
@@ -28,7 +27,6 @@ from deepline.serve.repository import add_bundle
 from deepline.serve.server import BackgroundServer
 from deepline.serve.settings import ServeSettings
 from deepline.tasks.detection import coco_scores, decode, heatmap_targets, nms
-from deepline.training.experiment import run_training
 
 NAME = "cells"
 
@@ -225,26 +223,9 @@ def test_an_unknown_class_names_its_file_and_line(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from deepline.data.datasets.detection import _voc_sample
-
-    root = tmp_path_factory.mktemp("detection")
-    _voc_sample(root, root="mine")
-    raw = {"name": NAME, "seed": 0,
-           "data": {"name": "voc", "path": str(root / "mine"), "image_size": [32, 32]},
-           "model": {"name": "centernet", "width": 4, "blocks": [1, 1, 1, 1], "head": 8},
-           "task": {"name": "detection", "score_threshold": 0.05, "max_detections": 10},
-           "train": {"max_steps": 4, "batch_size": 4, "num_threads": 1,
-                     "tensorboard": False}}  # fmt: skip
-    run_dir = run_training(load_config(raw), root / "runs").run_dir
-    export_run(run_dir)
-    return run_dir / "bundle"
-
-
-@pytest.fixture(scope="module")
-def server(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(detector_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     repository = tmp_path_factory.mktemp("detection-repo")
-    add_bundle(bundle, repository, NAME)
+    add_bundle(detector_bundle, repository, NAME)
     with BackgroundServer(create_app(repository, ServeSettings(max_batch_size=4))) as running:
         yield running.url
 
@@ -257,8 +238,8 @@ def jpeg(rows: int, cols: int, seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def test_served_answers_equal_offline_ones(bundle: Path, server: str) -> None:
-    local = Predictor(bundle)
+def test_served_answers_equal_offline_ones(detector_bundle: Path, server: str) -> None:
+    local = Predictor(detector_bundle)
     images = [jpeg(32, 40, 1), jpeg(64, 64, 2)]
     want = local.predict(images)
     assert [a["size"] for a in want] == [[32, 40], [64, 64]]

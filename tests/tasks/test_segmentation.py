@@ -14,9 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from deepline.config import load_config
 from deepline.data.meta import DataMeta
-from deepline.deploy.export import export_run
 from deepline.deploy.predictor import Predictor
 from deepline.serve.app import create_app
 from deepline.serve.repository import add_bundle
@@ -24,7 +22,6 @@ from deepline.serve.server import BackgroundServer
 from deepline.serve.settings import ServeSettings
 from deepline.tasks import build_task
 from deepline.tasks.segmentation import Segmentation, SegmentationConfig
-from deepline.training.experiment import run_training
 
 NAME = "polyps"
 
@@ -90,35 +87,9 @@ def test_masks_are_mapped_back_to_each_images_size() -> None:
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small U-Net trained a few steps on bright rectangles, exported."""
-    root = tmp_path_factory.mktemp("segmentation")
-    folder = root / "pairs"
-    for kind in ("images", "masks"):
-        (folder / kind).mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(24):
-        picture = rng.integers(0, 60, (30, 34, 3), dtype=np.uint8)
-        mask = np.zeros((30, 34), np.uint8)
-        top, left = rng.integers(0, 18, 2)
-        mask[top : top + 10, left : left + 12] = 255
-        picture[mask > 0] = 230
-        Image.fromarray(picture).save(folder / "images" / f"{i}.png")
-        Image.fromarray(mask).save(folder / "masks" / f"{i}.png")
-    raw = {"name": NAME, "seed": 0,
-           "data": {"name": "image-masks", "path": str(folder), "image_size": [32, 32]},
-           "model": {"name": "unet", "features": [4, 4, 8, 8, 8, 4]},
-           "train": {"max_steps": 6, "batch_size": 8, "num_threads": 1,
-                     "tensorboard": False}}  # fmt: skip
-    run_dir = run_training(load_config(raw), root / "runs").run_dir
-    export_run(run_dir)
-    return run_dir / "bundle"
-
-
-@pytest.fixture(scope="module")
-def server(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(segmenter_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     repository = tmp_path_factory.mktemp("segmentation-repo")
-    add_bundle(bundle, repository, NAME)
+    add_bundle(segmenter_bundle, repository, NAME)
     with BackgroundServer(create_app(repository, ServeSettings(max_batch_size=4))) as running:
         yield running.url
 
@@ -130,8 +101,8 @@ def png(rows: int, cols: int, seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def test_served_answers_equal_offline_ones(bundle: Path, server: str) -> None:
-    local = Predictor(bundle)
+def test_served_answers_equal_offline_ones(segmenter_bundle: Path, server: str) -> None:
+    local = Predictor(segmenter_bundle)
     images = [png(30, 34, 1), png(32, 32, 2), png(50, 21, 3)]
     want = local.predict(images)
     assert [a["size"] for a in want] == [[30, 34], [32, 32], [50, 21]]
@@ -162,14 +133,14 @@ def test_served_answers_equal_offline_ones(bundle: Path, server: str) -> None:
 
 
 def test_predict_draws_masks_at_the_images_size(
-    bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    segmenter_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from tests.serve.test_recommend import deepline
 
     picture = tmp_path / "scan.png"
     picture.write_bytes(png(41, 29, 5))
-    code, out = deepline(["predict", str(bundle), str(picture), "--out", str(tmp_path / "drawn")],
-                         capsys)  # fmt: skip
+    args = ["predict", str(segmenter_bundle), str(picture), "--out", str(tmp_path / "drawn")]
+    code, out = deepline(args, capsys)
     assert code == 0, out
     drawn = tmp_path / "drawn" / "scan.png"
     assert "background" in out and drawn.is_file()

@@ -104,7 +104,7 @@ BCCD = DatasetSpec(
 )
 
 
-def _voc_sample(folder: Path, root: str = "BCCD") -> dict[str, Path]:
+def voc_sample(folder: Path, root: str = "BCCD") -> dict[str, Path]:
     """Eight 40x32 pictures with one to three bright boxes each, in VOC layout."""
     files: dict[str, Path] = {}
     rng = np.random.default_rng(0)
@@ -142,7 +142,7 @@ def _voc_sample(folder: Path, root: str = "BCCD") -> dict[str, Path]:
     return files
 
 
-@register(BCCD, sample=lambda folder: DataSample(_voc_sample(folder), {"image_size": (32, 32)}))
+@register(BCCD, sample=lambda folder: DataSample(voc_sample(folder), {"image_size": (32, 32)}))
 def read_bccd(cfg: DataConfig, files: dict[str, Path]) -> RawDataset:
     """The official train/val/test lists (205/87/72); two boxes of no extent are dropped."""
     size, classes = _size(cfg, (240, 320)), list(BCCD.classes)
@@ -154,7 +154,7 @@ def read_bccd(cfg: DataConfig, files: dict[str, Path]) -> RawDataset:
 
 
 def _voc_folder_sample(folder: Path) -> DataSample:
-    _voc_sample(folder, root="mine")
+    voc_sample(folder, root="mine")
     return DataSample(overrides={"path": str(folder / "mine"), "image_size": (32, 32)})
 
 

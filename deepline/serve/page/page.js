@@ -72,6 +72,7 @@
     $("bars").replaceChildren();
     $("values").replaceChildren();
     $("recommended").replaceChildren();
+    $("answer-canvas").hidden = true;
     $("generated").hidden = true;
     $("generated-prompt").textContent = "";
     $("generated-text").textContent = "";
@@ -156,9 +157,70 @@
     showTop(answer.fallback ? `${first} · most popular (unknown user or empty history)` : first);
   };
 
-  function showPrediction(data, ms) {
+  // masks and boxes: drawn over the image they answer, at the answer's size
+  const COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6"];
+
+  async function answerCanvas(answer) {
+    const [h, w] = answer.size;
+    const out = $("answer-canvas");
+    const scale = Math.min(1, 480 / w);
+    out.width = Math.round(w * scale);
+    out.height = Math.round(h * scale);
+    const g = out.getContext("2d");
+    const source = state.file && !state.drawn ? await createImageBitmap(state.file) : canvas;
+    g.drawImage(source, 0, 0, out.width, out.height);
+    out.hidden = false;
+    return { g, scale };
+  }
+
+  function bytes(b64) {
+    return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  }
+
+  ANSWERS.mask = async (answer) => {
+    const { g } = await answerCanvas(answer);
+    const mask = await createImageBitmap(new Blob([bytes(answer.mask_png)], { type: "image/png" }));
+    const layer = document.createElement("canvas");
+    [layer.width, layer.height] = [mask.width, mask.height];
+    const lg = layer.getContext("2d", { willReadFrequently: true });
+    lg.drawImage(mask, 0, 0);
+    const pixels = lg.getImageData(0, 0, mask.width, mask.height);
+    for (let i = 0; i < pixels.data.length; i += 4) {
+      const k = pixels.data[i]; // the class index, in every channel of a grey PNG
+      const colour = COLOURS[(k - 1) % COLOURS.length];
+      pixels.data[i + 3] = k > 0 ? 110 : 0;
+      if (k > 0) {
+        for (let c = 0; c < 3; c++) pixels.data[i + c] = parseInt(colour.slice(1 + 2 * c, 3 + 2 * c), 16);
+      }
+    }
+    lg.putImageData(pixels, 0, 0);
+    g.drawImage(layer, 0, 0, g.canvas.width, g.canvas.height);
+    const shares = Object.entries(answer.shares).slice(1).sort((a, b) => b[1] - a[1]);
+    showTop(shares.map(([name, share]) => `${name} ${(100 * share).toFixed(1)}%`).join(" · "));
+  };
+
+  ANSWERS.boxes = async (answer) => {
+    const { g, scale } = await answerCanvas(answer);
+    const classes = state.meta.classes || [];
+    const counts = {};
+    g.lineWidth = 2;
+    g.font = "12px system-ui, sans-serif";
+    for (const d of answer.detections) {
+      const colour = COLOURS[Math.max(0, classes.indexOf(d.class)) % COLOURS.length];
+      const [x1, y1, x2, y2] = d.box.map((v) => v * scale);
+      g.strokeStyle = colour;
+      g.fillStyle = colour;
+      g.strokeRect(x1, y1, x2 - x1, y2 - y1);
+      g.fillText(`${d.class} ${d.score.toFixed(2)}`, x1 + 2, Math.max(10, y1 - 3));
+      counts[d.class] = (counts[d.class] || 0) + 1;
+    }
+    const found = Object.entries(counts).map(([name, n]) => `${name} ×${n}`).join(", ");
+    showTop(`${answer.detections.length} found${found ? `: ${found}` : ""}`);
+  };
+
+  async function showPrediction(data, ms) {
     const show = ANSWERS[state.meta.answer.type] || ANSWERS.values;
-    show(data.predictions[0] || []);
+    await show(data.predictions[0] || []);
     showTiming(data, ms);
     setState("done");
   }
@@ -295,7 +357,7 @@
       if (state.history.length || !user) input.history = state.history;
       window.lastInput = { kind: "history", input };
       const { data, ms } = await call("POST", modelPath("predict"), { inputs: [input], top_k: 10 });
-      showPrediction(data, ms);
+      await showPrediction(data, ms);
     });
   }
 
@@ -467,7 +529,7 @@
         window.lastInput = { kind: "pixels", pixels };
       }
       const { data, ms } = await call("POST", modelPath("predict"), body);
-      showPrediction(data, ms);
+      await showPrediction(data, ms);
     });
   }
 
@@ -496,7 +558,7 @@
       const input = state.parse($("input-text").value);
       window.lastInput = { kind: state.meta.inputs[0].form.type, input };
       const { data, ms } = await call("POST", modelPath("predict"), { inputs: [input], top_k: TOP_K });
-      showPrediction(data, ms);
+      await showPrediction(data, ms);
     });
   }
 
@@ -514,7 +576,7 @@
       }
       window.lastInput = { kind: "fields", input };
       const { data, ms } = await call("POST", modelPath("predict"), { inputs: [input] });
-      showPrediction(data, ms);
+      await showPrediction(data, ms);
     });
   }
 
