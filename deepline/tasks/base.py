@@ -140,6 +140,11 @@ class Task(ABC):
     @abstractmethod
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
 
+    def class_scores(self, outputs: torch.Tensor) -> torch.Tensor:
+        """One score per class and example (N, K), what explanations attribute: the outputs
+        themselves, or those at the last position of a model answering at every position."""
+        return outputs[:, -1] if outputs.dim() == 3 else outputs
+
     def example_losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The loss of each example (attacks keep each example's worst attempt by it)."""
         return torch.stack([self.loss(o[None], t[None]) for o, t in zip(outputs, targets)])

@@ -26,6 +26,7 @@ from deepline.data.boxes import IGNORE
 from deepline.models import build_model
 from deepline.registry import TASKS
 from deepline.tasks.base import Evaluator, Figure, OutputSpec, Task
+from deepline.tasks.examples import SHOWN, ExtremeExamples, examples_figure
 
 GAUSSIAN_ALPHA = 0.54  # TTFNet: sigma = alpha * side / 6
 
@@ -84,6 +85,10 @@ class Detection(Task):
         offset = F.l1_loss(predicted[:, :2], truth["offsets"])
         size = F.l1_loss(predicted[:, 2:], truth["sizes"])
         return focal + self.config.offset_weight * offset + self.config.size_weight * size
+
+    def class_scores(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Each class's highest heatmap logit: how sure the model is that one is there."""
+        return outputs[:, : self.num_classes].flatten(2).amax(-1)
 
     def evaluator(self, keep_mistakes: int = 0) -> DetectionEvaluator:
         return DetectionEvaluator(self, keep_mistakes)
@@ -190,6 +195,12 @@ class Detection(Task):
             figures["per_class_ap"] = Figure(
                 "AP per class", "Average precision of each class at IoU 0.5 and averaged over "
                 "IoU 0.5 to 0.95 (COCO).", lambda p: plots.plot_per_class_ap(per_class, p),
+            )  # fmt: skip
+        if evaluation.get("examples"):
+            figures["examples"] = examples_figure(
+                evaluation["examples"], "f1", "F1",
+                "The test images with the best and worst F1 at IoU 0.5 (detections scoring at "
+                "least task.score_threshold): true boxes in green, detected ones in red.",
             )  # fmt: skip
         if curves:
             figures["pr_curves"] = Figure(
@@ -319,13 +330,25 @@ class DetectionEvaluator(Evaluator):
         self.detections: list[dict[str, np.ndarray]] = []
         self.truths: list[np.ndarray] = []
         self.losses: list[tuple[float, int]] = []
+        self.examples = ExtremeExamples(min(keep_mistakes, SHOWN))
 
     @torch.no_grad()
     def update(self, x: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         self.losses.append((float(self.task.loss(outputs, targets)), len(targets)))
-        for found, truth in zip(self.task.decode(outputs.cpu()), targets.cpu(), strict=True):
-            self.detections.append({k: v.numpy() for k, v in found.items()})
-            self.truths.append(truth[truth[:, 4] != -1].numpy())
+        found = self.task.decode(outputs.cpu())
+        for i, (boxes, truth) in enumerate(zip(found, targets.cpu(), strict=True)):
+            truth = truth[truth[:, 4] != -1]
+            if self.examples.keep:
+                shown = boxes["scores"] >= self.task.config.score_threshold
+                kept = {k: v[shown] for k, v in boxes.items()}
+
+                def draw(i: int = i, kept: dict = kept, truth: torch.Tensor = truth) -> Any:
+                    picture = self.task.show_inputs(x[i : i + 1].cpu())
+                    return None if picture is None else draw_boxes(picture[0], kept, truth)
+
+                self.examples.offer(image_f1(kept, truth), len(self.truths), draw)
+            self.detections.append({k: v.numpy() for k, v in boxes.items()})
+            self.truths.append(truth.numpy())
 
     def compute(self) -> dict[str, float]:
         loss = sum(v * n for v, n in self.losses) / max(1, sum(n for _, n in self.losses))
@@ -337,7 +360,43 @@ class DetectionEvaluator(Evaluator):
             self.detections, self.truths, self.task.meta.classes
         )
         return {"n": len(self.truths), "classes": list(self.task.meta.classes),
-                "per_class_ap": coco["per_class"], "pr_curves": coco["curves"]}  # fmt: skip
+                "per_class_ap": coco["per_class"], "pr_curves": coco["curves"],
+                "examples": self.examples.details("f1")}  # fmt: skip
+
+
+def image_f1(found: dict[str, torch.Tensor], truth: torch.Tensor, iou: float = 0.5) -> float:
+    """F1 of one image's detections: each true box (not an ignored region) matched greedily,
+    best detection first, by one of its class at IoU >= ``iou``; 1 when both are empty."""
+    truth = truth[truth[:, 4] >= 0]
+    if not len(truth) and not len(found["scores"]):
+        return 1.0
+    overlaps = box_iou(found["boxes"], truth[:, :4])
+    same = found["classes"][:, None] == truth[None, :, 4].long()
+    free = torch.ones(len(truth), dtype=torch.bool)
+    hits = 0
+    for row in range(len(found["scores"])):  # decode gives them best first
+        candidates = (overlaps[row] >= iou) & same[row] & free
+        if candidates.any():
+            free[int(torch.where(candidates, overlaps[row], -1).argmax())] = False
+            hits += 1
+    return 2 * hits / (len(found["scores"]) + len(truth))
+
+
+def draw_boxes(
+    picture: torch.Tensor, found: dict[str, torch.Tensor], truth: torch.Tensor
+) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> (H, W, 3) uint8 with the true boxes in green and the detected
+    ones in red."""
+    from PIL import Image, ImageDraw
+
+    rgb = picture.expand(3, -1, -1) if picture.shape[0] == 1 else picture[:3]
+    image = Image.fromarray((rgb.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy())
+    pen = ImageDraw.Draw(image)
+    for boxes, colour in ((truth[truth[:, 4] >= 0, :4], (40, 220, 60)),
+                          (found["boxes"], (240, 40, 40))):  # fmt: skip
+        for x1, y1, x2, y2 in boxes.tolist():
+            pen.rectangle((x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)), outline=colour)
+    return np.asarray(image)
 
 
 def coco_scores(

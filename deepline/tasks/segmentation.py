@@ -25,8 +25,7 @@ from deepline.config import ModelConfig, TaskConfig
 from deepline.models import build_model
 from deepline.registry import TASKS
 from deepline.tasks.base import Evaluator, Figure, OutputSpec, Task
-
-EXAMPLES = 4  # best and worst images drawn in the report
+from deepline.tasks.examples import SHOWN, ExtremeExamples, examples_figure, png
 
 
 class SegmentationConfig(TaskConfig):
@@ -70,10 +69,14 @@ class Segmentation(Task):
             self._loss_module = segmentation_loss(self.config.loss, self.num_classes)
         return self._loss_module
 
+    def class_scores(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Each class's logit averaged over the pixels: how much of it the model sees."""
+        return outputs.flatten(2).mean(-1)
+
     def evaluator(self, keep_mistakes: int = 0) -> SegmentationEvaluator:
         return SegmentationEvaluator(
             self.num_classes, self.meta.classes, self.loss, self.show_inputs,
-            examples=min(keep_mistakes, EXAMPLES),
+            examples=min(keep_mistakes, SHOWN),
         )  # fmt: skip
 
     def monitor_default(self) -> tuple[str, str]:
@@ -166,14 +169,10 @@ class Segmentation(Task):
             )
         examples = evaluation.get("examples")
         if examples:
-            pictures = np.stack([_png_array(e["overlay_png"]) for e in examples])
-            titles = [f"{e['kind']}: Dice {e['dice']:.2f}" for e in examples]
-            figures["examples"] = Figure(
-                "Best and worst images",
+            figures["examples"] = examples_figure(
+                examples, "dice", "Dice",
                 "The images the model segments best and worst: its prediction tinted red, "
                 "the true outline in green.",
-                lambda p: plots.plot_image_grid(pictures.transpose(0, 3, 1, 2) / 255.0,
-                                                titles, p, ncols=4),
             )  # fmt: skip
         return figures
 
@@ -204,17 +203,7 @@ def resized_mask(probabilities: np.ndarray, size: tuple[int, ...]) -> np.ndarray
 
 def mask_png(mask: np.ndarray) -> str:
     """A (H, W) mask of class indices as a base64 8-bit grey PNG (pixel value = class)."""
-    return _png(np.ascontiguousarray(mask, dtype=np.uint8))
-
-
-def _png(array: np.ndarray) -> str:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, "PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _png_array(data: str) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
+    return png(mask)
 
 
 class SegmentationEvaluator(Evaluator):
@@ -233,10 +222,8 @@ class SegmentationEvaluator(Evaluator):
         import torchmetrics
 
         self.num_classes, self.classes, self.loss_fn = num_classes, list(classes), loss
-        self.show, self.keep = show, examples
-        # (dice, seen order, picture (H, W, 3) uint8 with prediction and outline drawn)
-        self.best: list[tuple[float, int, np.ndarray]] = []
-        self.worst: list[tuple[float, int, np.ndarray]] = []
+        self.show = show
+        self.examples = ExtremeExamples(examples)
         self.means = torchmetrics.MetricCollection(
             {k: torchmetrics.MeanMetric() for k in ("loss", "dice", "iou", "pixel_accuracy")}
         )
@@ -262,8 +249,8 @@ class SegmentationEvaluator(Evaluator):
         self.means["dice"].update(dice)
         self.means["iou"].update(iou)
         self.means["pixel_accuracy"].update((predicted == targets).float().flatten(1).mean(1))
-        if self.keep and self.show is not None:
-            self._keep_examples(x, predicted, targets, dice)
+        if self.examples.keep and self.show is not None:
+            self._offer_examples(x, predicted, targets, dice)
         self.per_image["dice"] += dice.tolist()
         self.per_image["iou"] += iou.tolist()
         fg_p, fg_t = predicted > 0, targets > 0
@@ -280,34 +267,23 @@ class SegmentationEvaluator(Evaluator):
         scores["iou_overall"] = s["both"] / max(union, 1.0)
         return scores
 
-    def _keep_examples(
+    def _offer_examples(
         self, x: torch.Tensor, predicted: torch.Tensor, targets: torch.Tensor, dice: torch.Tensor
     ) -> None:
-        """Keep the ``keep`` best and worst images so far, drawn (few are ever drawn: only
-        images that enter either list)."""
         seen = len(self.per_image["dice"])
         for i, score in enumerate(dice.tolist()):
-            for kept, better in ((self.best, True), (self.worst, False)):
-                full = len(kept) >= self.keep
-                edge = min(kept)[0] if better and full else max(kept)[0] if full else None
-                if edge is not None and (score <= edge if better else score >= edge):
-                    continue
+
+            def draw(i: int = i) -> np.ndarray | None:
                 shown = self.show(x[i : i + 1].cpu()) if self.show else None
-                if shown is None:
-                    return
-                picture = overlay(shown[0], predicted[i].cpu(), targets[i].cpu())
-                kept.append((score, seen + i, picture))
-                kept.sort(key=lambda e: e[0], reverse=better)
-                del kept[self.keep :]
+                return None if shown is None else overlay(shown[0], predicted[i].cpu(),
+                                                          targets[i].cpu())  # fmt: skip
+
+            self.examples.offer(score, seen + i, draw)
 
     def details(self) -> dict[str, Any]:
-        examples = [
-            {"kind": kind, "dice": score, "index": index, "overlay_png": _png(picture)}
-            for kind, kept in (("best", self.best), ("worst", self.worst))
-            for score, index, picture in kept
-        ]
         return {"n": len(self.per_image["dice"]), "classes": self.classes,
-                "per_image": self.per_image, "examples": examples}  # fmt: skip
+                "per_image": self.per_image,
+                "examples": self.examples.details("dice")}  # fmt: skip
 
 
 def overlay(picture: torch.Tensor, predicted: torch.Tensor, truth: torch.Tensor) -> np.ndarray:

@@ -89,12 +89,10 @@ def resolve_target(task: Task, target: str | None, predicted: torch.Tensor) -> t
     return torch.full_like(predicted, index)
 
 
-def predictions(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(predicted class, its probability) per example; a sequence model at its last step."""
+def predictions(model: nn.Module, task: Task, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predicted class, its probability) per example, from the task's class scores."""
     with torch.no_grad():
-        out = model(x)
-        out = out[:, -1] if out.dim() == 3 else out
-        probs = out.float().softmax(-1)
+        probs = task.class_scores(model(x)).float().softmax(-1)
     confidence, predicted = probs.max(-1)
     return predicted, confidence
 
@@ -108,7 +106,7 @@ def attribute(
 def sanity_checks(source: Source, methods: Sequence[str], n: int) -> dict[str, Any]:
     """Each method's model-randomisation and deletion checks on ``n`` labelled examples."""
     x, y = source.x[:n], source.y[:n]
-    target, _ = predictions(source.model, x)
+    target, _ = predictions(source.model, source.task, x)
     found: dict[str, Any] = {}
     for name in methods:
         explainer = get_explainer(name)
@@ -172,7 +170,7 @@ def explain_inputs(
     model, task = source.model, source.task
     device = next(model.parameters()).device
     x = x.to(device)
-    predicted, confidence = predictions(model, x)
+    predicted, confidence = predictions(model, task, x)
     targets = resolve_target(task, target, predicted)
     found = attribute(methods, model, task, x, targets)
     classes = [str(c) for c in task.meta.classes]
@@ -277,13 +275,14 @@ def explain_run(
     images = source.task.show_inputs(x[picked].cpu())
     if images is not None:
         found = attribute(methods, source.model, source.task, x[picked],
-                          predictions(source.model, x[picked])[0])  # fmt: skip
+                          predictions(source.model, source.task, x[picked])[0])  # fmt: skip
         heats = {m: h for m, a in found.items() if (h := heat_maps(a.values)) is not None}
         labels = [str(c) for c in source.task.meta.classes]
-        captions = [
-            f"{_class(labels, int(t))} → {r['predicted']} ({r['probability']:.2f})"
-            for t, r in zip(y[picked].tolist(), records)
-        ]
+        answered = [f"{r['predicted']} ({r['probability']:.2f})" for r in records]
+        captions = (  # a true class where targets are classes (not masks or boxes)
+            [f"{_class(labels, int(t))} → {a}" for t, a in zip(y[picked].tolist(), answered)]
+            if y.dim() == 1 else answered
+        )  # fmt: skip
         if heats:
             grid = plots.plot_explanations(images.numpy(), heats, captions, source.out / "grid.png")
             result["grid"] = str(grid)

@@ -53,13 +53,12 @@ class Explainer(ABC):
         """``attribute``'s work, once ``check`` has passed."""
 
 
-def scores(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The model as a function of (N, K) scores: a model answering at every position (a
-    language model) is explained at its last one, the next token."""
+def scores(model: nn.Module, task: Task) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model as a function of (N, K) scores, as the task reads them
+    (:meth:`Task.class_scores`: a language model's next token, a mask's classes, ...)."""
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        out = model(x)
-        return out[:, -1] if out.dim() == 3 else out
+        return task.class_scores(model(x))
 
     return forward
 

@@ -36,7 +36,7 @@ class GradCamExplainer(Explainer):
     def compute(
         self, model: nn.Module, task: Task, x: torch.Tensor, target: torch.Tensor
     ) -> Attribution:
-        layer = LayerGradCam(scores(model), last_convolution(model))
+        layer = LayerGradCam(scores(model, task), last_convolution(model))
         cam = layer.attribute(x, target=target, relu_attributions=True)  # (N, 1, h, w)
         cam = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), "bilinear")
         return Attribution(cam.expand_as(x).detach())

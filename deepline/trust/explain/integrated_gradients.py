@@ -36,9 +36,9 @@ class IntegratedGradientsExplainer(Explainer):
         self, model: nn.Module, task: Task, x: torch.Tensor, target: torch.Tensor
     ) -> Attribution:
         if is_tokens(x):
-            method = LayerIntegratedGradients(scores(model), token_embedding(model))
+            method = LayerIntegratedGradients(scores(model, task), token_embedding(model))
         else:
-            method = IntegratedGradients(scores(model))
+            method = IntegratedGradients(scores(model, task))
         values, delta = method.attribute(
             x, baselines=baseline(task, x), target=target, n_steps=STEPS,
             internal_batch_size=max(len(x), 1) * 10, return_convergence_delta=True,

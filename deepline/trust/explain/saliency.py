@@ -31,6 +31,8 @@ class SaliencyExplainer(Explainer):
         self, model: nn.Module, task: Task, x: torch.Tensor, target: torch.Tensor
     ) -> Attribution:
         if is_tokens(x):
-            layer = LayerGradientXActivation(scores(model), token_embedding(model))
+            layer = LayerGradientXActivation(scores(model, task), token_embedding(model))
             return Attribution(layer.attribute(x, target=target).sum(-1).detach())
-        return Attribution(Saliency(scores(model)).attribute(x, target=target, abs=True).detach())
+        return Attribution(
+            Saliency(scores(model, task)).attribute(x, target=target, abs=True).detach()
+        )
