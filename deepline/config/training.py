@@ -141,6 +141,10 @@ class TrainConfig(Section):
     betas: tuple[float, float] = (0.9, 0.999)
     schedule: ScheduleConfig = ScheduleConfig()
     grad_clip: float | None = Field(None, gt=0.0, description="max global gradient norm")
+    ema: float | None = Field(
+        None, gt=0.0, lt=1.0, description="decay of an exponential moving average of the "
+        "weights (e.g. 0.999): validation, the best checkpoint, evaluation and export use it"
+    )  # fmt: skip
     accumulate: int = Field(1, ge=1, description="batches per optimizer step")
     device: str = Field(
         "auto",

@@ -13,7 +13,7 @@ from deepline.data import DataSplits
 from deepline.errors import ConfigError
 from deepline.runs import check_run_dir
 from deepline.tasks import Task, build_task, task_class
-from deepline.training.checkpoint import find_checkpoint, load_checkpoint
+from deepline.training.checkpoint import find_checkpoint, load_checkpoint, weights
 from deepline.training.device import resolve_device
 
 
@@ -50,7 +50,7 @@ def load_trained(
     which = checkpoint or cfg.eval.checkpoint
     path = find_checkpoint(run_dir / "checkpoints", which, cfg.train.checkpoint.mode)
     tensors, _ = load_checkpoint(path)
-    model.load_state_dict(tensors["model"])
+    model.load_state_dict(weights(tensors))
     model.to(run_device(cfg.train.device) if device is None else resolve_device(device))
     model.eval()
     return TrainedRun(run_dir, cfg, data, task, model, path)

@@ -70,6 +70,12 @@ def load_checkpoint(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dic
     return tensors, state
 
 
+def weights(tensors: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The weights a checkpoint offers for inference: the moving average when training kept
+    one (``train.ema``), else the trained weights."""
+    return tensors.get("ema", tensors["model"])
+
+
 def list_checkpoints(directory: Path) -> list[Path]:
     """Complete checkpoint folders, oldest first (temporary folders are never listed)."""
     if not directory.is_dir():

@@ -21,6 +21,14 @@ from deepline.training.optim import build_optimizer, build_scheduler
 from deepline.training.state import load_trainer_state, trainer_state
 
 
+def moving_average(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of ``model``'s parameters and buffers (torch's
+    ``AveragedModel``): ``ema = decay * ema + (1 - decay) * weights`` after every update."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 class Trainer:
     """Fits ``model`` on ``train`` batches on ``config.device``, validating on ``val`` after
     each epoch.
@@ -69,6 +77,8 @@ class Trainer:
         if config.compile:
             self.forward_model = EagerOnFailure(self.forward_model)
         self.optimizer = build_optimizer(model, config)
+        # the weights' moving average (torch's own), what validation and inference use
+        self.ema = moving_average(model, config.ema) if config.ema is not None else None
         self.steps_per_epoch = math.ceil(len(train) / config.accumulate)
         self.total_steps = config.max_steps or (config.epochs or 1) * self.steps_per_epoch
         # a model fitted in closed form (counts, similarities) has nothing to step
@@ -163,10 +173,18 @@ class Trainer:
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
             self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         self.step += 1
         if self.step % self.config.log_every_steps == 0:
             self.logs["train/loss"] = self._mean_over_processes(self.window_loss)
         self.fire("step_end")
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are validated, kept as the best and exported: their moving
+        average with ``train.ema``, else the trained ones."""
+        return self.ema.module if self.ema is not None else self.model
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -176,13 +194,14 @@ class Trainer:
         """
         if self.val_loader is None:
             return {}
-        self.model.eval()
+        model = self.eval_model
+        model.eval()
         evaluator = self.task.evaluator(keep_mistakes=32).to(self.device)
         for x, y in self.val_loader:
             with self.precision.autocast():
-                out = self.model(self.layout(x))
+                out = model(self.layout(x))
             evaluator.update(x, out, y)
-        self.model.train()
+        model.train()
         self.last_evaluator = evaluator
         results = {f"val/{k}": v for k, v in evaluator.compute().items()}
         self.logs.update(results)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from deepline.errors import DeeplineError
 from deepline.training import distributed
 from deepline.training.seed import rng_state, set_rng_state
 
@@ -49,6 +50,9 @@ def trainer_state(trainer: Trainer) -> tuple[dict[str, dict[str, torch.Tensor]],
         "callbacks": {cb.name: cb.state_dict() for cb in trainer.callbacks},
     }
     groups = {"model": trainer.model.state_dict(), "state": {**opt_tensors, **rng_tensors}}
+    if trainer.ema is not None:  # the averaged weights, which inference loads (``weights``)
+        groups["ema"] = trainer.ema.module.state_dict()
+        state["ema_updates"] = int(trainer.ema.n_averaged)
     # CPU copies: a checkpoint loads on any device
     return {g: {k: v.detach().cpu() for k, v in t.items()} for g, t in groups.items()}, state
 
@@ -57,6 +61,14 @@ def load_trainer_state(
     trainer: Trainer, tensors: dict[str, dict[str, torch.Tensor]], values: dict[str, Any]
 ) -> None:
     trainer.model.load_state_dict(tensors["model"])
+    if trainer.ema is not None:
+        if "ema" not in tensors:
+            raise DeeplineError(
+                "train.ema: this checkpoint was written without a moving average; resume "
+                "it without train.ema, or train anew"
+            )
+        trainer.ema.module.load_state_dict(tensors["ema"])
+        trainer.ema.n_averaged.fill_(values["ema_updates"])
     state = tensors["state"]
     opt_state = _join_tensors(state, values["optimizer"]["values"], "optimizer")
     # how the optimizer runs (fused kernels or not) follows this device, not the saved run's

@@ -278,8 +278,9 @@ def test_image_f1_matches_each_true_box_once() -> None:
     from deepline.tasks.detection import image_f1
 
     truth = torch.tensor([[0, 0, 10, 10, 0], [20, 20, 30, 30, 1], [0, 0, 50, 50, -2.0]])
-    found = {"boxes": torch.tensor([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30.0]]),
-             "scores": torch.tensor([0.9, 0.8, 0.7]), "classes": torch.tensor([0, 0, 0])}  # fmt: skip
+    boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30.0]])
+    found = {"boxes": boxes, "scores": torch.tensor([0.9, 0.8, 0.7]),
+             "classes": torch.tensor([0, 0, 0])}  # fmt: skip
     assert image_f1(found, truth) == pytest.approx(2 * 1 / (3 + 2))  # one hit; wrong class
     nothing = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "classes": torch.zeros(0)}
     assert image_f1(nothing, truth[2:]) == 1.0 and image_f1(nothing, truth) == 0.0

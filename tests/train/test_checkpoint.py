@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from deepline.config import load_config
-from deepline.errors import CheckpointError
+from deepline.errors import CheckpointError, DeeplineError
 from deepline.training.checkpoint import (
     find_checkpoint,
     list_checkpoints,
@@ -111,3 +111,37 @@ def test_tied_weights_round_trip(tmp_path: Path) -> None:
     loaded, _ = load_checkpoint(path)
     assert torch.equal(loaded["model"]["head.weight"], shared)
     assert torch.equal(loaded["model"]["embed.weight"], shared)
+
+
+def test_moving_average_is_validated_kept_and_resumed_exactly(tmp_path: Path) -> None:
+    """With train.ema the checkpoint holds the average beside the trained weights; validation,
+    evaluation and export read the average; a resume continues it exactly."""
+    from deepline.evaluate.loading import load_trained
+
+    raw = tiny_config(epochs=3, checkpoint={"keep_last": 50}, ema=0.9)
+    full = run_training(load_config(raw), tmp_path / "full")
+    part = run_training(load_config(raw), tmp_path / "part")
+    checkpoints = list_checkpoints(part.run_dir / "checkpoints")
+    for later in checkpoints[2:]:
+        shutil.rmtree(later)
+    resumed = run_training(None, run_dir=part.run_dir)
+    assert resumed.trainer.logs["val/loss"] == full.trainer.logs["val/loss"]
+    last = list_checkpoints(full.run_dir / "checkpoints")[-1]
+    tensors, state = load_checkpoint(last)
+    again, _ = load_checkpoint(list_checkpoints(part.run_dir / "checkpoints")[-1])
+    assert_same_weights(tensors["ema"], again["ema"])
+    assert state["ema_updates"] == full.trainer.step == 63
+    differs = [
+        k for k in tensors["model"] if not torch.equal(tensors["model"][k], tensors["ema"][k])
+    ]
+    assert differs  # the average is not the trained weights ...
+    run = load_trained(full.run_dir, "last")
+    loaded = run.model.state_dict()
+    assert all(torch.equal(loaded[k], tensors["ema"][k]) for k in loaded)  # ... and is used
+    assert full.trainer.eval_model is full.trainer.ema.module
+    plain = run_training(load_config(tiny_config(epochs=1)), tmp_path / "plain")
+    config = plain.run_dir / "config.yaml"
+    config.write_text(config.read_text().replace("epochs: 1", "epochs: 2").replace(
+        "ema: null", "ema: 0.9"))  # fmt: skip
+    with pytest.raises(DeeplineError, match=r"train\.ema: this checkpoint was written without"):
+        run_training(None, run_dir=plain.run_dir)

@@ -77,7 +77,7 @@ class AdversarialExamples(Callback):
 
         pgd = get_attack("pgd")
         spec = AttackSpec(self.config.eps, self.config.norm, None, self.config.validate_steps, True)
-        space, model = self.space, trainer.model
+        space, model = self.space, trainer.eval_model
         model.eval()
 
         def forward(unit: torch.Tensor) -> torch.Tensor:

@@ -27,8 +27,9 @@ class Samples(Callback):
         self.seed = seed
 
     def epoch_end(self, trainer: Trainer) -> None:
-        sample = trainer.task.sample(trainer.model, self.seed)
-        trainer.model.train()
+        model = trainer.eval_model  # what evaluation and export will use
+        sample = trainer.task.sample(model, self.seed)
+        model.train()
         record = {
             "step": trainer.step,
             "epoch": trainer.epoch,
