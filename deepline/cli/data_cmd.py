@@ -18,6 +18,7 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 
+MAX_LISTED = 12  # files listed by `data info`; datasets of many files say how many more
 NAME = typer.Argument(..., metavar="NAME", help="dataset name, as shown by `deepline data list`")
 DATA_DIR = typer.Option(
     None, "--data-dir", help="folder searched first, holding `<dataset folder>/<file>`"
@@ -63,11 +64,17 @@ def info(name: str = NAME, data_dir: str | None = DATA_DIR) -> None:
         return
     long = [_fold(h) for h in ("sha256", "url", "found at")]
     table = Table("file", "bytes", *long, title=f"folder '{spec.folder}'")
-    for f in spec.files:
+    shown = spec.files[:MAX_LISTED]
+    for f in shown:
         path = locate(spec, f, data_dir)
         table.add_row(f.name, f"{f.size:,}", f.sha256, f.url,
                       escape(str(path)) if path else "[yellow]not found[/]")  # fmt: skip
     console.print(table)
+    if len(spec.files) > len(shown):
+        found = sum(locate(spec, f, data_dir) is not None for f in spec.files)
+        console.print(f"... and {len(spec.files) - len(shown):,} more files "
+                      f"({len(spec.files):,} in all, {found:,} found; `deepline data verify "
+                      f"{name}` checks every one)", highlight=False)  # fmt: skip
     searched = ", ".join(str(d / spec.folder) for d in search_dirs(data_dir))
     console.print(f"searched: {escape(searched)}", highlight=False)
     if mirror_base():
