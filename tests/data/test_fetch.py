@@ -172,3 +172,44 @@ def test_hashes_are_cached_until_the_file_changes(
     flip_byte(path)
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     assert fetch_mod.file_sha256(path) != expected
+
+
+def test_members_of_one_archive_come_from_one_download(
+    mirror: Any, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dataset of many files inside one zip downloads the zip once, keeps each member
+    checked by its own sha256, and names a corrupt member."""
+    import io
+    import urllib.request
+    import zipfile
+
+    from deepline.data.catalog import DataFile, DatasetSpec
+
+    members = {f"set/images/{i}.txt": f"picture {i}\n".encode() for i in range(5)}
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, payload in members.items():
+            zf.writestr(name, payload)
+    (mirror.root / "set.zip").write_bytes(archive.getvalue())
+    monkeypatch.delenv("DEEPLINE_MIRROR")  # the catalog URL itself, pointed here
+    url = f"{mirror.url}/set.zip"
+    files = tuple(DataFile(n, url, hashlib.sha256(p).hexdigest(), len(p), member=n)
+                  for n, p in members.items())  # fmt: skip
+    spec = DatasetSpec(name="many", description="", licence="", folder="many", files=files)
+    opened: list[str] = []
+    real = urllib.request.urlopen
+    monkeypatch.setattr(urllib.request, "urlopen",
+                        lambda u, **k: opened.append(u) or real(u, **k))  # fmt: skip
+    found = ensure_files(spec)
+    assert opened == [url]  # one download for five files
+    assert {n: p.read_bytes() for n, p in found.items()} == members
+    assert sorted(p.name for p in (isolated / "many").rglob("*") if p.is_file()) == sorted(
+        f"{i}.txt" for i in range(5)
+    )  # nothing else left behind
+    for path in found.values():
+        path.unlink()
+    bad = (DataFile(files[0].name, url, "0" * 64, 1, member=files[0].name), *files[1:])
+    with pytest.raises(DataError, match=r"set/images/0\.txt in .*set\.zip is corrupt"):
+        ensure_files(DatasetSpec(name="many", description="", licence="",
+                                       folder="many", files=bad))  # fmt: skip
+    assert not (isolated / "many" / "set" / "images" / "0.txt").exists()
