@@ -156,8 +156,10 @@ def save_box_overlay(source: Path, detections: list[dict], classes: list[str], p
     labelled with class and score, at the image's own pixels."""
     from PIL import Image, ImageDraw
 
+    from deepline.data.readers import upright
+
     with Image.open(source) as img:
-        picture = img.convert("RGB")
+        picture = upright(img).convert("RGB")
     draw = ImageDraw.Draw(picture)
     thick = max(1, round(max(picture.size) / 300))
     for d in detections:

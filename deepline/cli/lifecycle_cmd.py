@@ -252,10 +252,14 @@ def predict(
     answers = predictor.predict_files(list(files), top_k)
     rows = [(name, predictor.task.answer_cells(answer)) for name, answer in answers]
     if out is not None:
+        stems: dict[str, int] = {}
         for name, answer in answers:
             if not Path(name).is_file():  # one image of an .npy batch: no picture to draw on
                 continue
-            drawn = predictor.task.draw_answer(Path(name), answer, out / f"{Path(name).stem}.png")
+            stem = Path(name).stem
+            stems[stem] = stems.get(stem, 0) + 1  # a.jpg from two folders: a.png, a-2.png
+            target = out / (f"{stem}.png" if stems[stem] == 1 else f"{stem}-{stems[stem]}.png")
+            drawn = predictor.task.draw_answer(Path(name), answer, target)
             if drawn is not None:
                 console.print(f"drew {drawn}")
     table = Table(title=f"{bundle} ({backend})")

@@ -51,13 +51,20 @@ class Annotation:
 
 def read_voc(path: Path) -> Annotation:
     """A Pascal VOC XML file: ``<size>`` and each ``<object>``'s ``name``, ``difficult`` and
-    ``<bndbox>``. Parsed with expat (no DTDs or external entities), keeping line numbers."""
+    ``<bndbox>``. Parsed with expat, keeping line numbers; a DTD (and so any entity) is
+    refused."""
     objects: list[dict[str, str]] = []
     size: dict[str, str] = {}
     stack: list[str] = []
     text: list[str] = []
     parser = expat.ParserCreate()
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+
+    def doctype(*_: object) -> None:  # no DTD, so no entity is ever defined or expanded
+        raise DataError(
+            f"{path}, line {parser.CurrentLineNumber}: a <!DOCTYPE> is not allowed in an "
+            "annotation file"
+        )
 
     def start(tag: str, attributes: dict[str, str]) -> None:
         stack.append(tag)
@@ -75,6 +82,7 @@ def read_voc(path: Path) -> Annotation:
         stack.pop()
         text.clear()
 
+    parser.StartDoctypeDeclHandler = doctype
     parser.StartElementHandler = start
     parser.EndElementHandler = end
     parser.CharacterDataHandler = text.append
@@ -144,7 +152,12 @@ def targets(
         for name, box, line, ignored in zip(annotation.names, annotation.boxes.tolist(),
                                             annotation.lines, annotation.ignored):  # fmt: skip
             x1, y1, x2, y2 = box
-            if x2 <= x1 or y2 <= y1 or name in skip:
+            if x2 < x1 or y2 < y1:
+                raise DataError(
+                    f"{annotation.path}, line {line}: the box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) "
+                    "ends before it starts (x2 < x1 or y2 < y1)"
+                )
+            if x2 == x1 or y2 == y1 or name in skip:  # no extent: a known BCCD quirk
                 continue
             if ignored:
                 label = IGNORE

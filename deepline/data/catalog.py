@@ -172,3 +172,8 @@ def _check_known(name: str) -> None:
             f"data.name: unknown dataset '{name}'. Known: {', '.join(DATASETS.names())}."
             f"{did_you_mean(name, DATASETS.names())} (see `deepline data list`)"
         )
+
+
+def configured_size(cfg: DataConfig, default: tuple[int, int]) -> tuple[int, int]:
+    """``data.image_size`` as (H, W), or the entry's ``default`` when the config sets none."""
+    return (int(cfg.image_size[0]), int(cfg.image_size[1])) if cfg.image_size else default

@@ -171,7 +171,7 @@ def _fetch_members(
         with zipfile.ZipFile(archive) as zf:
             for file in files:
                 _extract_checked(zf, file, root / file.name, url)
-    except (OSError, http.client.HTTPException, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, http.client.HTTPException, zipfile.BadZipFile) as err:
         looked = ", ".join(str(p.parent) for p in candidates(spec, files[0], data_dir))
         raise DataError(
             f"{len(files)} files of '{spec.name}' were not found (looked in: {looked}) and "

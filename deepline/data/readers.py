@@ -20,7 +20,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
 from deepline.errors import DataError, InputError
 from deepline.registry import did_you_mean
@@ -306,7 +306,7 @@ def load_image(
                     "scale it down first"
                 )
             img.load()
-            planes = _planes(img, channels)
+            planes = _planes(upright(img), channels)
     except FileNotFoundError:
         raise InputError(f"image file {name} does not exist") from None
     except Image.DecompressionBombError:
@@ -317,6 +317,27 @@ def load_image(
             f"{name} is not a readable image ({reason}); give a PNG, JPEG, BMP, GIF, TIFF or WebP"
         ) from None
     return resize(torch.from_numpy(planes[None]), size)[0].clamp_(0.0, 1.0).numpy()
+
+
+_ORIENTATION = 0x0112  # the EXIF tag saying how a camera held the picture
+_TURNED = frozenset({5, 6, 7, 8})  # orientations that swap width and height
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """The image as people see it: turned by its EXIF orientation (phone photos), which
+    browsers apply too, so masks and boxes land where people look."""
+    if img.getexif().get(_ORIENTATION, 1) == 1:
+        return img
+    return ImageOps.exif_transpose(img)
+
+
+def image_dimensions(source: str | Path | bytes) -> tuple[int, int]:
+    """(H, W) of an image file or its bytes as people see it (EXIF orientation applied), from
+    its header only."""
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+        width, height = img.size
+        turned = img.getexif().get(_ORIENTATION, 1) in _TURNED
+    return (width, height) if turned else (height, width)
 
 
 def _planes(img: Image.Image, channels: int) -> np.ndarray:
@@ -330,3 +351,9 @@ def _planes(img: Image.Image, channels: int) -> np.ndarray:
         return np.ascontiguousarray(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
     planes = np.clip(grey, 0.0, 1.0)[None, None]
     return np.ascontiguousarray(convert_channels(planes, channels)[0])
+
+
+def read_ids(path: Path) -> list[str]:
+    """The ids a split list holds, one per line (blank lines skipped)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip()]

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from deepline.config import AugmentConfig
+from deepline.data.boxes import PADDING
 
 Geometry = Literal["masks", "boxes"]
 
@@ -104,15 +105,15 @@ def _window(
 def _shifted_boxes(
     boxes: torch.Tensor, mx: torch.Tensor, my: torch.Tensor, w: int, h: int
 ) -> torch.Tensor:
-    """(B, M, 5) rows moved by (mx, my) per image, clipped to the picture; a box left with no
-    extent becomes padding (class -1)."""
+    """(B, M, 5) rows moved by (mx, my) per image, clipped to the picture; a box moved wholly
+    out of it becomes padding."""
     move = torch.stack([mx, my, mx, my], -1).to(boxes.dtype)[:, None, :]  # (B, 1, 4)
     limit = torch.tensor([w, h, w, h], dtype=boxes.dtype, device=boxes.device)
     xy = torch.minimum((boxes[..., :4] + move).clamp_min(0), limit)
     label = boxes[..., 4]
-    empty = (xy[..., 2] - xy[..., 0] < 1) | (xy[..., 3] - xy[..., 1] < 1)
-    label = torch.where(empty & (label != -1), torch.full_like(label, -1.0), label)
-    xy = torch.where((label == -1)[..., None], boxes[..., :4] * 0, xy)
+    gone = (xy[..., 2] <= xy[..., 0]) | (xy[..., 3] <= xy[..., 1])  # wholly outside
+    label = torch.where(gone, torch.full_like(label, PADDING), label)
+    xy = torch.where((label == PADDING)[..., None], boxes[..., :4] * 0, xy)
     return torch.cat([xy, label[..., None]], -1)
 
 
@@ -123,5 +124,5 @@ def _flipped_boxes(boxes: torch.Tensor, axis: int, extent: int) -> torch.Tensor:
     out = boxes.clone()
     out[..., first] = extent - boxes[..., second]
     out[..., second] = extent - boxes[..., first]
-    padding = (boxes[..., 4] == -1)[..., None]
+    padding = (boxes[..., 4] == PADDING)[..., None]
     return torch.where(padding, boxes, out)

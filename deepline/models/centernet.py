@@ -73,6 +73,12 @@ class CenterNet(nn.Module):
         self.regression = _head(head, 4)
         nn.init.constant_(self.heatmap[-1].bias, -math.log((1 - PRIOR) / PRIOR))  # type: ignore[arg-type]
 
+    @property
+    def explained_layer(self) -> nn.Module:
+        """What Grad-CAM weighs: the heatmap head's convolution (the last convolution overall
+        is the box regression's, which has no path to the class scores)."""
+        return self.heatmap[0]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features, x = [], self.stem(x)
         for stage in self.stages:

@@ -145,6 +145,12 @@ class Task(ABC):
         themselves, or those at the last position of a model answering at every position."""
         return outputs[:, -1] if outputs.dim() == 3 else outputs
 
+    def explained_class(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The class an explanation explains by default, and how sure the model is of it, per
+        example: the most probable of the class scores' softmax."""
+        confidence, predicted = self.class_scores(outputs).float().softmax(-1).max(-1)
+        return predicted, confidence
+
     def example_losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The loss of each example (attacks keep each example's worst attempt by it)."""
         return torch.stack([self.loss(o[None], t[None]) for o, t in zip(outputs, targets)])

@@ -22,7 +22,7 @@ from pydantic import Field
 from torch import nn
 
 from deepline.config import ModelConfig, TaskConfig
-from deepline.data.boxes import IGNORE
+from deepline.data.boxes import IGNORE, PADDING
 from deepline.models import build_model
 from deepline.registry import TASKS
 from deepline.tasks.base import Evaluator, Figure, OutputSpec, Task
@@ -33,7 +33,9 @@ GAUSSIAN_ALPHA = 0.54  # TTFNet: sigma = alpha * side / 6
 
 class DetectionConfig(TaskConfig):
     name: Literal["detection"] = "detection"
-    max_detections: int = Field(100, ge=1, le=1000, description="boxes kept per image")
+    max_detections: int = Field(
+        100, ge=1, le=1000, description="boxes kept per image (COCO's mAP counts the best 100)"
+    )
     score_threshold: float = Field(
         0.3, ge=0.0, lt=1.0, description="answers and num_detections count boxes scoring at "
         "least this (mAP uses every box)"
@@ -89,6 +91,12 @@ class Detection(Task):
     def class_scores(self, outputs: torch.Tensor) -> torch.Tensor:
         """Each class's highest heatmap logit: how sure the model is that one is there."""
         return outputs[:, : self.num_classes].flatten(2).amax(-1)
+
+    def explained_class(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The class of the most confident detection, and its score (the heatmaps are
+        independent sigmoids, not a softmax over classes)."""
+        score, index = torch.sigmoid(self.class_scores(outputs).float()).max(-1)
+        return index, score
 
     def evaluator(self, keep_mistakes: int = 0) -> DetectionEvaluator:
         return DetectionEvaluator(self, keep_mistakes)
@@ -280,10 +288,11 @@ def decode(
     half_w, half_h = picked[:, 2].clamp_min(0) * stride / 2, picked[:, 3].clamp_min(0) * stride / 2
     boxes = torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], -1)
     height, width = h * stride, w * stride
-    boxes = torch.minimum(boxes.clamp_min(0), torch.tensor([width, height, width, height]))
+    limit = torch.tensor([width, height, width, height], device=boxes.device)
+    boxes = torch.minimum(boxes.clamp_min(0), limit)
     out = []
     for i in range(b):
-        keep = scores[i] >= threshold
+        keep = (scores[i] >= threshold) & (scores[i] > 0)  # top-k may reach non-peaks (0)
         kept = nms(boxes[i][keep], scores[i][keep], classes[i][keep], nms_iou)
         out.append({"boxes": boxes[i][keep][kept], "scores": scores[i][keep][kept],
                     "classes": classes[i][keep][kept]})  # fmt: skip
@@ -326,18 +335,20 @@ class DetectionEvaluator(Evaluator):
 
     def __init__(self, task: Detection, keep_mistakes: int = 0) -> None:
         super().__init__()
+        import torchmetrics
+
         self.task = task
         self.detections: list[dict[str, np.ndarray]] = []
         self.truths: list[np.ndarray] = []
-        self.losses: list[tuple[float, int]] = []
+        self.mean_loss = torchmetrics.MeanMetric()  # a metric, so processes reduce it too
         self.examples = ExtremeExamples(min(keep_mistakes, SHOWN))
 
     @torch.no_grad()
     def update(self, x: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
-        self.losses.append((float(self.task.loss(outputs, targets)), len(targets)))
+        self.mean_loss.update(self.task.loss(outputs, targets).detach(), len(targets))
         found = self.task.decode(outputs.cpu())
         for i, (boxes, truth) in enumerate(zip(found, targets.cpu(), strict=True)):
-            truth = truth[truth[:, 4] != -1]
+            truth = truth[truth[:, 4] != PADDING]
             if self.examples.keep:
                 shown = boxes["scores"] >= self.task.config.score_threshold
                 kept = {k: v[shown] for k, v in boxes.items()}
@@ -351,9 +362,10 @@ class DetectionEvaluator(Evaluator):
             self.truths.append(truth.numpy())
 
     def compute(self) -> dict[str, float]:
-        loss = sum(v * n for v, n in self.losses) / max(1, sum(n for _, n in self.losses))
-        self._coco = coco_scores(self.detections, self.truths, self.task.meta.classes)
-        return {"loss": loss, **self._coco["metrics"]}
+        """COCO's scores over every process's images (each validates its share)."""
+        detections, truths = everyone(self.detections), everyone(self.truths)
+        self._coco = coco_scores(detections, truths, self.task.meta.classes)
+        return {"loss": float(self.mean_loss.compute()), **self._coco["metrics"]}
 
     def details(self) -> dict[str, Any]:
         coco = getattr(self, "_coco", None) or coco_scores(
@@ -364,9 +376,31 @@ class DetectionEvaluator(Evaluator):
                 "examples": self.examples.details("f1")}  # fmt: skip
 
 
+def everyone(items: list[Any]) -> list[Any]:
+    """``items`` of every process of a distributed run, concatenated (this process's alone
+    otherwise)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return items
+    parts: list[list[Any]] = [[] for _ in range(dist.get_world_size())]
+    dist.all_gather_object(parts, items)
+    return [item for part in parts for item in part]
+
+
 def image_f1(found: dict[str, torch.Tensor], truth: torch.Tensor, iou: float = 0.5) -> float:
-    """F1 of one image's detections: each true box (not an ignored region) matched greedily,
-    best detection first, by one of its class at IoU >= ``iou``; 1 when both are empty."""
+    """F1 of one image's detections: each true box matched greedily, best detection first, by
+    one of its class at IoU >= ``iou``; detections mostly inside an ignored region count
+    neither way (as COCO's crowd regions); 1 when both are empty."""
+    ignored = truth[truth[:, 4] == IGNORE, :4]
+    if len(ignored) and len(found["scores"]):
+        boxes = found["boxes"]
+        low = torch.maximum(boxes[:, None, :2], ignored[None, :, :2])
+        high = torch.minimum(boxes[:, None, 2:], ignored[None, :, 2:])
+        inside = (high - low).clamp_min(0).prod(-1)  # (n, r)
+        area = (boxes[:, 2:] - boxes[:, :2]).clamp_min(1e-9).prod(-1)
+        kept = (inside / area[:, None]).amax(1) < 0.5
+        found = {k: v[kept] for k, v in found.items()}
     truth = truth[truth[:, 4] >= 0]
     if not len(truth) and not len(found["scores"]):
         return 1.0

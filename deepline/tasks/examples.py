@@ -26,13 +26,15 @@ class ExtremeExamples:
         self.worst: list[tuple[float, int, np.ndarray]] = []
 
     def offer(self, score: float, index: int, draw: Callable[[], np.ndarray | None]) -> None:
-        """Example ``index`` scored ``score``; ``draw`` gives its (H, W, 3) uint8 picture."""
+        """Example ``index`` scored ``score``; ``draw`` gives its (H, W, 3) uint8 picture
+        (called once, and only when the example enters a list)."""
+        picture: np.ndarray | None = None
         for kept, better in ((self.best, True), (self.worst, False)):
             if len(kept) >= self.keep:
                 edge = kept[-1][0]
                 if score <= edge if better else score >= edge:
                     continue
-            picture = draw()
+            picture = draw() if picture is None else picture
             if picture is None:
                 return
             kept.append((score, index, picture))

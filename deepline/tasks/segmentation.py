@@ -22,6 +22,7 @@ from pydantic import Field
 from torch import nn
 
 from deepline.config import ModelConfig, TaskConfig
+from deepline.data.readers import upright
 from deepline.models import build_model
 from deepline.registry import TASKS
 from deepline.tasks.base import Evaluator, Figure, OutputSpec, Task
@@ -72,6 +73,15 @@ class Segmentation(Task):
     def class_scores(self, outputs: torch.Tensor) -> torch.Tensor:
         """Each class's logit averaged over the pixels: how much of it the model sees."""
         return outputs.flatten(2).mean(-1)
+
+    def explained_class(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The foreground class covering most pixels (the first one when none is found), and
+        the share of the image it covers."""
+        shares = F.one_hot(outputs.argmax(1), self.num_classes).flatten(1, 2).float().mean(1)
+        if self.num_classes == 1:
+            return torch.zeros(len(outputs), dtype=torch.long), shares[:, 0]
+        share, index = shares[:, 1:].max(-1)
+        return index + 1, share
 
     def evaluator(self, keep_mistakes: int = 0) -> SegmentationEvaluator:
         return SegmentationEvaluator(
@@ -142,7 +152,7 @@ class Segmentation(Task):
 
         mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["mask_png"]))))
         with Image.open(source) as img:
-            picture = np.asarray(img.convert("RGB"))
+            picture = np.asarray(upright(img).convert("RGB"))
         return plots.save_mask_overlay(picture, mask, out)
 
     def answer_form(self) -> dict[str, Any]:

@@ -90,11 +90,10 @@ def resolve_target(task: Task, target: str | None, predicted: torch.Tensor) -> t
 
 
 def predictions(model: nn.Module, task: Task, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(predicted class, its probability) per example, from the task's class scores."""
+    """(the class explained by default, how sure the model is of it) per example, as the
+    task reads its outputs."""
     with torch.no_grad():
-        probs = task.class_scores(model(x)).float().softmax(-1)
-    confidence, predicted = probs.max(-1)
-    return predicted, confidence
+        return task.explained_class(model(x))
 
 
 def attribute(

@@ -58,6 +58,27 @@ def test_masks_are_thresholded_then_resized_by_area(tmp_path: Path) -> None:
     assert small.tolist() == [[1, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]]
 
 
+def test_zero_one_masks_are_read_as_such(tmp_path: Path) -> None:
+    mask = np.zeros((8, 8), np.uint8)
+    mask[:4] = 1  # class indices, not 0/255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    assert read_mask(tmp_path / "m.png", (2, 2)).tolist() == [[1, 1], [0, 0]]
+
+
+def test_a_turned_phone_photo_is_read_upright(tmp_path: Path) -> None:
+    """EXIF orientation 6 (turned 90 degrees): read as people (and browsers) see it."""
+    from deepline.data.readers import image_dimensions, load_image
+
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:, :5] = 255  # a bright left edge as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "p.jpg", exif=exif, quality=95)
+    assert image_dimensions(tmp_path / "p.jpg") == (40, 20)
+    upright = load_image(tmp_path / "p.jpg", 1, (40, 20))[0]
+    assert upright[:5].mean() > 0.8 and upright[-5:].mean() < 0.2  # the edge is now on top
+
+
 def pairs(folder: Path, n: int = 5, mask_size: tuple[int, int] = (20, 24)) -> Path:
     for kind in ("images", "masks"):
         (folder / kind).mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from deepline.config import AugmentConfig, DataConfig
 from deepline.data import load_data
-from deepline.data.boxes import read_kitti, read_voc
+from deepline.data.boxes import read_kitti, read_voc, targets
 from deepline.data.loaders import BatchLoader
 from deepline.data.transforms import BatchAugment
 from deepline.deploy.predictor import Predictor
@@ -153,6 +153,26 @@ def test_targets_decode_back_to_their_boxes() -> None:
     assert torch.allclose(found["boxes"][order], boxes[0, :2, :4], atol=1e-4)
 
 
+def test_decoding_keeps_peaks_only() -> None:
+    raw = torch.randn((1, 5, 8, 8), generator=torch.Generator().manual_seed(0))
+    raw[0, 0, 2, 3] = 9.0  # one strong peak of class 0
+    found = decode(raw, 1, 4.0, 100, 1.0, 0.0)[0]  # threshold 0, no NMS, room for 100
+    assert 1 < len(found["scores"]) < 64 and (found["scores"] > 0).all()  # local peaks only
+    heat = torch.sigmoid(raw[0, 0])
+    assert found["scores"][0] == heat.max() and found["classes"][0] == 0
+
+
+def test_gradcam_explains_the_detectors_heatmap(detector_bundle: Path) -> None:
+    from deepline.evaluate.loading import load_trained
+    from deepline.trust.explain import get_explainer
+
+    run = load_trained(detector_bundle.parent, "last")
+    x = run.data.test.x[:2]
+    target, _ = run.task.explained_class(run.model(x))
+    cam = get_explainer("gradcam").attribute(run.model, run.task, x, target).values
+    assert cam.shape == x.shape and float(cam.abs().sum()) > 0
+
+
 def test_nms_keeps_the_best_of_overlapping_boxes_of_a_class() -> None:
     boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10], [30, 30, 40, 40.0]])
     scores = torch.tensor([0.9, 0.95, 0.5, 0.3])
@@ -189,6 +209,14 @@ def test_bad_annotation_files_name_the_file_and_line(tmp_path: Path) -> None:
     not_number = voc(tmp_path / "c.xml", obj.format("one", 5))
     with pytest.raises(DataError, match=r"c\.xml, line 3: a <bndbox> value is not a number"):
         read_voc(not_number)
+    doctype = tmp_path / "d.xml"
+    doctype.write_text('<?xml version="1.0"?>\n<!DOCTYPE a [<!ENTITY e "RBC">]>\n<annotation>'
+                       "<object><name>&e;</name></object></annotation>")  # fmt: skip
+    with pytest.raises(DataError, match=r"d\.xml, line 2: a <!DOCTYPE> is not allowed"):
+        read_voc(doctype)
+    inverted = read_voc(voc(tmp_path / "e.xml", obj.format(30, 5)))
+    with pytest.raises(DataError, match=r"e\.xml, line 3: the box .* ends before it starts"):
+        targets([inverted], ["cell"], [(1.0, 1.0)])
     kitti = tmp_path / "000001.txt"
     kitti.write_text("Car 0 0 0 1 2 3 4 1 1 1 1 1 1 0\nCar 0 0 0 1 2 3\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"000001\.txt, line 2: a KITTI label has 15 fields"):
@@ -277,10 +305,13 @@ def test_served_answers_equal_offline_ones(detector_bundle: Path, server: str) -
 def test_image_f1_matches_each_true_box_once() -> None:
     from deepline.tasks.detection import image_f1
 
-    truth = torch.tensor([[0, 0, 10, 10, 0], [20, 20, 30, 30, 1], [0, 0, 50, 50, -2.0]])
+    truth = torch.tensor([[0, 0, 10, 10, 0], [20, 20, 30, 30, 1], [60, 60, 90, 90, -2.0]])
     boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30.0]])
     found = {"boxes": boxes, "scores": torch.tensor([0.9, 0.8, 0.7]),
              "classes": torch.tensor([0, 0, 0])}  # fmt: skip
     assert image_f1(found, truth) == pytest.approx(2 * 1 / (3 + 2))  # one hit; wrong class
+    inside = {"boxes": torch.tensor([[62, 62, 68, 68.0]]), "scores": torch.tensor([0.9]),
+              "classes": torch.tensor([1])}  # fmt: skip
+    assert image_f1(inside, truth[2:]) == 1.0  # in an ignored region: neither hit nor miss
     nothing = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "classes": torch.zeros(0)}
     assert image_f1(nothing, truth[2:]) == 1.0 and image_f1(nothing, truth) == 0.0

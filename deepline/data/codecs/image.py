@@ -6,7 +6,6 @@ anything else is refused with the reason, never silently misread.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from deepline.data.codecs.base import (
     finite_float32,
 )
 from deepline.data.meta import DataMeta
-from deepline.data.readers import load_image
+from deepline.data.readers import image_dimensions, load_image
 from deepline.errors import InputError
 from deepline.registry import CODECS
 
@@ -145,15 +144,11 @@ class ImageCodec(InputCodec):
 
 
 def image_size(item: Any) -> tuple[int, int]:
-    """(H, W) of one image: encoded bytes or a file (its header only), or pixels (H, W),
-    (C, H, W) or (H, W, C)."""
+    """(H, W) of one image: encoded bytes or a file (its header only, turned as its EXIF
+    orientation says), or pixels (H, W), (C, H, W) or (H, W, C)."""
     if isinstance(item, (bytes, bytearray, Path)):
-        from PIL import Image
-
-        source = io.BytesIO(bytes(item)) if isinstance(item, (bytes, bytearray)) else item
         try:
-            with Image.open(source) as img:
-                return img.size[1], img.size[0]
+            return image_dimensions(bytes(item) if isinstance(item, bytearray) else item)
         except (OSError, ValueError, SyntaxError) as err:
             raise InputError(f"{item if isinstance(item, Path) else 'an image'} is not a "
                              f"readable image ({err})") from None  # fmt: skip

@@ -20,12 +20,13 @@ from deepline.data.catalog import (
     DatasetSpec,
     RawDataset,
     RawSplit,
+    configured_size,
     manifest_digest,
     manifest_files,
     register,
 )
 from deepline.data.datasets.images import require_path
-from deepline.data.readers import load_image
+from deepline.data.readers import image_dimensions, load_image, read_ids
 from deepline.errors import DataError, InputError
 
 HERE = Path(__file__).parent
@@ -44,15 +45,12 @@ def read_boxes(
     scales = []
     for i, (picture, annotation) in enumerate(pairs):
         try:
-            with Image.open(picture) as img:
-                width, height = img.size
+            height, width = image_dimensions(picture)
             x[i] = load_image(picture, 3, size)
         except (OSError, InputError) as err:
             raise DataError(f"{picture} is not a readable image ({err})") from None
-        if annotation.width is not None and (annotation.width, annotation.height) != (
-            width,
-            height,
-        ):
+        stated = (annotation.width, annotation.height)
+        if None not in stated and stated != (width, height):
             raise DataError(
                 f"{annotation.path}: <size> says {annotation.width}x{annotation.height} but "
                 f"{picture} is {width}x{height}"
@@ -60,14 +58,6 @@ def read_boxes(
         annotation.check(width, height)
         scales.append((size[1] / width, size[0] / height))
     return RawSplit(x, targets([a for _, a in pairs], classes, scales, skip))
-
-
-def _size(cfg: DataConfig, default: tuple[int, int]) -> tuple[int, int]:
-    return tuple(cfg.image_size) if cfg.image_size else default  # type: ignore[return-value]
-
-
-def _ids(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 # ---------------------------------------------------------------------------- Pascal VOC
@@ -80,7 +70,7 @@ def voc_split(
     under ``root`` (names relative to the dataset folder, as ``files`` holds them)."""
     pairs = []
     listing = files[f"{root}/ImageSets/Main/{split}.txt"]
-    for i in _ids(listing):
+    for i in read_ids(listing):
         picture, xml = f"{root}/JPEGImages/{i}.jpg", f"{root}/Annotations/{i}.xml"
         if picture not in files or xml not in files:
             raise DataError(f"{listing} names '{i}', which has no JPEG image and XML annotation")
@@ -145,7 +135,7 @@ def voc_sample(folder: Path, root: str = "BCCD") -> dict[str, Path]:
 @register(BCCD, sample=lambda folder: DataSample(voc_sample(folder), {"image_size": (32, 32)}))
 def read_bccd(cfg: DataConfig, files: dict[str, Path]) -> RawDataset:
     """The official train/val/test lists (205/87/72); two boxes of no extent are dropped."""
-    size, classes = _size(cfg, (240, 320)), list(BCCD.classes)
+    size, classes = configured_size(cfg, (240, 320)), list(BCCD.classes)
     train, val, test = (voc_split(Path("BCCD"), files, s, size, classes)
                         for s in ("train", "val", "test"))  # fmt: skip
     return RawDataset(train, classes, 1.0, val=val, test=test,
@@ -180,7 +170,7 @@ def read_voc_folder(cfg: DataConfig, files: dict[str, Path]) -> RawDataset:
     classes: list[str] = []
     for path in sorted(p for k, p in found.items() if k.startswith(f"{name}/Annotations/")):
         classes += [c for c in read_voc(path).names if c not in classes]
-    size = _size(cfg, (256, 256))
+    size = configured_size(cfg, (256, 256))
     splits = {s: voc_split(Path(name), found, s, size, classes)
               for s in ("train", "val", "test")
               if f"{name}/ImageSets/Main/{s}.txt" in found}  # fmt: skip
@@ -236,7 +226,7 @@ def read_kitti_tiny(cfg: DataConfig, files: dict[str, Path]) -> RawDataset:
     """Frames 0-49 for training (validation carved by ``data.val_fraction``), 50-74 as the
     test split, as the MMDetection tutorial splits them; Car, Pedestrian and Cyclist are
     learnt, DontCare regions ignored, other types left out."""
-    size, classes = _size(cfg, (192, 640)), list(KITTI_CLASSES)
+    size, classes = configured_size(cfg, (192, 640)), list(KITTI_CLASSES)
     frames = sorted(k.rsplit("/", 1)[1].split(".")[0] for k in files if "/image_2/" in k)
     pairs = [
         (files[f"kitti_tiny/training/image_2/{f}.jpeg"],

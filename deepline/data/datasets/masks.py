@@ -21,12 +21,20 @@ from deepline.data.catalog import (
     DatasetSpec,
     RawDataset,
     RawSplit,
+    configured_size,
     manifest_digest,
     manifest_files,
     register,
 )
 from deepline.data.datasets.images import require_path
-from deepline.data.readers import IMAGE_SUFFIXES, load_image, resize
+from deepline.data.readers import (
+    IMAGE_SUFFIXES,
+    image_dimensions,
+    load_image,
+    read_ids,
+    resize,
+    upright,
+)
 from deepline.errors import DataError, InputError
 
 MASK_CLASSES = ("background", "foreground")
@@ -64,21 +72,25 @@ KVASIR_SEG = DatasetSpec(
 
 
 def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """A mask file -> uint8 (H, W) in {0, 1} at ``size``: > 127 is foreground, then the
-    share of foreground under each resized pixel, thresholded at one half."""
+    """A mask file -> uint8 (H, W) in {0, 1} at ``size``: > 127 is foreground (a mask whose
+    brightest pixel is 1 is read as 0/1), then the share of foreground under each resized
+    pixel, thresholded at one half."""
     try:
         with Image.open(path) as img:
-            grey = np.asarray(img.convert("L"))
+            grey = np.asarray(upright(img).convert("L"))
     except (OSError, ValueError, SyntaxError) as err:
         raise DataError(f"mask {path} is not a readable image ({err})") from None
-    share = resize(torch.from_numpy((grey > 127).astype(np.float32))[None, None], size)
+    foreground = grey > (0 if grey.max(initial=0) == 1 else 127)
+    share = resize(torch.from_numpy(foreground.astype(np.float32))[None, None], size)
     return (share[0, 0] >= 0.5).numpy().astype(np.uint8)
 
 
-def mask_size(path: Path) -> tuple[int, int]:
-    """(H, W) of an image file, without decoding its pixels."""
-    with Image.open(path) as img:
-        return img.size[1], img.size[0]
+def dimensions(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file as people see it; a DataError naming it when unreadable."""
+    try:
+        return image_dimensions(path)
+    except (OSError, ValueError, SyntaxError) as err:
+        raise DataError(f"{path} is not a readable image ({err})") from None
 
 
 def read_pairs(
@@ -88,11 +100,11 @@ def read_pairs(
     x = np.empty((len(pairs), channels, *size), np.float32)
     y = np.empty((len(pairs), *size), np.uint8)
     for i, (picture, mask) in enumerate(pairs):
-        if mask_size(picture) != mask_size(mask):
+        (ph, pw), (mh, mw) = dimensions(picture), dimensions(mask)
+        if (ph, pw) != (mh, mw):
             raise DataError(
-                f"mask {mask} is {mask_size(mask)[1]}x{mask_size(mask)[0]} pixels but its "
-                f"image {picture} is {mask_size(picture)[1]}x{mask_size(picture)[0]}: a mask "
-                "must have its image's size"
+                f"mask {mask} is {mw}x{mh} pixels but its image {picture} is {pw}x{ph}: a "
+                "mask must have its image's size"
             )
         try:
             x[i] = load_image(picture, channels, size)
@@ -100,15 +112,6 @@ def read_pairs(
             raise DataError(str(err)) from None
         y[i] = read_mask(mask, size)
     return RawSplit(x, y)
-
-
-def _image_size(cfg: DataConfig) -> tuple[int, int]:
-    return tuple(cfg.image_size) if cfg.image_size else DEFAULT_SIZE  # type: ignore[return-value]
-
-
-def _ids(path: Path) -> list[str]:
-    ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    return [i for i in ids if i]
 
 
 def _kvasir_sample(folder: Path) -> DataSample:
@@ -139,11 +142,11 @@ def _kvasir_sample(folder: Path) -> DataSample:
 def read_kvasir_seg(cfg: DataConfig, files: dict[str, Path]) -> RawDataset:
     """The official split: ``train.txt`` (880) for training, from which validation is carved
     (``data.val_fraction``), and ``val.txt`` (120) held out as the test split."""
-    size = _image_size(cfg)
+    size = configured_size(cfg, DEFAULT_SIZE)
 
     def split(name: str) -> RawSplit:
         pairs = []
-        for i in _ids(files[f"Data-split/{name}.txt"]):
+        for i in read_ids(files[f"Data-split/{name}.txt"]):
             picture, mask = f"Kvasir-SEG/images/{i}.jpg", f"Kvasir-SEG/masks/{i}.jpg"
             if picture not in files or mask not in files:
                 raise DataError(f"Data-split/{name}.txt names '{i}', which has no image and mask")
@@ -205,5 +208,7 @@ def read_image_masks(cfg: DataConfig, files: dict[str, Path]) -> RawDataset:
     if not pictures:
         raise DataError(f"{folders['images']} holds no images")
     channels = cfg.channels or 3
-    split = read_pairs([(p, masks[p.stem]) for p in pictures], _image_size(cfg), channels)
+    split = read_pairs(
+        [(p, masks[p.stem]) for p in pictures], configured_size(cfg, DEFAULT_SIZE), channels
+    )
     return RawDataset(split, list(MASK_CLASSES), 1.0, files=[str(root)])

@@ -167,7 +167,9 @@
     out.width = Math.round(w * scale);
     out.height = Math.round(h * scale);
     const g = out.getContext("2d");
-    const source = state.file && !state.drawn ? await createImageBitmap(state.file) : canvas;
+    // an upload as the browser shows it (EXIF-turned, as the server reads it), or what the
+    // model was sent of a drawing
+    const source = state.file && !state.drawn ? await createImageBitmap(state.file) : $("preview");
     g.drawImage(source, 0, 0, out.width, out.height);
     out.hidden = false;
     return { g, scale };

@@ -14,7 +14,12 @@ from deepline.tasks import Task
 from deepline.trust.explain.base import IMAGE_EXAMPLE, Attribution, Explainer, scores
 
 
-def last_convolution(model: nn.Module) -> nn.Conv2d | None:
+def last_convolution(model: nn.Module) -> nn.Module | None:
+    """The layer Grad-CAM weighs: the one a model names as ``explained_layer`` (a detector's
+    heatmap head, say), else its last convolution."""
+    named = getattr(model, "explained_layer", None)
+    if isinstance(named, nn.Module):
+        return named
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     return convs[-1] if convs else None
 
