@@ -147,3 +147,56 @@ def test_accumulation_all_reduces_gradients_once_per_update(tmp_path: Path) -> N
     status = json.loads((tmp_path / "acc" / "status.json").read_text())
     assert status["steps"] == 5 and status["gradient_all_reduces"] == 5, status
     assert status["device"] == "cpu"
+
+
+def _gather_rank(rank: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    from deepline.tasks.detection import coco_scores, everyone
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=2)  # fmt: skip
+    truths, detections = _shares()[rank]
+    gathered = coco_scores(everyone(detections), everyone(truths), ["a", "b"])["metrics"]
+    Path(out, f"rank{rank}.json").write_text(json.dumps(gathered))
+    dist.destroy_process_group()
+
+
+def _shares() -> list[tuple[list, list]]:
+    """Two processes' validation shares: true boxes and detections of 3 images each."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    shares = []
+    for _ in range(2):
+        truths, detections = [], []
+        for _ in range(3):
+            truth = np.array([[10, 10, 30, 30, 0], [40, 40, 70, 60, 1]], np.float32)
+            truth[:, :4] += rng.uniform(0, 20, (2, 1)).astype(np.float32)
+            noisy = truth[:, :4] + rng.normal(0, 4, (2, 4)).astype(np.float32)
+            detections.append({"boxes": noisy, "scores": rng.uniform(0.2, 1, 2),
+                               "classes": rng.integers(0, 2, 2)})  # fmt: skip
+            truths.append(truth)
+        shares.append((truths, detections))
+    return shares
+
+
+def test_detection_metrics_cover_every_processs_share(tmp_path: Path) -> None:
+    """Each of two processes validates its share of the images; the mAP each computes is the
+    one of all the images together (gathered over gloo), not of its own share."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from deepline.tasks.detection import coco_scores
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_gather_rank, args=(port, str(tmp_path)), nprocs=2, join=True)
+    (t0, d0), (t1, d1) = _shares()
+    together = coco_scores(d0 + d1, t0 + t1, ["a", "b"])["metrics"]
+    alone = coco_scores(d0, t0, ["a", "b"])["metrics"]
+    assert together["map_50"] != alone["map_50"]  # the shares do differ
+    for rank in (0, 1):
+        assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == pytest.approx(together)
