@@ -273,6 +273,13 @@
     image(form) {
       $("preview").width = form.width;
       $("preview").height = form.height;
+      // small grey inputs are digits to draw; other models see photos and scans
+      const digits = form.channels === 1 && Math.max(form.height, form.width) <= 32;
+      $("image-title").textContent = digits
+        ? "Draw a digit, or upload an image"
+        : "Upload an image, or draw one";
+      $("fit-label").hidden = !digits;
+      $("fit").checked = digits;
       return "image-panel";
     },
     text() {
