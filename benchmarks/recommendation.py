@@ -62,6 +62,9 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/recommendation"))
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument(
+        "--set", action="append", default=[], help="config overrides, for every model"
+    )
     parser.add_argument("--quick", action="store_true", help="2 epochs per model")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()
@@ -77,7 +80,7 @@ def main() -> None:
         times, epochs = [], []
         for seed in seeds:
             run_dir = args.runs / f"{name}_seed{seed}"
-            overrides = [f"seed={seed}", *(["train.epochs=2"] if args.quick else [])]
+            overrides = [*args.set, f"seed={seed}", *(["train.epochs=2"] if args.quick else [])]
             status = trained(MODELS[name], run_dir, args.data_dir, overrides)
             times.append(float(status["wall_time_s"]))
             epochs.append(int(status.get("epochs", 0)))
