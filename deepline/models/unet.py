@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from deepline.config import ModelConfig
+from deepline.errors import ConfigError
 from deepline.registry import MODELS
 
 
@@ -64,9 +65,9 @@ class UNet(nn.Module):
 
 
 def check_divisible(image_size: tuple[int, int], factor: int, model: str) -> None:
-    """A ValueError naming data.image_size when the model cannot halve it often enough."""
+    """A ConfigError naming data.image_size when the model cannot halve it often enough."""
     if any(side % factor for side in image_size):
-        raise ValueError(
+        raise ConfigError(
             f"data.image_size: the {model} model needs sides that are multiples of {factor}, "
             f"got {list(image_size)}"
         )

@@ -15,7 +15,9 @@ SEQUENCE_MODELS = {"lstm", "gru", "transformer", "gpt"}
 TABLE_MODELS = {"tabular_mlp", "ft_transformer"}
 # tests/models/test_recommenders.py
 RECOMMENDERS = {"sasrec", "gru4rec", "bpr_mf", "popularity", "item_knn"}
-OTHER_INPUTS = SEQUENCE_MODELS | TABLE_MODELS | RECOMMENDERS
+# a value per pixel or cell, not per image: tests/models/test_dense_models.py
+DENSE = {"unet", "resunet", "centernet"}
+OTHER_INPUTS = SEQUENCE_MODELS | TABLE_MODELS | RECOMMENDERS | DENSE
 BUILT_IN = [name for name in MODELS.names() if name != "custom" and name not in OTHER_INPUTS]
 SIZES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
 SMALLEST = {"tempered_cnn": 14}  # models that need larger images say so in their error
