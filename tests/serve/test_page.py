@@ -452,6 +452,13 @@ def test_masks_and_boxes_are_drawn_over_an_uploaded_image(
     assert want["size"] == [90, 120]
     width, height, coloured = answer_pixels(browser)
     assert (width, height) == (120, 90)  # at the image's own size
+    seen = browser.execute_script(  # "what the model sees": the upload stretched, as served
+        """const p = document.getElementById("preview");
+        const d = p.getContext("2d").getImageData(0, 0, p.width, p.height).data;
+        const at = (y, x) => d[4 * (y * p.width + x)];
+        return [p.width, p.height, at(12, 13), at(28, 3)];"""
+    )
+    assert seen[:2] == [32, 32] and seen[2] > 200 and 90 < seen[3] < 130
     top = browser.find_element(By.ID, "top-class").text
     if model == "polyps":
         share = want["shares"]["foreground"]

@@ -9,7 +9,8 @@
   const token = new URLSearchParams(location.search).get("token");
   const TOP_K = 5;
   const state = {
-    models: [], meta: null, parse: null, drawn: false, file: null, busy: false, asked: 0,
+    models: [], meta: null, parse: null, drawn: false, file: null, bitmap: null, busy: false,
+    asked: 0,
     history: [], titles: new Map(), ids: new Map(),
   };
   window.lastInput = null; // what the last request sent (tests read it back)
@@ -169,7 +170,7 @@
     const g = out.getContext("2d");
     // an upload as the browser shows it (EXIF-turned, as the server reads it), or what the
     // model was sent of a drawing
-    const source = state.file && !state.drawn ? await createImageBitmap(state.file) : $("preview");
+    const source = state.file && !state.drawn && state.bitmap ? state.bitmap : $("preview");
     g.drawImage(source, 0, 0, out.width, out.height);
     out.hidden = false;
     return { g, scale };
@@ -455,6 +456,7 @@
     blank();
     state.drawn = false;
     state.file = null;
+    state.bitmap = null;
     $("file").value = "";
     modelInput();
     clearResult();
@@ -472,8 +474,11 @@
     out.fillRect(0, 0, w, h);
     out.imageSmoothingEnabled = true;
     out.imageSmoothingQuality = "high";
-    const box = $("fit").checked ? inkBox() : null;
-    if (box) {
+    const upload = state.file && !state.drawn ? state.bitmap : null;
+    const box = !upload && $("fit").checked ? inkBox() : null;
+    if (upload) { // the server resizes the file itself to the input size: show that
+      out.drawImage(upload, 0, 0, w, h);
+    } else if (box) {
       const scale = (0.714 * Math.min(w, h)) / Math.max(box.w, box.h);
       const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
       const dx = clamp(w / 2 - (box.cx - box.x) * scale, 0, w - box.w * scale);
@@ -513,8 +518,10 @@
 
   async function showUpload(file) {
     blank();
+    state.bitmap = null;
     try {
       const image = await createImageBitmap(file);
+      state.bitmap = image;
       const scale = Math.min(canvas.width / image.width, canvas.height / image.height);
       const [w, h] = [image.width * scale, image.height * scale];
       ctx.drawImage(image, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
