@@ -36,8 +36,8 @@ from deepline.evaluate.loading import load_trained
 
 console = Console(width=140)
 SUITE = {"bccd": ("bccd_centernet", 0.80), "kitti": ("kitti_centernet", None)}
-PICTURE = Path(__file__).parent / "figures" / "kitti_tiny_detections.png"
-KITTI_FRAME = "kitti_tiny/training/image_2/000056.jpeg"  # a test frame: cars and a cyclist
+PICTURE = Path(__file__).parent / "figures" / "kitti_tiny_detections.jpg"
+KITTI_FRAME = "kitti_tiny/training/image_2/000068.jpeg"  # a test frame: cars and cyclists
 
 
 def draw_kitti(run_dir: Path, data_dir: str) -> Path:
