@@ -85,6 +85,17 @@ class Evaluator(ABC):
         return self
 
 
+def image_model(model_config: ModelConfig, meta: DataMeta) -> nn.Module:
+    """The configured model for (C, H, W) images and the data's classes: what image tasks
+    (classification, segmentation, detection) build."""
+    from deepline.models import build_model
+
+    c, h, w = meta.input_shape
+    return build_model(
+        model_config, in_channels=c, num_classes=len(meta.classes), image_size=(h, w)
+    )
+
+
 class Task(ABC):
     """The contract; see the module docstring. A task is bound to one dataset's meta."""
 

@@ -23,9 +23,8 @@ from torch import nn
 
 from deepline.config import ModelConfig, TaskConfig
 from deepline.data.boxes import IGNORE, PADDING
-from deepline.models import build_model
 from deepline.registry import TASKS
-from deepline.tasks.base import Evaluator, Figure, OutputSpec, Task
+from deepline.tasks.base import Evaluator, Figure, OutputSpec, Task, image_model
 from deepline.tasks.examples import SHOWN, ExtremeExamples, examples_figure
 
 GAUSSIAN_ALPHA = 0.54  # TTFNet: sigma = alpha * side / 6
@@ -64,10 +63,7 @@ class Detection(Task):
         return len(self.meta.classes)
 
     def build_model(self, model_config: ModelConfig) -> nn.Module:
-        c, h, w = self.meta.input_shape
-        return build_model(
-            model_config, in_channels=c, num_classes=self.num_classes, image_size=(h, w)
-        )
+        return image_model(model_config, self.meta)
 
     def stride(self, outputs: torch.Tensor | np.ndarray) -> float:
         """Input pixels per output cell."""

@@ -7,8 +7,8 @@ from typing import Literal
 from torch import nn
 
 from deepline.config import ModelConfig
-from deepline.models import build_model
 from deepline.registry import TASKS
+from deepline.tasks.base import image_model
 from deepline.tasks.classification import ClassificationConfig, ClassificationTask
 
 
@@ -28,7 +28,4 @@ class ImageClassification(ClassificationTask):
     name = "image_classification"
 
     def build_model(self, model_config: ModelConfig) -> nn.Module:
-        c, h, w = self.meta.input_shape
-        return build_model(
-            model_config, in_channels=c, num_classes=self.num_classes, image_size=(h, w)
-        )
+        return image_model(model_config, self.meta)

@@ -23,9 +23,8 @@ from torch import nn
 
 from deepline.config import ModelConfig, TaskConfig
 from deepline.data.readers import upright
-from deepline.models import build_model
 from deepline.registry import TASKS
-from deepline.tasks.base import Evaluator, Figure, OutputSpec, Task
+from deepline.tasks.base import Evaluator, Figure, OutputSpec, Task, image_model
 from deepline.tasks.examples import SHOWN, ExtremeExamples, examples_figure, png
 
 
@@ -56,10 +55,7 @@ class Segmentation(Task):
         return len(self.meta.classes)
 
     def build_model(self, model_config: ModelConfig) -> nn.Module:
-        c, h, w = self.meta.input_shape
-        return build_model(
-            model_config, in_channels=c, num_classes=self.num_classes, image_size=(h, w)
-        )
+        return image_model(model_config, self.meta)
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return self._loss_fn(outputs.float(), targets.long()[:, None])
