@@ -11,6 +11,12 @@ and overrides into them.
 """
 
 from deepline.config.base import Section
+from deepline.config.federated import (
+    ClientPrivacyConfig,
+    FederatedConfig,
+    PartitionConfig,
+    SecureAggregationConfig,
+)
 from deepline.config.loading import (
     apply_overrides,
     config_schema,
@@ -46,6 +52,7 @@ from deepline.config.training import (
 
 __all__ = [
     "NOT_WITH_PRIVACY", "AdversarialConfig", "AugmentConfig", "CardConfig", "CheckpointConfig",
+    "ClientPrivacyConfig", "FederatedConfig", "PartitionConfig", "SecureAggregationConfig",
     "DataConfig", "EarlyStoppingConfig", "EvalConfig", "ExperimentConfig", "ExportConfig",
     "ModelConfig", "NonFiniteConfig", "PrivacyConfig", "ScheduleConfig", "Section",
     "TaskConfig", "TrainConfig", "apply_overrides", "config_schema", "default_task",

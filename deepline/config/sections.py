@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from deepline.config.base import Section
+from deepline.config.federated import FederatedConfig
 from deepline.config.training import TrainConfig
 from deepline.errors import ConfigError
 from deepline.registry import DATASETS, EXPORTERS, MODELS, TASKS, Registry
@@ -174,6 +175,15 @@ class CardConfig(Section):
     notes: str = Field("", description="anything else a reader of the card should know")
 
 
+# train settings that federated training cannot be combined with: (field, why)
+NOT_WITH_FEDERATED = (
+    ("privacy", "DP-SGD protects one client's examples; use federated.privacy for "
+     "client-level privacy"),
+    ("ema", "clients restart from the global weights every round: there is no average to keep"),
+    ("early_stopping", "federated.rounds sets the length of federated training"),
+)  # fmt: skip
+
+
 class ExperimentConfig(Section):
     """The whole experiment. ``name`` defaults to the config file's stem."""
 
@@ -186,6 +196,9 @@ class ExperimentConfig(Section):
     eval: EvalConfig = EvalConfig()
     export: ExportConfig = ExportConfig()
     card: CardConfig = CardConfig()
+    federated: FederatedConfig | None = Field(
+        None, description="train on Flower clients (`deepline federate`), not in one place"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -211,6 +224,15 @@ class ExperimentConfig(Section):
         if isinstance(value, dict):
             value = drop_legacy_task_keys(value)
         return _dispatch(value, TaskConfig, TASKS)
+
+    @model_validator(mode="after")
+    def _federated_combines(self) -> ExperimentConfig:
+        if self.federated is None:
+            return self
+        for field, why in NOT_WITH_FEDERATED:
+            if getattr(self.train, field) is not None:
+                raise ValueError(f"federated cannot be combined with train.{field}: {why}")
+        return self
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(json.loads(self.model_dump_json()), sort_keys=False)

@@ -7,9 +7,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
+from deepline.data.meta import Split
 from deepline.evaluate.loading import TrainedRun, load_trained, model_device
 from deepline.runs import write_json
+from deepline.tasks.base import Evaluator, Task
 
 
 def evaluate_run(
@@ -30,13 +33,21 @@ def evaluate_run(
 
 
 @torch.no_grad()
-def evaluate_trained(run: TrainedRun, split: str, keep_mistakes: int = 32) -> dict[str, Any]:
-    data = run.data.split(split)
-    device = model_device(run.model)
-    evaluator = run.task.evaluator(keep_mistakes=keep_mistakes).to(device)
-    for x, y in run.task.batches(data.x, data.y, run.config.eval.batch_size):
+def score(
+    task: Task, model: nn.Module, data: Split, batch_size: int, keep_mistakes: int = 0
+) -> Evaluator:
+    """The task's evaluator, updated with ``model``'s outputs on every example of ``data``."""
+    device = model_device(model)
+    evaluator = task.evaluator(keep_mistakes=keep_mistakes).to(device)
+    for x, y in task.batches(data.x, data.y, batch_size):
         x, y = x.to(device), y.to(device)
-        evaluator.update(x, run.model(x), y)
+        evaluator.update(x, model(x), y)
+    return evaluator
+
+
+def evaluate_trained(run: TrainedRun, split: str, keep_mistakes: int = 32) -> dict[str, Any]:
+    evaluator = score(run.task, run.model, run.data.split(split), run.config.eval.batch_size,
+                      keep_mistakes)  # fmt: skip
     result: dict[str, Any] = {
         "split": split,
         "checkpoint": run.checkpoint.name,

@@ -1,0 +1,160 @@
+"""Run a federated experiment: simulated on this machine by Flower's simulation engine, or
+deployed through a running SuperLink with ``flwr run``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepline.config import ExperimentConfig
+from deepline.data import DataSplits
+from deepline.errors import ConfigError, DeeplineError
+from deepline.federated.client import flower_client, simulated_site
+from deepline.federated.server import FederatedServer, server_app
+from deepline.runs import environment_info, write_json
+from deepline.tasks import task_class
+from deepline.training.experiment import prepare_run_dir
+
+APP_FOLDER = "flower-app"  # the Flower App that `flwr run` sends to the SuperLink
+
+
+class SuperLinkError(DeeplineError):
+    """The SuperLink could not be reached, or the run it was sent failed."""
+
+
+def federate(
+    config: ExperimentConfig | None = None,
+    runs_root: str | Path = "runs",
+    run_dir: str | Path | None = None,
+    data: DataSplits | None = None,
+    superlink: str | None = None,
+    cpus: int | None = None,
+) -> Path:
+    """Train ``config`` federated and return the run folder (continued from its last round
+    when it holds one already). Simulated unless ``superlink`` (HOST:PORT) is given; ``cpus``
+    bounds the simulation's parallel clients (default: every core)."""
+    config, folder, resuming = prepare_run_dir(config, runs_root, run_dir)
+    if config.federated is None:
+        raise ConfigError("the config has no federated section: train it with `deepline train`")
+    if superlink is not None:
+        check_reachable(superlink)
+    data = data if data is not None else task_class(config.task.name).load_data(config.data)
+    if not resuming:
+        write_json(folder / "environment.json", environment_info(config.seed, torch.get_num_threads()))
+        write_json(folder / "data.json", data.meta.to_dict())
+    probe = FederatedServer(config, folder, data)  # checks the partition before any round
+    write_json(folder / "federated.json", probe.describe())
+    if superlink is None:
+        simulate(config, folder, data, cpus)
+    else:
+        deploy(config, folder, superlink)
+    from deepline.report import write_report
+
+    write_report(folder)
+    return folder
+
+
+def simulate(config: ExperimentConfig, folder: Path, data: DataSplits, cpus: int | None) -> None:
+    """``federated.clients`` virtual SuperNodes on Flower's simulation engine (Ray)."""
+    from flwr.client import ClientApp
+    from flwr.simulation import run_simulation
+
+    from deepline.federated.apps import client_mods
+
+    fed = config.federated
+    assert fed is not None
+
+    def client_fn(context: Any) -> Any:
+        client = int(context.node_config["partition-id"])
+        return flower_client(simulated_site(config, client, data))
+
+    cpus = cpus or os.cpu_count() or 1
+    backend = {
+        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+        "init_args": {"num_cpus": cpus, "include_dashboard": False, "log_to_driver": False,
+                      "logging_level": logging.ERROR},  # fmt: skip
+    }
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    run_simulation(
+        server_app=server_app(config, folder, data),
+        client_app=ClientApp(client_fn=client_fn, mods=client_mods(config)),
+        num_supernodes=fed.clients,
+        backend_config=backend,  # type: ignore[arg-type]
+    )
+    _check_completed(folder)
+
+
+def deploy(config: ExperimentConfig, folder: Path, superlink: str) -> None:
+    """Send the run to the SuperLink at ``superlink`` with ``flwr run`` and follow its log."""
+    app = write_flower_app(config, folder)
+    flwr = shutil.which("flwr", path=str(Path(sys.executable).parent)) or shutil.which("flwr")
+    if flwr is None:
+        raise SuperLinkError("the `flwr` command is not installed (pip install flwr)")
+    with tempfile.TemporaryDirectory() as home:
+        (Path(home) / "config.toml").write_text(
+            f'[superlink]\ndefault = "deepline"\n\n[superlink.deepline]\n'
+            f'address = "{superlink}"\ninsecure = true\n'
+        )
+        env = {**os.environ, "FLWR_HOME": home}
+        done = subprocess.run([flwr, "run", str(app), "deepline", "--stream"], env=env)
+    if done.returncode:
+        raise SuperLinkError(f"`flwr run` failed (exit code {done.returncode}): see its log above")
+    _check_completed(folder)
+
+
+def write_flower_app(config: ExperimentConfig, folder: Path) -> Path:
+    """The Flower App folder: a pyproject.toml naming deepline's components, with the config
+    and the run folder in its run config."""
+    import tomli_w
+
+    app = folder / APP_FOLDER
+    app.mkdir(exist_ok=True)
+    project = {
+        "build-system": {"requires": ["hatchling"], "build-backend": "hatchling.build"},
+        "project": {"name": "deepline-federated", "version": "1.0.0",
+                    "description": f"deepline experiment {config.name}", "license": "Apache-2.0",
+                    "dependencies": []},  # fmt: skip
+        "tool": {"flwr": {"app": {
+            "publisher": "deepline",
+            "components": {"serverapp": "deepline.federated.apps:server_app",
+                           "clientapp": "deepline.federated.apps:client_app"},
+            "config": {"config": config.to_yaml(), "run-dir": str(folder.resolve())},
+        }}},
+    }  # fmt: skip
+    (app / "pyproject.toml").write_text(tomli_w.dumps(project))
+    return app
+
+
+def check_reachable(address: str, timeout: float = 3.0) -> None:
+    """A SuperLinkError unless something listens at HOST:PORT."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--superlink {address!r}: give HOST:PORT, e.g. 127.0.0.1:8000")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        raise SuperLinkError(
+            f"no SuperLink answers at {address} ({err.strerror or err}): start one with "
+            "`flower-superlink --insecure`, or check the address"
+        ) from None
+
+
+def _check_completed(folder: Path) -> None:
+    from deepline.runs import read_json
+
+    status = (read_json(folder / "status.json", {}) or {}).get("status")
+    if status != "completed":
+        raise DeeplineError(
+            f"the federated run in {folder} did not complete (status {status}): the server "
+            "app failed; its log above says why. Resume with `deepline federate --resume`"
+        )
