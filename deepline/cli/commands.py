@@ -4,6 +4,7 @@ from deepline.cli import (
     config_cmd,  # noqa: F401
     data_cmd,  # noqa: F401
     demo_cmd,  # noqa: F401
+    federate_cmd,  # noqa: F401
     lifecycle_cmd,  # noqa: F401
     runs_cmd,  # noqa: F401
     serve_cmd,  # noqa: F401

@@ -70,6 +70,10 @@ class FederatedConfig(Section):
     round_timeout: float | None = Field(
         None, gt=0.0, description="seconds a round waits for its clients (None: for ever)"
     )
+    track_test: bool = Field(
+        False, description="also measure the test split after every round (the curve "
+        "federated papers report; never used to choose a checkpoint)",
+    )  # fmt: skip
     privacy: ClientPrivacyConfig | None = None
     secure_aggregation: SecureAggregationConfig | None = None
 

@@ -47,6 +47,7 @@ def federate(
         raise ConfigError("the config has no federated section: train it with `deepline train`")
     if superlink is not None:
         check_reachable(superlink)
+    given = data  # handed to simulated clients; else each reads the dataset itself, once
     data = data if data is not None else task_class(config.task.name).load_data(config.data)
     if not resuming:
         write_json(folder / "environment.json", environment_info(config.seed, torch.get_num_threads()))
@@ -54,7 +55,7 @@ def federate(
     probe = FederatedServer(config, folder, data)  # checks the partition before any round
     write_json(folder / "federated.json", probe.describe())
     if superlink is None:
-        simulate(config, folder, data, cpus)
+        simulate(config, folder, data, cpus, given)
     else:
         deploy(config, folder, superlink)
     from deepline.report import write_report
@@ -63,8 +64,16 @@ def federate(
     return folder
 
 
-def simulate(config: ExperimentConfig, folder: Path, data: DataSplits, cpus: int | None) -> None:
-    """``federated.clients`` virtual SuperNodes on Flower's simulation engine (Ray)."""
+def simulate(
+    config: ExperimentConfig,
+    folder: Path,
+    data: DataSplits,
+    cpus: int | None,
+    client_data: DataSplits | None = None,
+) -> None:
+    """``federated.clients`` virtual SuperNodes on Flower's simulation engine (Ray). The
+    clients read the catalog's dataset in their own processes unless ``client_data`` is
+    given (it is then sent to them with every message: for small data only)."""
     from flwr.client import ClientApp
     from flwr.simulation import run_simulation
 
@@ -75,7 +84,7 @@ def simulate(config: ExperimentConfig, folder: Path, data: DataSplits, cpus: int
 
     def client_fn(context: Any) -> Any:
         client = int(context.node_config["partition-id"])
-        return flower_client(simulated_site(config, client, data))
+        return flower_client(simulated_site(config, client, client_data))
 
     cpus = cpus or os.cpu_count() or 1
     backend = {

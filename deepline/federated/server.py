@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
 
 from deepline.config import ExperimentConfig, FederatedConfig
 from deepline.data import DataSplits
@@ -69,6 +70,7 @@ class FederatedServer:
         self.started = time.perf_counter()
         self.elapsed_before = 0.0
         self.checkpoints = run_dir / "checkpoints"
+        self.console = Console(stderr=True)
         if list_checkpoints(self.checkpoints):
             self._resume()
 
@@ -168,11 +170,16 @@ class FederatedServer:
 
     # ------------------------------------------------------------------ the run folder
     def validate(self) -> dict[str, float]:
-        if not len(self.data.val):
-            return {}
+        """The global model on the validation split (and the test split with track_test)."""
+        splits = ("val", "test") if self.fed.track_test else ("val",)
         self.model.eval()
-        batch = self.config.eval.batch_size
-        return {f"val/{k}": v for k, v in score(self.task, self.model, self.data.val, batch).compute().items()}
+        batch, metrics = self.config.eval.batch_size, {}
+        for name in splits:
+            split = self.data.split(name)
+            if len(split):
+                found = score(self.task, self.model, split, batch).compute()
+                metrics.update({f"{name}/{k}": v for k, v in found.items()})
+        return metrics
 
     def log_round(self, round_: int, metrics: dict[str, float]) -> None:
         record: dict[str, Any] = {"step": round_, "epoch": round_, "round": round_,
@@ -184,6 +191,7 @@ class FederatedServer:
         with (self.run_dir / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
         self.write_status("running", round_, metrics)
+        self.console.print(round_line(record, self.fed.rounds), highlight=False)
 
     def save(self, round_: int, metrics: dict[str, float]) -> None:
         ckpt = self.config.train.checkpoint
@@ -272,6 +280,18 @@ class FederatedServer:
                 fed.secure_aggregation.model_dump() if fed.secure_aggregation else None
             ),
         }
+
+
+def round_line(record: dict[str, Any], rounds: int) -> str:
+    """One round as the terminal shows it: validation metrics, clients, privacy, time."""
+    shown = [f"round {record['round']:>4}/{rounds}"]
+    keys = ("val/loss", "val/accuracy", "test/accuracy", "clients/train_loss", "privacy/epsilon")
+    for key in keys:
+        if key in record:
+            shown.append(f"{key} {record[key]:.4f}")
+    if "clients/answered" in record:
+        shown.append(f"clients {int(record['clients/answered'])}")
+    return "  ".join(shown) + f"  [{record['time']:.1f}s]"
 
 
 def _ordered(tensors: dict[str, torch.Tensor], name: str) -> list[str]:
