@@ -261,6 +261,40 @@ def plot_learning_curves(records: list[dict], path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def plot_client_labels(histogram: list[list[int]], classes: list[str], path: Path) -> Path:
+    """Each federated client's examples per class: stacked bars (a heat map past 20 clients)."""
+    counts = np.asarray(histogram, dtype=float)  # (clients, classes)
+    names = [plain_text(c) for c in classes] or [str(i) for i in range(counts.shape[1])]
+    fig = Figure(figsize=(min(12.0, 4.0 + 0.25 * len(counts)), 3.6), dpi=DPI)
+    ax = fig.add_subplot()
+    if len(counts) <= 20:
+        bottom = np.zeros(len(counts))
+        for k in range(counts.shape[1]):
+            ax.bar(range(len(counts)), counts[:, k], bottom=bottom, label=names[k])
+            bottom += counts[:, k]
+        ax.set_ylabel("examples")
+        ax.legend(fontsize=7, ncols=2, frameon=False, bbox_to_anchor=(1.0, 1.0), loc="upper left")
+    else:
+        image = ax.imshow(counts.T, aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        fig.colorbar(image, ax=ax, label="examples")
+    ax.set_xlabel("client")
+    ax.set_title("examples per class on each client")
+    return save_figure(fig, path)
+
+
+def plot_rounds(curves: dict[str, list[tuple[int, float]]], path: Path) -> Path:
+    """Metrics against the federated round, one line each."""
+    fig = Figure(figsize=(6.5, 3.8), dpi=DPI)
+    ax = fig.add_subplot()
+    for name, points in sorted(curves.items()):
+        _plot_series(ax, [float(r) for r, _ in points], [v for _, v in points], name)
+    ax.set_xlabel("round")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
 def plot_robustness(result: dict, path: Path) -> Path:
     """A metric against epsilon, one line per attack (``robustness.json``)."""
     metric = result["metric"]

@@ -20,6 +20,7 @@ from deepline.data import DataSplits
 from deepline.errors import ConfigError, DeeplineError
 from deepline.federated.client import flower_client, simulated_site
 from deepline.federated.server import FederatedServer, server_app
+from deepline.federated.summary import ARTIFACT, summary_at
 from deepline.runs import environment_info, write_json
 from deepline.tasks import task_class
 from deepline.training.experiment import prepare_run_dir
@@ -53,7 +54,8 @@ def federate(
         write_json(folder / "environment.json", environment_info(config.seed, torch.get_num_threads()))
         write_json(folder / "data.json", data.meta.to_dict())
     probe = FederatedServer(config, folder, data)  # checks the partition before any round
-    write_json(folder / "federated.json", probe.describe())
+    write_json(folder / ARTIFACT, summary_at(folder, config.federated, probe.described,
+                                            probe.first_round))  # fmt: skip
     if superlink is None:
         simulate(config, folder, data, cpus, given)
     else:

@@ -25,6 +25,7 @@ from deepline.data import DataSplits
 from deepline.evaluate.evaluate import score
 from deepline.federated.client import exchanged, get_weights, set_weights
 from deepline.federated.partition import label_histogram, partition
+from deepline.federated.summary import ARTIFACT, client_epsilon, summary_at
 from deepline.runs import write_json
 from deepline.tasks import build_task
 from deepline.training.callbacks.early_stopping import is_better
@@ -35,22 +36,9 @@ from deepline.training.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from deepline.training.privacy import accountant, epsilon_of
 from deepline.training.seed import rng_state, seed_everything, set_rng_state
 
 STRATEGY_STATE = ("current_weights", "m_t", "v_t")  # FedOpt's (FedAdam, FedYogi) moments
-
-
-def client_epsilon(fed: FederatedConfig, rounds: int) -> float:
-    """Client-level epsilon at ``federated.privacy.delta`` after ``rounds`` rounds: the
-    sampled Gaussian mechanism (rate clients_per_round / clients) composed over the rounds,
-    by the RDP accountant DP-SGD uses."""
-    assert fed.privacy is not None
-    if rounds == 0:
-        return 0.0
-    a = accountant("rdp")
-    a.history = [(fed.privacy.noise_multiplier, fed.clients_per_round / fed.clients, rounds)]
-    return epsilon_of(a, fed.privacy.delta)
 
 
 class FederatedServer:
@@ -71,6 +59,7 @@ class FederatedServer:
         self.elapsed_before = 0.0
         self.checkpoints = run_dir / "checkpoints"
         self.console = Console(stderr=True)
+        self.described = self.describe()
         if list_checkpoints(self.checkpoints):
             self._resume()
 
@@ -166,6 +155,7 @@ class FederatedServer:
         self.log_round(round_, metrics)
         if server_round > 0:
             self.save(round_, metrics)
+            write_json(self.run_dir / ARTIFACT, summary_at(self.run_dir, self.fed, self.described, round_))
         return metrics.get("val/loss", math.nan), metrics
 
     # ------------------------------------------------------------------ the run folder
@@ -275,7 +265,6 @@ class FederatedServer:
             "partition": fed.partition.model_dump(),
             "label_histogram": histogram,
             "classes": list(self.data.meta.classes or []),
-            "privacy": fed.privacy.model_dump() if fed.privacy else None,
             "secure_aggregation": (
                 fed.secure_aggregation.model_dump() if fed.secure_aggregation else None
             ),
@@ -312,4 +301,4 @@ def server_app(config: ExperimentConfig, run_dir: Path, data: DataSplits) -> Any
     return app
 
 
-__all__ = ["FederatedServer", "client_epsilon", "server_app"]
+__all__ = ["FederatedServer", "server_app"]

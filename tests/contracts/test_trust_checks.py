@@ -12,6 +12,7 @@ import pytest
 
 from deepline.config import load_config
 from deepline.evaluate.loading import load_trained
+from deepline.federated import federate
 from deepline.registry import TRUST_CHECKS
 from deepline.report import write_report
 from deepline.training.experiment import run_training
@@ -27,7 +28,11 @@ def test_checks_its_example(name: str, tmp_path: Path) -> None:
     config = load_config(raw)
     data_config, data = sample_data(config.data, tmp_path / "data")
     config = config.model_copy(update={"data": data_config})
-    run = load_trained(run_training(config, tmp_path / "runs", data=data).run_dir, data=data)
+    if config.federated is not None:  # trained by Flower clients on its simulation engine
+        run_dir = federate(config, tmp_path / "runs", data=data, cpus=1)
+    else:
+        run_dir = run_training(config, tmp_path / "runs", data=data).run_dir
+    run = load_trained(run_dir, data=data)
     check = get_check(name)
     assert check.unfit(run) is None
     result = check.compute(Subject(run))
