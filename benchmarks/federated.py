@@ -26,7 +26,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from resumable_runs import machine, run_status
 from rich.console import Console
@@ -115,8 +114,11 @@ def main() -> None:
         _, rounds, paper = RUNS[name]
         rounds = 2 if args.quick else min(rounds, args.rounds or rounds)
         run_dir = args.runs / (name + ("-quick" if args.quick else ""))
-        status = run_status(run_dir) if args.report_only else federated(
-            name, run_dir, args.data_dir, rounds, QUICK if args.quick else [])
+        status = (
+            run_status(run_dir)
+            if args.report_only
+            else federated(name, run_dir, args.data_dir, rounds, QUICK if args.quick else [])
+        )
         if not status:
             continue
         points = curve(run_dir)

@@ -3,6 +3,17 @@ that each keep their own partition, averaged by a Flower strategy on a server th
 deepline run folder. ``federate(config)`` simulates; ``federate(config, superlink=ADDR)``
 sends the run to a deployed SuperLink."""
 
-from deepline.federated.run import federate
+from __future__ import annotations
+
+from typing import Any
+
+
+def federate(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`deepline.federated.run.federate` (imported when first used: Flower and Ray
+    load only for federated work)."""
+    from deepline.federated.run import federate as run
+
+    return run(*args, **kwargs)
+
 
 __all__ = ["federate"]

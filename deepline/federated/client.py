@@ -109,7 +109,9 @@ class Site:
         started = time.perf_counter()
         trainer.fit()
         if trainer.stop_reason:
-            raise RuntimeError(f"client {self.client}: local training stopped: {trainer.stop_reason}")
+            raise RuntimeError(
+                f"client {self.client}: local training stopped: {trainer.stop_reason}"
+            )
         return {
             "train_loss": trainer.logs.get("train/loss_epoch", float("nan")),
             "train_seconds": time.perf_counter() - started,
@@ -131,7 +133,7 @@ def flower_client(site: Site) -> Any:
     """``site`` as a Flower client (``NumPyClient``)."""
     from flwr.client import NumPyClient
 
-    class DeeplineClient(NumPyClient):  # type: ignore[misc]
+    class DeeplineClient(NumPyClient):
         def get_parameters(self, config: dict[str, Any]) -> list[np.ndarray]:
             return get_weights(site.model)
 

@@ -51,11 +51,14 @@ def federate(
     given = data  # handed to simulated clients; else each reads the dataset itself, once
     data = data if data is not None else task_class(config.task.name).load_data(config.data)
     if not resuming:
-        write_json(folder / "environment.json", environment_info(config.seed, torch.get_num_threads()))
+        write_json(
+            folder / "environment.json", environment_info(config.seed, torch.get_num_threads())
+        )
         write_json(folder / "data.json", data.meta.to_dict())
     probe = FederatedServer(config, folder, data)  # checks the partition before any round
-    write_json(folder / ARTIFACT, summary_at(folder, config.federated, probe.described,
-                                            probe.first_round))  # fmt: skip
+    write_json(
+        folder / ARTIFACT, summary_at(folder, config.federated, probe.described, probe.first_round)
+    )
     if superlink is None:
         simulate(config, folder, data, cpus, given)
     else:
@@ -91,8 +94,12 @@ def simulate(
     cpus = cpus or os.cpu_count() or 1
     backend = {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-        "init_args": {"num_cpus": cpus, "include_dashboard": False, "log_to_driver": False,
-                      "logging_level": logging.ERROR},  # fmt: skip
+        "init_args": {
+            "num_cpus": cpus,
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "logging_level": logging.ERROR,
+        },
     }
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     run_simulation(
@@ -131,16 +138,26 @@ def write_flower_app(config: ExperimentConfig, folder: Path) -> Path:
     app.mkdir(exist_ok=True)
     project = {
         "build-system": {"requires": ["hatchling"], "build-backend": "hatchling.build"},
-        "project": {"name": "deepline-federated", "version": "1.0.0",
-                    "description": f"deepline experiment {config.name}", "license": "Apache-2.0",
-                    "dependencies": []},  # fmt: skip
-        "tool": {"flwr": {"app": {
-            "publisher": "deepline",
-            "components": {"serverapp": "deepline.federated.apps:server_app",
-                           "clientapp": "deepline.federated.apps:client_app"},
-            "config": {"config": config.to_yaml(), "run-dir": str(folder.resolve())},
-        }}},
-    }  # fmt: skip
+        "project": {
+            "name": "deepline-federated",
+            "version": "1.0.0",
+            "description": f"deepline experiment {config.name}",
+            "license": "Apache-2.0",
+            "dependencies": [],
+        },
+        "tool": {
+            "flwr": {
+                "app": {
+                    "publisher": "deepline",
+                    "components": {
+                        "serverapp": "deepline.federated.apps:server_app",
+                        "clientapp": "deepline.federated.apps:client_app",
+                    },
+                    "config": {"config": config.to_yaml(), "run-dir": str(folder.resolve())},
+                }
+            }
+        },
+    }
     (app / "pyproject.toml").write_text(tomli_w.dumps(project))
     return app
 

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from flwr.server.strategy import Strategy
 from rich.console import Console
 
-from deepline.config import ExperimentConfig, FederatedConfig
+from deepline.config import ExperimentConfig
 from deepline.data import DataSplits
 from deepline.evaluate.evaluate import score
 from deepline.federated.client import exchanged, get_weights, set_weights
@@ -128,12 +129,13 @@ class FederatedServer:
         self.write_status("running")
         if remaining > 0:
             server_config = ServerConfig(num_rounds=remaining, round_timeout=self.fed.round_timeout)
-            legacy = LegacyContext(context=context, config=server_config, strategy=self.strategy())
+            strategy = ResumedRounds(self.strategy(), self.first_round)
+            legacy = LegacyContext(context=context, config=server_config, strategy=strategy)
             self.workflow()(grid, legacy)
         self.write_status("completed")
 
     def fit_config(self, server_round: int) -> dict[str, Any]:
-        return {"round": self.first_round + server_round}
+        return {"round": server_round}
 
     def aggregate_fit_metrics(self, results: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
         """Example-weighted means of the clients' metrics, and how many answered."""
@@ -147,15 +149,17 @@ class FederatedServer:
         self, server_round: int, parameters: list[np.ndarray], _: dict[str, Any]
     ) -> tuple[float, dict[str, float]] | None:
         """Flower's centralized evaluation, after each round: measure, log, checkpoint."""
-        round_ = self.first_round + server_round
-        if server_round == 0 and self.first_round > 0:
+        round_ = server_round  # counted on from the checkpoint (ResumedRounds)
+        if round_ == self.first_round > 0:
             return None  # the resumed starting point was measured before the kill
         set_weights(self.model, parameters)
         metrics = self.validate()
         self.log_round(round_, metrics)
-        if server_round > 0:
+        if round_ > 0:
             self.save(round_, metrics)
-            write_json(self.run_dir / ARTIFACT, summary_at(self.run_dir, self.fed, self.described, round_))
+            write_json(
+                self.run_dir / ARTIFACT, summary_at(self.run_dir, self.fed, self.described, round_)
+            )
         return metrics.get("val/loss", math.nan), metrics
 
     # ------------------------------------------------------------------ the run folder
@@ -172,8 +176,13 @@ class FederatedServer:
         return metrics
 
     def log_round(self, round_: int, metrics: dict[str, float]) -> None:
-        record: dict[str, Any] = {"step": round_, "epoch": round_, "round": round_,
-                                  "time": round(self.elapsed, 3), **metrics}  # fmt: skip
+        record: dict[str, Any] = {
+            "step": round_,
+            "epoch": round_,
+            "round": round_,
+            "time": round(self.elapsed, 3),
+            **metrics,
+        }
         if round_ > 0:
             record.update({f"clients/{k}": v for k, v in self.fit_metrics.items()})
         if self.fed.privacy is not None:
@@ -213,7 +222,7 @@ class FederatedServer:
         _, tensors, state = load_latest(self.checkpoints)
         self.model.load_state_dict(tensors["model"])
         self.first_round = int(state["round"])
-        self.best = tuple(state["best"]) if state.get("best") else None  # type: ignore[assignment]
+        self.best = tuple(state["best"]) if state.get("best") else None
         self.elapsed_before = float(state.get("elapsed", 0.0))
         server = tensors["server"]
         for name in STRATEGY_STATE:
@@ -226,20 +235,30 @@ class FederatedServer:
     def _truncate_metrics(self, round_: int) -> None:
         path = self.run_dir / "metrics.jsonl"
         if path.exists():
-            kept = [ln for ln in path.read_text().splitlines() if ln.strip()
-                    and json.loads(ln).get("round", 0) <= round_]  # fmt: skip
+            kept = [
+                ln
+                for ln in path.read_text().splitlines()
+                if ln.strip() and json.loads(ln).get("round", 0) <= round_
+            ]
             path.write_text("".join(ln + "\n" for ln in kept))
 
     @property
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
 
-    def write_status(self, status: str, round_: int | None = None,
-                     metrics: dict[str, float] | None = None) -> None:  # fmt: skip
+    def write_status(
+        self, status: str, round_: int | None = None, metrics: dict[str, float] | None = None
+    ) -> None:
         path = self.run_dir / "status.json"
         record = json.loads(path.read_text()) if path.exists() else {}
-        record.update({"status": status, "rounds": self.fed.rounds,
-                       "wall_time_s": round(self.elapsed, 3), "device": "cpu"})  # fmt: skip
+        record.update(
+            {
+                "status": status,
+                "rounds": self.fed.rounds,
+                "wall_time_s": round(self.elapsed, 3),
+                "device": "cpu",
+            }
+        )
         if round_ is not None:
             record.update({"epochs": round_, "steps": round_, "total_steps": self.fed.rounds})
         if metrics:
@@ -269,6 +288,35 @@ class FederatedServer:
                 fed.secure_aggregation.model_dump() if fed.secure_aggregation else None
             ),
         }
+
+
+class ResumedRounds(Strategy):
+    """``strategy`` with the rounds numbered on from ``done``: Flower counts from 1 in every
+    process, and a resumed server must hand the true round to what depends on it (FedAdam's
+    bias correction, the clients' seeds, the checkpoints' names)."""
+
+    def __init__(self, strategy: Strategy, done: int) -> None:
+        self.strategy, self.done = strategy, done
+
+    def initialize_parameters(self, client_manager: Any) -> Any:
+        return self.strategy.initialize_parameters(client_manager)
+
+    def configure_fit(self, server_round: int, parameters: Any, client_manager: Any) -> Any:
+        return self.strategy.configure_fit(server_round + self.done, parameters, client_manager)
+
+    def aggregate_fit(self, server_round: int, results: Any, failures: Any) -> Any:
+        return self.strategy.aggregate_fit(server_round + self.done, results, failures)
+
+    def configure_evaluate(self, server_round: int, parameters: Any, client_manager: Any) -> Any:
+        return self.strategy.configure_evaluate(
+            server_round + self.done, parameters, client_manager
+        )
+
+    def aggregate_evaluate(self, server_round: int, results: Any, failures: Any) -> Any:
+        return self.strategy.aggregate_evaluate(server_round + self.done, results, failures)
+
+    def evaluate(self, server_round: int, parameters: Any) -> Any:
+        return self.strategy.evaluate(server_round + self.done, parameters)
 
 
 def round_line(record: dict[str, Any], rounds: int) -> str:

@@ -44,9 +44,7 @@ def test_a_superlink_and_two_supernodes_improve_the_global_model(
         assert flower.log(f"supernode{node}").count("Start `flwr-clientapp` process") == 2
 
 
-def test_a_client_killed_mid_round_does_not_stop_the_round(
-    flower: Cluster, tmp_path: Path
-) -> None:
+def test_a_client_killed_mid_round_does_not_stop_the_round(flower: Cluster, tmp_path: Path) -> None:
     flower.start(clients=3)
     victim = flower.nodes[2]
 

@@ -85,25 +85,35 @@ BASE = {"data": {"name": "digits"}, "model": {"name": "mlp"}}
         ({"strategy": "fedsgd"}, {}, "'fedavg', 'fedprox', 'fedadam' or 'fedyogi'"),
         ({"strategy": "fedprox"}, {}, "needs federated.proximal_mu"),
         ({"proximal_mu": 0.1}, {}, "use strategy fedprox"),
-        ({"secure_aggregation": {"num_shares": 3}, "clients": 2, "clients_per_round": 2}, {},
-         "num_shares \\(3\\) is more than federated.clients_per_round"),
-        ({"secure_aggregation": {}, "privacy": {"noise_multiplier": 1, "clipping_norm": 1}}, {},
-         "side: server cannot clip"),
-        ({}, {"privacy": {"noise_multiplier": 1.0}}, "federated cannot be combined with "
-         "train.privacy"),
+        (
+            {"secure_aggregation": {"num_shares": 3}, "clients": 2, "clients_per_round": 2},
+            {},
+            "num_shares \\(3\\) is more than federated.clients_per_round",
+        ),
+        (
+            {"secure_aggregation": {}, "privacy": {"noise_multiplier": 1, "clipping_norm": 1}},
+            {},
+            "side: server cannot clip",
+        ),
+        (
+            {},
+            {"privacy": {"noise_multiplier": 1.0}},
+            "federated cannot be combined with train.privacy",
+        ),
         ({}, {"ema": 0.99}, "federated cannot be combined with train.ema"),
     ],
-)  # fmt: skip
-def test_bad_federated_configs_name_the_field(
-    federated: dict, train: dict, message: str
-) -> None:
+)
+def test_bad_federated_configs_name_the_field(federated: dict, train: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config({**BASE, "federated": federated, "train": train})
 
 
 def test_client_level_epsilon_is_the_sampled_gaussian_composed_over_rounds() -> None:
-    fed = FederatedConfig(clients=100, clients_per_round=10,
-                          privacy={"noise_multiplier": 1.0, "clipping_norm": 1.0, "delta": 1e-3})  # fmt: skip
+    fed = FederatedConfig(
+        clients=100,
+        clients_per_round=10,
+        privacy={"noise_multiplier": 1.0, "clipping_norm": 1.0, "delta": 1e-3},
+    )
     a = accountant("rdp")
     a.history = [(1.0, 0.1, 50)]
     assert client_epsilon(fed, 50) == pytest.approx(epsilon_of(a, 1e-3))

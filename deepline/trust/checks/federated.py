@@ -19,9 +19,13 @@ EXAMPLE = {
     "data": {"name": "digits"},
     "model": {"name": "mlp", "hidden": [16]},
     "train": {"optimizer": "sgd", "lr": 0.1, "batch_size": 16},
-    "federated": {"rounds": 2, "clients": 3, "clients_per_round": 3,
-                  "partition": {"scheme": "shards"}},
-}  # fmt: skip
+    "federated": {
+        "rounds": 2,
+        "clients": 3,
+        "clients_per_round": 3,
+        "partition": {"scheme": "shards"},
+    },
+}
 DP_SENTENCE = (
     "Client-level differential privacy: ({epsilon:.3g}, {delta:g})-DP with respect to one "
     "client's whole data, after {rounds} rounds of the Gaussian mechanism (each update clipped "
@@ -52,36 +56,62 @@ class FederatedCheck(TrustCheck):
 
     def section(self, result: dict[str, Any]) -> Section:
         part = result["partition"]
-        scheme = {"iid": "IID", "shards": f"{part['shards_per_client']} label shards a client",
-                  "dirichlet": f"Dirichlet(alpha={part['alpha']}) label skew"}[part["scheme"]]  # fmt: skip
+        scheme = {
+            "iid": "IID",
+            "shards": f"{part['shards_per_client']} label shards a client",
+            "dirichlet": f"Dirichlet(alpha={part['alpha']}) label skew",
+        }[part["scheme"]]
         secagg = result.get("secure_aggregation")
         privacy = result.get("privacy")
         rows = [
             ["strategy", result["strategy"]],
             ["rounds", f"{result['rounds_done']} of {result['rounds']}"],
             ["clients", f"{result['clients']} ({result['clients_per_round']} a round)"],
-            ["local training", f"{result['local_epochs']} epochs, batches of {result['batch_size']}"],
+            [
+                "local training",
+                f"{result['local_epochs']} epochs, batches of {result['batch_size']}",
+            ],
             ["partition", scheme],
             ["secure aggregation", "SecAgg+ (Flower)" if secagg else "off"],
-            ["client-level privacy",
-             f"epsilon {privacy['epsilon']:.4g}, delta {privacy['delta']:g}" if privacy else "off"],
-        ]  # fmt: skip
-        text = ["Trained by Flower clients, each on its own partition of the training split; "
-                "the server averaged their weights every round and kept this run."]  # fmt: skip
+            [
+                "client-level privacy",
+                f"epsilon {privacy['epsilon']:.4g}, delta {privacy['delta']:g}"
+                if privacy
+                else "off",
+            ],
+        ]
+        text = [
+            "Trained by Flower clients, each on its own partition of the training split; "
+            "the server averaged their weights every round and kept this run."
+        ]
         if privacy:
-            text.append(DP_SENTENCE.format(
-                epsilon=privacy["epsilon"], delta=privacy["delta"], rounds=result["rounds_done"],
-                clip=privacy["clipping_norm"], side=privacy["side"],
-                noise=privacy["noise_multiplier"], q=privacy["sample_rate"]))  # fmt: skip
+            text.append(
+                DP_SENTENCE.format(
+                    epsilon=privacy["epsilon"],
+                    delta=privacy["delta"],
+                    rounds=result["rounds_done"],
+                    clip=privacy["clipping_norm"],
+                    side=privacy["side"],
+                    noise=privacy["noise_multiplier"],
+                    q=privacy["sample_rate"],
+                )
+            )
         figures = []
         accuracy = {k: v for k, v in result["curves"].items() if k.endswith("accuracy") and v}
         if accuracy:
-            figures.append(("Accuracy against rounds (clients/local_accuracy: the global model "
-                            "on each sampled client's own data, before it trains).",
-                            figure(lambda p: plots.plot_rounds(accuracy, p), "rounds")))  # fmt: skip
+            figures.append(
+                (
+                    "Accuracy against rounds (clients/local_accuracy: the global model "
+                    "on each sampled client's own data, before it trains).",
+                    figure(lambda p: plots.plot_rounds(accuracy, p), "rounds"),
+                )
+            )
         if result.get("label_histogram"):
             histogram, classes = result["label_histogram"], result.get("classes") or []
-            figures.append(("How the training split was dealt: examples per class on each client.",
-                            figure(lambda p: plots.plot_client_labels(histogram, classes, p),
-                                   "clients")))  # fmt: skip
+            figures.append(
+                (
+                    "How the training split was dealt: examples per class on each client.",
+                    figure(lambda p: plots.plot_client_labels(histogram, classes, p), "clients"),
+                )
+            )
         return Section("federated", "Federated training", text, [Table(["", ""], rows)], figures)
