@@ -22,6 +22,12 @@ def federate(
     superlink: str = typer.Option(
         None, help="HOST:PORT of a running SuperLink: deploy instead of simulating"
     ),
+    root_certificates: Path = typer.Option(
+        None, help="the CA certificate (PEM) that the SuperLink's TLS certificate is checked by"
+    ),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="reach the SuperLink unencrypted (a test on one machine)"
+    ),
     resume: Path = typer.Option(None, help="continue this run folder from its last round"),
     runs_dir: Path = typer.Option(Path("runs"), help="where new run folders are made"),
     run_dir: Path = typer.Option(None, help="use exactly this run folder"),
@@ -36,9 +42,11 @@ def federate(
     and serve as usual).
 
     Simulated by default (federated.clients virtual SuperNodes on Flower's simulation engine).
-    With --superlink the run goes to a deployed SuperLink (`flower-superlink --insecure`),
-    whose SuperNodes each say which client they are:
-    `flower-supernode --insecure --superlink HOST:PORT --node-config "partition-id=0"`.
+    With --superlink the run goes to a deployed SuperLink (`flower-superlink`), over TLS
+    (--root-certificates) or, for a test on one machine, --insecure. Its SuperNodes each say
+    which client they are and where their data is:
+    `flower-supernode --superlink HOST:PORT --node-config "partition-id=0 data-dir='/data'"`.
+    See docs/federated.md.
     """
     from deepline.federated import federate as run_federated
 
@@ -52,5 +60,13 @@ def federate(
         run_dir = check_run_dir(resume)
     if not verbose:  # Flower sets its handler's level itself: filter its records instead
         logging.getLogger("flwr").addFilter(lambda record: record.levelno >= logging.ERROR)
-    folder = run_federated(cfg, runs_dir, run_dir, superlink=superlink, cpus=cpus)
+    folder = run_federated(
+        cfg,
+        runs_dir,
+        run_dir,
+        superlink=superlink,
+        cpus=cpus,
+        root_certificates=root_certificates,
+        insecure=insecure,
+    )
     _finish(folder)

@@ -39,14 +39,23 @@ def federate(
     data: DataSplits | None = None,
     superlink: str | None = None,
     cpus: int | None = None,
+    root_certificates: str | Path | None = None,
+    insecure: bool = False,
 ) -> Path:
     """Train ``config`` federated and return the run folder (continued from its last round
-    when it holds one already). Simulated unless ``superlink`` (HOST:PORT) is given; ``cpus``
-    bounds the simulation's parallel clients (default: every core)."""
+    when it holds one already). Simulated unless ``superlink`` (HOST:PORT) is given: then over
+    TLS checked against ``root_certificates`` (a PEM file), or unencrypted only when
+    ``insecure`` says so. ``cpus`` bounds the simulation's parallel clients (default: every
+    core)."""
     config, folder, resuming = prepare_run_dir(config, runs_root, run_dir)
     if config.federated is None:
         raise ConfigError("the config has no federated section: train it with `deepline train`")
     if superlink is not None:
+        if (root_certificates is None) == (not insecure):
+            raise ConfigError(
+                "a SuperLink is reached over TLS: give root_certificates (the CA's PEM file), "
+                "or insecure=True for an unencrypted connection (a test on one machine)"
+            )
         check_reachable(superlink)
     given = data  # handed to simulated clients; else each reads the dataset itself, once
     data = data if data is not None else task_class(config.task.name).load_data(config.data)
@@ -62,7 +71,7 @@ def federate(
     if superlink is None:
         simulate(config, folder, data, cpus, given)
     else:
-        deploy(config, folder, superlink)
+        deploy(config, folder, superlink, root_certificates)
     from deepline.report import write_report
 
     write_report(folder)
@@ -111,17 +120,25 @@ def simulate(
     _check_completed(folder)
 
 
-def deploy(config: ExperimentConfig, folder: Path, superlink: str) -> None:
-    """Send the run to the SuperLink at ``superlink`` with ``flwr run`` and follow its log."""
+def deploy(
+    config: ExperimentConfig, folder: Path, superlink: str, root_certificates: str | Path | None
+) -> None:
+    """Send the run to the SuperLink at ``superlink`` with ``flwr run`` and follow its log
+    (TLS with ``root_certificates``, else unencrypted)."""
     app = write_flower_app(config, folder)
     flwr = shutil.which("flwr", path=str(Path(sys.executable).parent)) or shutil.which("flwr")
     if flwr is None:
         raise SuperLinkError("the `flwr` command is not installed (pip install flwr)")
     with tempfile.TemporaryDirectory() as home:
-        (Path(home) / "config.toml").write_text(
-            f'[superlink]\ndefault = "deepline"\n\n[superlink.deepline]\n'
-            f'address = "{superlink}"\ninsecure = true\n'
-        )
+        import tomli_w
+
+        connection: dict[str, Any] = {"address": superlink}
+        if root_certificates is None:
+            connection["insecure"] = True
+        else:
+            connection["root-certificates"] = str(Path(root_certificates).resolve())
+        flower_config = {"superlink": {"default": "deepline", "deepline": connection}}
+        (Path(home) / "config.toml").write_text(tomli_w.dumps(flower_config))
         env = {**os.environ, "FLWR_HOME": home}
         done = subprocess.run([flwr, "run", str(app), "deepline", "--stream"], env=env)
     if done.returncode:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from deepline.config import load_config
+from deepline.errors import ConfigError
 from deepline.federated import federate
 from deepline.federated.run import SuperLinkError
 from tests.federated.conftest import Cluster, free_port
@@ -33,7 +34,7 @@ def test_a_superlink_and_two_supernodes_improve_the_global_model(
     flower: Cluster, tmp_path: Path
 ) -> None:
     flower.start(clients=2)
-    run_dir = federate(config(), run_dir=tmp_path / "run", superlink=flower.address)
+    run_dir = federate(config(), run_dir=tmp_path / "run", superlink=flower.address, insecure=True)
     logged = rounds(run_dir)
     assert sorted(logged) == [0, 1, 2]
     assert logged[2]["val/accuracy"] > logged[0]["val/accuracy"] + 0.5
@@ -59,7 +60,7 @@ def test_a_client_killed_mid_round_does_not_stop_the_round(flower: Cluster, tmp_
     killer = threading.Thread(target=kill_when_training)
     killer.start()
     cfg = config(rounds=1, clients=3, clients_per_round=3, local_epochs=40, round_timeout=25)
-    run_dir = federate(cfg, run_dir=tmp_path / "run", superlink=flower.address)
+    run_dir = federate(cfg, run_dir=tmp_path / "run", superlink=flower.address, insecure=True)
     killer.join()
     assert victim.poll() is not None  # killed while its client trained
     logged = rounds(run_dir)
@@ -69,5 +70,7 @@ def test_a_client_killed_mid_round_does_not_stop_the_round(flower: Cluster, tmp_
 
 def test_an_unreachable_superlink_is_a_clear_error(tmp_path: Path) -> None:
     address = f"127.0.0.1:{free_port()}"
-    with pytest.raises(SuperLinkError, match=f"no SuperLink answers at {address}"):
+    with pytest.raises(ConfigError, match="over TLS: give root_certificates"):
         federate(config(), run_dir=tmp_path / "run", superlink=address)
+    with pytest.raises(SuperLinkError, match=f"no SuperLink answers at {address}"):
+        federate(config(), run_dir=tmp_path / "run", superlink=address, insecure=True)
