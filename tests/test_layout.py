@@ -25,7 +25,7 @@ LAYERS: dict[str, set[str]] = {
     "evaluate": BASE | LOWER,
     "deploy": BASE | LOWER | {"evaluate"},
     "report": BASE | LOWER | {"evaluate"},
-    "federated": BASE | LOWER | {"evaluate", "report"},
+    "federated": BASE | LOWER | {"evaluate", "deploy", "report"},
     "trust": BASE | LOWER | {"evaluate", "deploy", "report", "federated"},
     "tune": BASE | LOWER | {"evaluate", "report"},
     "serve": BASE | {"data", "models", "tasks", "deploy"},

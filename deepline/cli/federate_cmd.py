@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from deepline.cli import app
+from deepline.cli import app, console
 from deepline.cli.lifecycle_cmd import SET_HELP, _finish
 from deepline.config import load_config
 from deepline.runs import check_run_dir
@@ -70,3 +70,4 @@ def federate(
         insecure=insecure,
     )
     _finish(folder)
+    console.print(f"bundle: {folder / 'bundle'}")

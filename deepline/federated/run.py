@@ -42,11 +42,13 @@ def federate(
     root_certificates: str | Path | None = None,
     insecure: bool = False,
 ) -> Path:
-    """Train ``config`` federated and return the run folder (continued from its last round
-    when it holds one already). Simulated unless ``superlink`` (HOST:PORT) is given: then over
-    TLS checked against ``root_certificates`` (a PEM file), or unencrypted only when
-    ``insecure`` says so. ``cpus`` bounds the simulation's parallel clients (default: every
-    core)."""
+    """Train ``config`` federated, export the global model's bundle and write the report;
+    return the run folder (continued from its last round when it holds one already).
+
+    Simulated unless ``superlink`` (HOST:PORT) is given: then over TLS checked against
+    ``root_certificates`` (a PEM file), or unencrypted only when ``insecure`` says so.
+    ``cpus`` bounds the simulation's parallel clients (default: every core).
+    """
     config, folder, resuming = prepare_run_dir(config, runs_root, run_dir)
     if config.federated is None:
         raise ConfigError("the config has no federated section: train it with `deepline train`")
@@ -72,8 +74,10 @@ def federate(
         simulate(config, folder, data, cpus, given)
     else:
         deploy(config, folder, superlink, root_certificates)
+    from deepline.deploy.export import export_run
     from deepline.report import write_report
 
+    export_run(folder)  # the global model's bundle, as `deepline export` writes it
     write_report(folder)
     return folder
 
