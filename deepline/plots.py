@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Bbox
 
 DPI = 100
@@ -289,6 +290,7 @@ def plot_rounds(curves: dict[str, list[tuple[int, float]]], path: Path) -> Path:
     ax = fig.add_subplot()
     for name, points in sorted(curves.items()):
         _plot_series(ax, [float(r) for r, _ in points], [v for _, v in points], name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
