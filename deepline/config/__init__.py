@@ -47,6 +47,7 @@ from deepline.config.training import (
     NonFiniteConfig,
     PrivacyConfig,
     ScheduleConfig,
+    SemiSupervisedConfig,
     TrainConfig,
 )
 
@@ -70,6 +71,7 @@ __all__ = [
     "ScheduleConfig",
     "Section",
     "SecureAggregationConfig",
+    "SemiSupervisedConfig",
     "TaskConfig",
     "TrainConfig",
     "apply_overrides",

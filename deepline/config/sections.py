@@ -46,6 +46,12 @@ class DataConfig(Section):
     channels: Literal[1, 3] | None = Field(None, description="convert images to 1 or 3 channels")
     label_column: str = Field("label", description="CSV column holding the class")
     limit: int | None = Field(None, ge=1, description="use at most this many training examples")
+    labels_per_class: float | None = Field(
+        None, gt=0.0, description="few labels (images): keep N labelled training examples of "
+        "each class (N >= 1, a whole number) or this fraction of each class (< 1); the rest "
+        "of the training split becomes the unlabelled split, its labels hidden from training",
+    )  # fmt: skip
+    labels_seed: int = Field(0, description="which draw of the labelled subset")
     augment: AugmentConfig = AugmentConfig()
     tokenizer: Literal["char", "bpe"] = Field(
         "char", description="text: characters, or byte-level BPE fitted on the training split"
@@ -181,6 +187,7 @@ NOT_WITH_FEDERATED = (
      "client-level privacy"),
     ("ema", "clients restart from the global weights every round: there is no average to keep"),
     ("early_stopping", "federated.rounds sets the length of federated training"),
+    ("method", "a client's unlabelled images are not dealt to it (yet)"),
 )  # fmt: skip
 
 

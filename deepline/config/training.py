@@ -113,6 +113,20 @@ class PrivacyConfig(Section):
         return self
 
 
+class SemiSupervisedConfig(Section):
+    """Learning from unlabelled images too (``data.labels_per_class`` makes them): FixMatch
+    (Sohn et al. 2020: a weakly augmented view's confident prediction is the target of a
+    strongly augmented view) or plain pseudo-labelling (Lee 2013: the confident prediction is
+    the target of the same view)."""
+
+    name: Literal["fixmatch", "pseudo_label"] = "fixmatch"
+    threshold: float = Field(0.95, gt=0.0, lt=1.0, description="confidence that makes a target")
+    mu: int = Field(7, ge=1, description="unlabelled images per labelled one in a batch")
+    weight: float = Field(1.0, ge=0.0, description="of the unlabelled loss (lambda_u)")
+    strong_ops: int = Field(2, ge=1, le=12, description="fixmatch: RandAugment operations")
+    cutout: float = Field(0.5, ge=0.0, le=1.0, description="fixmatch: largest Cutout side")
+
+
 # train settings that DP-SGD cannot be combined with: (field, the value that conflicts, why)
 NOT_WITH_PRIVACY = (
     ("compile", True, "Opacus' per-example gradient hooks do not run under torch.compile"),
@@ -120,6 +134,7 @@ NOT_WITH_PRIVACY = (
     ("accumulate", "> 1", "micro-batches of a Poisson-sampled batch break the accounting"),
     ("precision", "fp16", "Opacus' per-example gradients do not support a gradient scaler"),
     ("grad_clip", "set", "DP-SGD clips each example's gradient (train.privacy.max_grad_norm)"),
+    ("method", "set", "unlabelled images would join the batch without per-example accounting"),
 )
 
 
@@ -172,6 +187,10 @@ class TrainConfig(Section):
     privacy: PrivacyConfig | None = Field(
         None, description="differentially private training (DP-SGD)"
     )
+    method: SemiSupervisedConfig | None = Field(
+        None, description="semi-supervised training on the unlabelled split (FixMatch, "
+        "pseudo-labels)",
+    )  # fmt: skip
     early_stopping: EarlyStoppingConfig | None = None
     checkpoint: CheckpointConfig = CheckpointConfig()
     non_finite: NonFiniteConfig = NonFiniteConfig()

@@ -20,7 +20,8 @@ from deepline.data.catalog import RawDataset, get_reader, get_spec
 from deepline.data.fetch import ensure_files
 from deepline.data.meta import DataMeta, DataSplits, Split
 from deepline.data.readers import convert_channels, resize
-from deepline.data.splitting import split_dataset
+from deepline.data.splitting import label_budget, split_dataset
+from deepline.errors import DataError
 
 
 def load_data(cfg: DataConfig) -> DataSplits:
@@ -40,19 +41,30 @@ def read_data(cfg: DataConfig, files: dict[str, Path]) -> DataSplits:
     """
     read = get_reader(cfg.name)
     raw = read(cfg, files)
+    if isinstance(raw, DataSplits) and cfg.labels_per_class is not None:
+        raise DataError(
+            f"data.labels_per_class keeps a few labels of an image dataset; {cfg.name} is not one"
+        )
     return raw if isinstance(raw, DataSplits) else image_splits(raw, cfg)
 
 
 def image_splits(raw: RawDataset, cfg: DataConfig) -> DataSplits:
     """Raw images -> float (N, C, H, W) splits in the configured channels and size, normalised."""
     train, val, test = split_dataset(raw, cfg)
-    xs = [_to_float(s.x, raw.input_scale, cfg) for s in (train, val, test)]
+    raws = [train, val, test]
+    if cfg.labels_per_class is not None:  # the unlabelled images go last
+        train, unlabelled = label_budget(train, cfg.labels_per_class, cfg.labels_seed)
+        raws = [train, val, test, unlabelled]
+    xs = [_to_float(s.x, raw.input_scale, cfg) for s in raws]
     channels = xs[0].shape[1]
-    mean, std = channel_stats(xs[0]) if cfg.normalize else ([0.0] * channels, [1.0] * channels)
+    # statistics of every training image, labelled or not
+    pixels = torch.cat([xs[0], xs[3]]) if len(xs) == 4 else xs[0]
+    mean, std = channel_stats(pixels) if cfg.normalize else ([0.0] * channels, [1.0] * channels)
+    del pixels
     m, s = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
     for x in xs:
         x.sub_(m).div_(s)
-    splits = [Split(x, torch.from_numpy(r.y)) for x, r in zip(xs, (train, val, test), strict=True)]
+    splits = [Split(x, torch.from_numpy(r.y)) for x, r in zip(xs, raws, strict=True)]
     meta = DataMeta(
         name=cfg.name,
         codec="image",
@@ -62,10 +74,17 @@ def image_splits(raw: RawDataset, cfg: DataConfig) -> DataSplits:
         mean=mean,
         std=std,
         fingerprint=fingerprint(raw, cfg),
-        sizes={"train": len(train), "val": len(val), "test": len(test)},
+        sizes={
+            "train": len(train),
+            "val": len(val),
+            "test": len(test),
+            **({"unlabelled": len(raws[3])} if len(raws) == 4 else {}),
+        },
         files=list(raw.files),
     )
-    return DataSplits(train=splits[0], val=splits[1], test=splits[2], meta=meta)
+    return DataSplits(
+        splits[0], splits[1], splits[2], meta, splits[3] if len(splits) == 4 else None
+    )
 
 
 # ---------------------------------------------------------------------------- tensors
@@ -107,6 +126,8 @@ def fingerprint(raw: RawDataset, cfg: DataConfig) -> str:
         include={"val_fraction", "test_fraction", "split_seed", "limit", "image_size", "channels",
                  "normalize", "label_column"}
     )  # fmt: skip
+    if cfg.labels_per_class is not None:  # only when set: earlier fingerprints stay valid
+        settings.update(labels_per_class=cfg.labels_per_class, labels_seed=cfg.labels_seed)
     payload = json.dumps(
         {"dataset": cfg.name, "sources": sources, "settings": settings}, sort_keys=True
     )

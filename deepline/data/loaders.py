@@ -284,3 +284,58 @@ def eval_windows(
         windows = tokens.long()[chunk[:, None] + span]  # (B, T + 1)
         batches.append((windows[:, :-1].contiguous(), windows[:, 1:].contiguous()))
     return batches
+
+
+class CyclingLoader(BatchLoader):
+    """A few labelled examples seen ``batches`` times an epoch: the epoch's order is as many
+    seeded permutations of them as its full batches need (how FixMatch counts an epoch in
+    steps, not in passes over 40 labels)."""
+
+    def __init__(self, loader: BatchLoader, batches: int) -> None:
+        super().__init__(
+            loader.x, loader.y, loader.batch_size, shuffle=True, seed=loader.seed,
+            augment=loader.augment, rank=loader.rank, world_size=loader.world_size,
+            geometry=loader.geometry,
+        )  # fmt: skip
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def order(self, epoch: int) -> torch.Tensor:
+        n, need = len(self.y), self.batches * self.batch_size * self.world_size
+        passes = []
+        for j in range(-(-need // n)):
+            g = torch.Generator().manual_seed(batch_seed(self.seed, epoch, j, 0) % 2**63)
+            passes.append(torch.randperm(n, generator=g))
+        return torch.cat(passes)[self.rank :: self.world_size]
+
+
+class UnlabelledStream:
+    """``batch_size`` unlabelled examples for each step, a pure function of (seed, step, rank):
+    consecutive steps walk through seeded permutations of the examples, so a resumed run draws
+    the same. Yields (x, hidden labels); the labels are for measuring only."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:  # fmt: skip
+        if len(x) == 0:
+            raise ValueError("no unlabelled examples")
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self._pass: tuple[int, torch.Tensor] | None = None
+
+    def _order(self, p: int) -> torch.Tensor:
+        if self._pass is None or self._pass[0] != p:
+            g = torch.Generator().manual_seed(batch_seed(self.seed, p, -1, self.rank) % 2**63)
+            self._pass = (p, torch.randperm(len(self.x), generator=g))
+        return self._pass[1]
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(self.x)
+        positions = torch.arange(step * self.batch_size, (step + 1) * self.batch_size)
+        passes = positions // n
+        idx = torch.empty(self.batch_size, dtype=torch.long)
+        for p in passes.unique().tolist():
+            chosen = passes == p
+            idx[chosen] = self._order(int(p))[positions[chosen] % n]
+        return self.x[idx], self.y[idx]

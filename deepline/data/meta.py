@@ -109,6 +109,9 @@ class DataSplits:
     val: Split
     test: Split
     meta: DataMeta
+    # few labels (data.labels_per_class): the training images without their labels; ``y`` holds
+    # the true labels for measuring pseudo-labels only, never for a loss
+    unlabelled: Split | None = None
 
     def split(self, name: str) -> Split:
         if name not in ("train", "val", "test"):

@@ -56,3 +56,25 @@ def _hold_out(
 
 def _take(split: RawSplit, index: np.ndarray) -> RawSplit:
     return RawSplit(split.x[index], split.y[index])
+
+
+def label_budget(train: RawSplit, budget: float, seed: int) -> tuple[RawSplit, RawSplit]:
+    """(labelled, unlabelled): ``budget`` examples of each class (a whole number >= 1) or that
+    fraction of each class (< 1, at least one), drawn at random with ``seed``; the rest, in
+    order, unlabelled. Both hold their true labels: the unlabelled ones only for measuring."""
+    if budget >= 1 and budget != int(budget):
+        raise DataError(f"data.labels_per_class={budget}: a count must be whole, a fraction < 1")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for cls in np.unique(train.y):
+        members = np.flatnonzero(train.y == cls)
+        keep = int(budget) if budget >= 1 else max(1, round(budget * len(members)))
+        if keep > len(members):
+            raise DataError(
+                f"data.labels_per_class={int(budget)}: class {cls} has only {len(members)} "
+                "training examples"
+            )
+        chosen.append(rng.permutation(members)[:keep])
+    labelled = np.sort(np.concatenate(chosen))
+    rest = np.setdiff1d(np.arange(len(train.y)), labelled)
+    return _take(train, labelled), _take(train, rest)

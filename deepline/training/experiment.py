@@ -13,7 +13,7 @@ from torch import nn
 
 from deepline.config import ExperimentConfig, load_config
 from deepline.data import DataSplits
-from deepline.data.loaders import BatchLoader
+from deepline.data.loaders import BatchLoader, CyclingLoader
 from deepline.errors import ConfigError
 from deepline.runs import environment_info, new_run_dir, write_json
 from deepline.tasks import Task, build_task, task_class
@@ -76,10 +76,46 @@ def build_experiment(
     train, val = task.loaders(cfg, data, batch, env.rank, env.world_size)
     if cfg.train.privacy is not None:
         train = poisson_loader(train, batch, cfg.seed, env.rank, env.world_size)
-    callbacks = default_callbacks(cfg, run_dir, console) + list(extra_callbacks or [])
+    methods: list[Callback] = []
+    if cfg.train.method is not None:
+        train, method = semi_supervised(cfg, task, data, train, batch, env.rank, env.world_size)
+        methods.append(method)
+    callbacks = default_callbacks(cfg, run_dir, console) + methods + list(extra_callbacks or [])
     callbacks = [cb for cb in callbacks if env.is_main or not cb.main_only]
     trainer = Trainer(model, task, train, val, cfg.train, callbacks, seed=cfg.seed)
     return Experiment(cfg, run_dir, data, task, model, trainer)
+
+
+def semi_supervised(
+    cfg: ExperimentConfig,
+    task: Task,
+    data: DataSplits,
+    train: Any,
+    batch: int,
+    rank: int,
+    world_size: int,
+) -> tuple[BatchLoader, Callback]:
+    """The labelled batches (``train.steps_per_epoch`` an epoch) and the callback that joins
+    the unlabelled images to them (``train.method``)."""
+    from deepline.data.transforms import BatchAugment
+    from deepline.training.callbacks.semi_supervised import SemiSupervised
+
+    method = cfg.train.method
+    assert method is not None
+    if data.unlabelled is None or not len(data.unlabelled):
+        raise ConfigError(
+            f"train.method {method.name} learns from unlabelled images: set "
+            "data.labels_per_class to keep a few labels and leave the rest unlabelled"
+        )
+    if not task.calibratable or not isinstance(train, BatchLoader):
+        raise ConfigError(
+            f"train.method {method.name} needs a task that predicts classes; {task.name} does not"
+        )
+    fill = [-m / s for m, s in zip(data.meta.mean, data.meta.std, strict=True)]
+    weak = BatchAugment(cfg.data.augment, fill=fill)
+    callback = SemiSupervised(method, data.unlabelled, batch, weak, data.meta.mean,
+                              data.meta.std, cfg.seed, rank, world_size)  # fmt: skip
+    return CyclingLoader(train, cfg.train.steps_per_epoch), callback
 
 
 def poisson_loader(train: Any, batch: int, seed: int, rank: int, world_size: int) -> PoissonLoader:

@@ -102,6 +102,9 @@ class Trainer:
         self.stop_reason: str | None = None
         self.last_evaluator: Evaluator | None = None  # of the latest validation
         self.start_time = time.perf_counter()
+        # the loss of one training batch: the task's, unless a training method (FixMatch, ...)
+        # installs its own at fit_start
+        self.objective = task.step_loss
         self._handlers = {event: handlers(self.callbacks, event) for event in EVENTS}
 
     # ------------------------------------------------------------------ the loop
@@ -142,7 +145,7 @@ class Trainer:
             self.fire("batch_start")
             with self._gradient_sync(self.is_update):  # micro-steps skip DDP's all-reduce
                 with self.precision.autocast():
-                    loss = self.task.step_loss(self.forward_model, self.batch)
+                    loss = self.objective(self.forward_model, self.batch)
                 self.precision.scaler.scale(loss / accumulate).backward()
             self.last_loss = loss.detach().float()
             self.update_loss[0] += self.last_loss

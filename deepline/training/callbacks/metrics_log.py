@@ -32,7 +32,10 @@ class MetricsLog(Callback):
     def step_end(self, trainer: Trainer) -> None:
         # the trainer reduces the loss over processes at its log steps (train.log_every_steps)
         if trainer.step % self.every_steps == 0 and "train/loss" in trainer.logs:
-            self._append(trainer, {"train/loss": trainer.logs["train/loss"], "lr": trainer.lr})
+            # train/loss and what training methods measure at this step (pseudo-labels, ...)
+            step_logs = {k: v for k, v in trainer.logs.items()
+                         if k.startswith("train/") and k != "train/loss_epoch"}  # fmt: skip
+            self._append(trainer, {**step_logs, "lr": trainer.lr})
 
     def epoch_end(self, trainer: Trainer) -> None:
         epoch_logs = {k: v for k, v in trainer.logs.items() if k.startswith(EPOCH_PREFIXES)}
