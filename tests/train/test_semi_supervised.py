@@ -104,9 +104,9 @@ def test_hidden_labels_never_reach_the_loss(method: str, tmp_path: Path) -> None
 def test_the_method_needs_unlabelled_images_and_class_predictions(tmp_path: Path) -> None:
     raw = config("fixmatch")
     raw["data"].pop("labels_per_class")
-    with pytest.raises(ConfigError, match="set data.labels_per_class"):
+    with pytest.raises(ConfigError, match=r"set data.labels_per_class"):
         build_experiment(load_config(raw), tmp_path)
-    with pytest.raises(ConfigError, match="train.privacy cannot be combined with train.method"):
+    with pytest.raises(ConfigError, match=r"train.privacy cannot be combined with train.method"):
         load_config(config("fixmatch", privacy={"noise_multiplier": 1.0}))
-    with pytest.raises(ConfigError, match="federated cannot be combined with train.method"):
+    with pytest.raises(ConfigError, match=r"federated cannot be combined with train.method"):
         load_config({**config("fixmatch"), "federated": {}})
