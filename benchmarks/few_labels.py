@@ -58,8 +58,8 @@ def main() -> None:
         if name.startswith("fixmatch"):
             fixmatch.append(accuracy)
         method = "supervised only" if name.startswith("supervised") else name.rstrip("0123456789")
-        table.add_row(name, method, name[-1], str(status.get("steps")),
-                      f"{status.get('wall_time_s', 0) / 60:.0f} min", f"{accuracy:.4f}")  # fmt: skip
+        minutes = f"{status.get('wall_time_s', 0) / 60:.0f} min"
+        table.add_row(name, method, name[-1], str(status.get("steps")), minutes, f"{accuracy:.4f}")
     console.print(table)
     if fixmatch:
         mean = statistics.mean(fixmatch)
