@@ -101,10 +101,14 @@ class ModelConfig(Section):
     """Base of the model configs; each model file defines its own subclass."""
 
     name: str
+    init_from: str | None = Field(
+        None, description="a run folder whose weights start this model (its best checkpoint): "
+        "tensors of the same name and shape are loaded, new ones (a new head) start fresh",
+    )  # fmt: skip
 
     def kwargs(self) -> dict[str, Any]:
         """The constructor arguments this config gives the model."""
-        return self.model_dump(exclude={"name"})
+        return self.model_dump(exclude={"name", "init_from"})
 
 
 class TaskConfig(Section):

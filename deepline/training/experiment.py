@@ -67,7 +67,10 @@ def build_experiment(
     task = build_task(cfg.task, data.meta)
     task.check_training(cfg.train)
     torch.manual_seed(cfg.seed)  # model initialisation independent of how data was loaded
-    model = model if model is not None else task.build_model(cfg.model)
+    if model is None:
+        model = task.build_model(cfg.model)
+        if cfg.model.init_from is not None:
+            _start_from(model, cfg.model.init_from, console)
     fit_closed_form = getattr(model, "fit_closed_form", None)
     if callable(fit_closed_form):  # counted from the training split, before any step
         fit_closed_form(data.train.x, data.train.y)
@@ -84,6 +87,17 @@ def build_experiment(
     callbacks = [cb for cb in callbacks if env.is_main or not cb.main_only]
     trainer = Trainer(model, task, train, val, cfg.train, callbacks, seed=cfg.seed)
     return Experiment(cfg, run_dir, data, task, model, trainer)
+
+
+def _start_from(model: nn.Module, run_dir: str, console: Console | None) -> None:
+    from deepline.training.init_from import load_initial_weights
+
+    loaded, fresh = load_initial_weights(model, run_dir)
+    if distributed.current().is_main:
+        new = f"; new: {', '.join(fresh)}" if fresh else ""
+        (console or Console(stderr=True)).print(
+            f"model.init_from {run_dir}: {len(loaded)} tensors loaded{new}", highlight=False
+        )
 
 
 def semi_supervised(

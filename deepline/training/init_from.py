@@ -1,0 +1,39 @@
+"""Start a model from another run's weights (``model.init_from``): a pre-trained encoder
+under a new head, a model trained on other data fine-tuned on this one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from deepline.config import load_config
+from deepline.errors import ConfigError
+from deepline.training.checkpoint import find_checkpoint, load_checkpoint, weights
+
+
+def load_initial_weights(model: nn.Module, run_dir: str | Path) -> tuple[list[str], list[str]]:
+    """Copy the tensors of ``run_dir``'s best checkpoint that ``model`` has under the same
+    name; (loaded, fresh) names. A ConfigError names the first tensor whose shape differs, or
+    says that the two models share no tensor."""
+    folder = Path(run_dir)
+    if not (folder / "config.yaml").is_file():
+        raise ConfigError(f"model.init_from={str(run_dir)!r} is not a run folder")
+    mode = load_config(folder / "config.yaml").train.checkpoint.mode
+    tensors, _ = load_checkpoint(find_checkpoint(folder / "checkpoints", "best", mode))
+    source, target = weights(tensors), model.state_dict()
+    for name, tensor in target.items():
+        if name in source and source[name].shape != tensor.shape:
+            raise ConfigError(
+                f"model.init_from={str(run_dir)!r}: tensor {name} is "
+                f"{tuple(source[name].shape)} there and {tuple(tensor.shape)} here: the "
+                "architectures differ"
+            )
+    loaded = [name for name in target if name in source]
+    if not loaded:
+        raise ConfigError(
+            f"model.init_from={str(run_dir)!r} shares no tensor with this model (there: "
+            f"{next(iter(source), '-')}, ...; here: {next(iter(target), '-')}, ...)"
+        )
+    model.load_state_dict({**target, **{name: source[name] for name in loaded}})
+    return loaded, [name for name in target if name not in source]
