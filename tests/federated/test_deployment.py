@@ -34,8 +34,12 @@ def test_a_superlink_and_two_supernodes_improve_the_global_model(
     flower: Cluster, tmp_path: Path
 ) -> None:
     flower.start(clients=2)
-    run_dir = federate(config(), run_dir=tmp_path / "run", superlink=flower.address, insecure=True)
+    # server-side client-level DP on the way (noise small enough to learn in two rounds)
+    privacy = {"noise_multiplier": 0.001, "clipping_norm": 100.0, "side": "server"}
+    cfg = config(privacy=privacy)
+    run_dir = federate(cfg, run_dir=tmp_path / "run", superlink=flower.address, insecure=True)
     logged = rounds(run_dir)
+    assert logged[2]["privacy/epsilon"] > logged[1]["privacy/epsilon"] > 0
     assert sorted(logged) == [0, 1, 2]
     assert logged[2]["val/accuracy"] > logged[0]["val/accuracy"] + 0.5
     assert logged[2]["clients/answered"] == 2
