@@ -63,10 +63,11 @@ class SemiSupervised(Callback):
         self.mean, self.std = self.mean.to(trainer.device), self.std.to(trainer.device)
         trainer.objective = self.objective
 
-    def views(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """(weak view, strong view or None, hidden labels) of step ``step``'s unlabelled images."""
-        x, hidden = self.stream.batch(step)
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step * 31 + self.rank)
+    def views(self, draw: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """(weak view, strong view or None, hidden labels) of batch ``draw``'s unlabelled
+        images (a pure function of it: a resumed run draws the same)."""
+        x, hidden = self.stream.batch(draw)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + draw * 31 + self.rank)
         device = self.trainer.device
         x, hidden = x.to(device), hidden.to(device)
         weak = self.weak(x, generator) if self.weak is not None else x
@@ -79,7 +80,9 @@ class SemiSupervised(Callback):
     def objective(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         trainer = self.trainer
         x, y = batch[0], batch[1]
-        weak, strong, hidden = self.views(trainer.step)
+        accumulate = trainer.config.accumulate  # each micro-batch its own unlabelled images
+        micro = (trainer.train_loader.position - 1) % accumulate
+        weak, strong, hidden = self.views(trainer.step * accumulate + micro)
         views = [x, trainer.layout(weak)]
         if strong is not None:
             views.append(trainer.layout(strong))
