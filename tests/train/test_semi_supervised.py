@@ -110,3 +110,24 @@ def test_the_method_needs_unlabelled_images_and_class_predictions(tmp_path: Path
         load_config(config("fixmatch", privacy={"noise_multiplier": 1.0}))
     with pytest.raises(ConfigError, match=r"federated cannot be combined with train.method"):
         load_config({**config("fixmatch"), "federated": {}})
+
+
+def test_fixmatch_resumes_exactly_mid_epoch(tmp_path: Path) -> None:
+    """The unlabelled images, their augmentations and the targets are functions of the step:
+    stopping at a checkpoint and resuming gives the uninterrupted run's weights."""
+    import shutil
+
+    from deepline.training.checkpoint import list_checkpoints
+    from deepline.training.experiment import run_training
+    from tests.train.test_checkpoint import assert_same_weights, final_weights
+
+    raw = config("fixmatch", checkpoint={"every_steps": 7, "keep_last": 50})
+    full = run_training(load_config(raw), tmp_path / "full")
+    part = run_training(load_config(raw), tmp_path / "part")
+    checkpoints = list_checkpoints(part.run_dir / "checkpoints")
+    cut = next(c for c in checkpoints if c.name.endswith("00000028"))  # inside epoch 2
+    for later in checkpoints[checkpoints.index(cut) + 1 :]:
+        shutil.rmtree(later)
+    resumed = run_training(None, run_dir=part.run_dir)
+    assert resumed.trainer.step == full.trainer.step == 60
+    assert_same_weights(final_weights(full.run_dir), final_weights(part.run_dir))
