@@ -103,12 +103,16 @@ class ModelConfig(Section):
     name: str
     init_from: str | None = Field(
         None, description="a run folder whose weights start this model (its best checkpoint): "
-        "tensors of the same name and shape are loaded, new ones (a new head) start fresh",
+        "tensors of the same name and shape are loaded; the output layer may differ (a new head)",
+    )  # fmt: skip
+    freeze: list[str] = Field(
+        default_factory=list, description="parameters (names or their prefixes, e.g. "
+        "'features') kept as they start: with init_from, a linear probe trains only the head",
     )  # fmt: skip
 
     def kwargs(self) -> dict[str, Any]:
         """The constructor arguments this config gives the model."""
-        return self.model_dump(exclude={"name", "init_from"})
+        return self.model_dump(exclude={"name", "init_from", "freeze"})
 
 
 class TaskConfig(Section):

@@ -127,6 +127,18 @@ class SemiSupervisedConfig(Section):
     cutout: float = Field(0.5, ge=0.0, le=1.0, description="fixmatch: largest Cutout side")
 
 
+class ContrastiveConfig(Section):
+    """SimCLR-style contrastive pre-training (Chen et al. 2020): two RandAugment views of each
+    unlabelled image are pulled together and pushed from the batch's other images (NT-Xent) in
+    the space of the model's last hidden layer; the labels are not used. The run's encoder then
+    starts a classifier (``model.init_from``), probed linearly (``model.freeze``) or fine-tuned."""
+
+    name: Literal["simclr"] = "simclr"
+    temperature: float = Field(0.5, gt=0.0, description="of the NT-Xent softmax")
+    strong_ops: int = Field(2, ge=1, le=12, description="RandAugment operations per view")
+    cutout: float = Field(0.3, ge=0.0, le=1.0, description="largest Cutout side")
+
+
 # train settings that DP-SGD cannot be combined with: (field, the value that conflicts, why)
 NOT_WITH_PRIVACY = (
     ("compile", True, "Opacus' per-example gradient hooks do not run under torch.compile"),
@@ -187,9 +199,9 @@ class TrainConfig(Section):
     privacy: PrivacyConfig | None = Field(
         None, description="differentially private training (DP-SGD)"
     )
-    method: SemiSupervisedConfig | None = Field(
-        None, description="semi-supervised training on the unlabelled split (FixMatch, "
-        "pseudo-labels)",
+    method: SemiSupervisedConfig | ContrastiveConfig | None = Field(
+        None, discriminator="name", description="learning from the unlabelled split: "
+        "fixmatch, pseudo_label (semi-supervised) or simclr (contrastive pre-training)",
     )  # fmt: skip
     early_stopping: EarlyStoppingConfig | None = None
     checkpoint: CheckpointConfig = CheckpointConfig()

@@ -71,6 +71,10 @@ def build_experiment(
         model = task.build_model(cfg.model)
         if cfg.model.init_from is not None:
             _start_from(model, cfg.model.init_from, console)
+        if cfg.model.freeze:
+            from deepline.training.init_from import freeze
+
+            freeze(model, cfg.model.freeze)
     fit_closed_form = getattr(model, "fit_closed_form", None)
     if callable(fit_closed_form):  # counted from the training split, before any step
         fit_closed_form(data.train.x, data.train.y)
@@ -81,7 +85,7 @@ def build_experiment(
         train = poisson_loader(train, batch, cfg.seed, env.rank, env.world_size)
     methods: list[Callback] = []
     if cfg.train.method is not None:
-        train, method = semi_supervised(cfg, task, data, train, batch, env.rank, env.world_size)
+        train, method = unlabelled_method(cfg, task, data, train, batch, env.rank, env.world_size)
         methods.append(method)
     callbacks = default_callbacks(cfg, run_dir, console) + methods + list(extra_callbacks or [])
     callbacks = [cb for cb in callbacks if env.is_main or not cb.main_only]
@@ -100,7 +104,7 @@ def _start_from(model: nn.Module, run_dir: str, console: Console | None) -> None
         )
 
 
-def semi_supervised(
+def unlabelled_method(
     cfg: ExperimentConfig,
     task: Task,
     data: DataSplits,
@@ -109,9 +113,11 @@ def semi_supervised(
     rank: int,
     world_size: int,
 ) -> tuple[BatchLoader, Callback]:
-    """The labelled batches (``train.steps_per_epoch`` an epoch) and the callback that joins
-    the unlabelled images to them (``train.method``)."""
+    """The labelled batches (``train.steps_per_epoch`` an epoch) and the callback of the
+    method that learns from the unlabelled images (``train.method``)."""
+    from deepline.config import ContrastiveConfig
     from deepline.data.transforms import BatchAugment
+    from deepline.training.callbacks.contrastive import Contrastive
     from deepline.training.callbacks.semi_supervised import SemiSupervised
 
     method = cfg.train.method
@@ -127,8 +133,12 @@ def semi_supervised(
         )
     fill = [-m / s for m, s in zip(data.meta.mean, data.meta.std, strict=True)]
     weak = BatchAugment(cfg.data.augment, fill=fill)
-    callback = SemiSupervised(method, data.unlabelled, batch, weak, data.meta.mean,
-                              data.meta.std, cfg.seed, rank, world_size)  # fmt: skip
+    args = (data.unlabelled, batch, weak, data.meta.mean, data.meta.std, cfg.seed, rank,
+            world_size)  # fmt: skip
+    callback: Callback = (
+        Contrastive(method, *args) if isinstance(method, ContrastiveConfig)
+        else SemiSupervised(method, *args)
+    )  # fmt: skip
     return CyclingLoader(train, cfg.train.steps_per_epoch), callback
 
 

@@ -14,16 +14,21 @@ from deepline.training.checkpoint import find_checkpoint, load_checkpoint, weigh
 
 def load_initial_weights(model: nn.Module, run_dir: str | Path) -> tuple[list[str], list[str]]:
     """Copy the tensors of ``run_dir``'s best checkpoint that ``model`` has under the same
-    name; (loaded, fresh) names. A ConfigError names the first tensor whose shape differs, or
-    says that the two models share no tensor."""
+    name and shape; (loaded, fresh) names. The output layer (the last with parameters) may
+    differ in shape, as a new head for other classes does; a ConfigError names the first
+    other tensor whose shape differs, or says that the two models share no tensor."""
     folder = Path(run_dir)
     if not (folder / "config.yaml").is_file():
         raise ConfigError(f"model.init_from={str(run_dir)!r} is not a run folder")
     mode = load_config(folder / "config.yaml").train.checkpoint.mode
     tensors, _ = load_checkpoint(find_checkpoint(folder / "checkpoints", "best", mode))
     source, target = weights(tensors), model.state_dict()
+    head = [n for n, _ in model.named_parameters()][-1].rpartition(".")[0]
     for name, tensor in target.items():
-        if name in source and source[name].shape != tensor.shape:
+        differs = name in source and source[name].shape != tensor.shape
+        if differs and name.rpartition(".")[0] == head:
+            del source[name]  # a new output layer starts fresh
+        elif differs:
             raise ConfigError(
                 f"model.init_from={str(run_dir)!r}: tensor {name} is "
                 f"{tuple(source[name].shape)} there and {tuple(tensor.shape)} here: the "
@@ -37,3 +42,21 @@ def load_initial_weights(model: nn.Module, run_dir: str | Path) -> tuple[list[st
         )
     model.load_state_dict({**target, **{name: source[name] for name in loaded}})
     return loaded, [name for name in target if name not in source]
+
+
+def freeze(model: nn.Module, names: list[str]) -> int:
+    """Stop training the parameters named by ``names`` (names or dotted prefixes); how many
+    tensors were frozen. A ConfigError names a prefix that matches nothing."""
+    params = dict(model.named_parameters())
+    frozen = 0
+    for prefix in names:
+        matched = [n for n in params if n == prefix or n.startswith(prefix + ".")]
+        if not matched:
+            raise ConfigError(
+                f"model.freeze: {prefix!r} names no parameter of this model (its first: "
+                f"{', '.join(list(params)[:4])}, ...)"
+            )
+        for name in matched:
+            params[name].requires_grad_(False)
+            frozen += 1
+    return frozen

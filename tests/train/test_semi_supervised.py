@@ -131,3 +131,48 @@ def test_fixmatch_resumes_exactly_mid_epoch(tmp_path: Path) -> None:
     resumed = run_training(None, run_dir=part.run_dir)
     assert resumed.trainer.step == full.trainer.step == 60
     assert_same_weights(final_weights(full.run_dir), final_weights(part.run_dir))
+
+
+def test_nt_xent_is_the_papers_loss() -> None:
+    """-log( exp(sim(i, j) / t) / sum_{k != i} exp(sim(i, k) / t) ), averaged over all 2N rows."""
+    from deepline.training.callbacks.contrastive import nt_xent
+
+    torch.manual_seed(0)
+    z = torch.randn(6, 5)
+    n, t = 3, 0.5
+    unit = torch.nn.functional.normalize(z, dim=1)
+    losses = []
+    for i in range(2 * n):
+        j = (i + n) % (2 * n)
+        others = [k for k in range(2 * n) if k != i]
+        denominator = sum(torch.exp(unit[i] @ unit[k] / t) for k in others)
+        losses.append(-torch.log(torch.exp(unit[i] @ unit[j] / t) / denominator))
+    assert nt_xent(z, t).item() == pytest.approx(torch.stack(losses).mean().item(), rel=1e-5)
+
+
+def test_simclr_pretrains_an_encoder_that_a_linear_probe_starts_from(tmp_path: Path) -> None:
+    from deepline.training.experiment import run_training
+
+    raw = config("fixmatch")
+    raw["train"]["method"] = {"name": "simclr"}
+    raw["train"]["checkpoint"] = {"monitor": "val/knn_accuracy", "mode": "max"}
+    pre = run_training(load_config(raw), tmp_path / "runs")
+    assert 0.0 <= pre.trainer.logs["val/knn_accuracy"] <= 1.0
+    probe = config("fixmatch", max_steps=10)
+    probe["train"].pop("method")
+    probe["model"].update(init_from=str(pre.run_dir), freeze=["features", "classifier.2"])
+    (tmp_path / "probe").mkdir()
+    exp = build_experiment(load_config(probe), tmp_path / "probe")
+    before = {k: v.clone() for k, v in exp.model.state_dict().items()}
+    exp.trainer.fit()
+    after = exp.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    # only the output layer learns (and batch norm's running statistics move)
+    assert {k for k in changed if not k.startswith("features.")} == {
+        "classifier.5.weight",
+        "classifier.5.bias",
+    }
+    assert not any(k.endswith(("weight", "bias")) for k in changed if k.startswith("features."))
+    with pytest.raises(ConfigError, match="model.freeze: 'encoder' names no parameter"):
+        probe["model"]["freeze"] = ["encoder"]
+        build_experiment(load_config(probe), tmp_path / "probe")

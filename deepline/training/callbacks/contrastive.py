@@ -1,0 +1,135 @@
+"""SimCLR-style contrastive pre-training (``train.method: {name: simclr}``; Chen et al. 2020).
+
+Each step takes a batch of unlabelled images, makes two RandAugment views of each, and trains
+the model so that the two views of an image are nearest each other among the batch's 2B
+views (NT-Xent, the normalised temperature-scaled cross-entropy). The representation is the
+input of the model's output layer (its last hidden layer), read by a forward hook: any image
+classifier is an encoder, and its output layer is left for a later run to train
+(``model.init_from`` with ``model.freeze`` for a linear probe, or fine-tuning).
+
+After each validation, ``val/knn_accuracy`` measures the representation: each validation
+image takes the class of its nearest labelled training image (cosine similarity).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepline.config import ContrastiveConfig
+from deepline.data.loaders import UnlabelledStream
+from deepline.data.meta import Split
+from deepline.data.randaugment import RandAugment
+from deepline.data.transforms import BatchAugment
+from deepline.errors import ConfigError
+from deepline.training.events import Callback
+
+if TYPE_CHECKING:
+    from deepline.training.loop import Trainer
+
+
+def nt_xent(z: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent of 2B embeddings, where rows i and i + B are two views of one image."""
+    z = F.normalize(z.float(), dim=1)
+    n = len(z) // 2
+    similarity = z @ z.T / temperature
+    similarity.fill_diagonal_(float("-inf"))  # a view is not its own positive
+    positives = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(similarity, positives)
+
+
+def output_layer(model: nn.Module) -> nn.Module:
+    """The module holding the model's last parameters: its output layer."""
+    last = [name for name, _ in model.named_parameters()][-1].rpartition(".")[0]
+    return model.get_submodule(last)
+
+
+class Contrastive(Callback):
+    """Installs the contrastive objective; measures the representation after validation."""
+
+    order = 8
+
+    def __init__(
+        self,
+        config: ContrastiveConfig,
+        unlabelled: Split,
+        batch_size: int,
+        weak: BatchAugment,
+        mean: list[float],
+        std: list[float],
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.config = config
+        self.stream = UnlabelledStream(unlabelled.x, unlabelled.y, batch_size, seed + 7919,
+                                       rank, world_size)  # fmt: skip
+        self.weak = weak if weak.active else None
+        self.strong = RandAugment(config.strong_ops, config.cutout)
+        self.mean = torch.tensor(mean).view(1, -1, 1, 1)
+        self.std = torch.tensor(std).view(1, -1, 1, 1)
+        self.seed, self.rank = seed, rank
+        self.features: torch.Tensor | None = None
+
+    def fit_start(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        self.mean, self.std = self.mean.to(trainer.device), self.std.to(trainer.device)
+        for model in {id(m): m for m in (trainer.model, trainer.eval_model)}.values():
+            layer = output_layer(model)  # the weights' moving average has its own copy
+            if not isinstance(layer, nn.Linear):
+                raise ConfigError(
+                    f"train.method simclr reads the input of the model's output layer, a "
+                    f"Linear layer; {type(layer).__name__} is not one"
+                )
+            layer.register_forward_hook(self._keep_input)
+        trainer.objective = self.objective
+
+    def _keep_input(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        self.features = inputs[0]
+
+    def view(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        weak = self.weak(x, generator) if self.weak is not None else x
+        unit = (weak * self.std + self.mean).clamp(0.0, 1.0)
+        return (self.strong(unit, generator) - self.mean) / self.std
+
+    def objective(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        trainer = self.trainer
+        accumulate = trainer.config.accumulate
+        draw = trainer.step * accumulate + (trainer.train_loader.position - 1) % accumulate
+        x, _ = self.stream.batch(draw)  # the labelled batch and every label go unused
+        x = x.to(trainer.device)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + draw * 31 + self.rank)
+        views = torch.cat([self.view(x, generator), self.view(x, generator)])
+        model(trainer.layout(views))
+        assert self.features is not None
+        return nt_xent(self.features.flatten(1), self.config.temperature)
+
+    @torch.no_grad()
+    def eval_end(self, trainer: Trainer) -> None:
+        """1-nearest-neighbour accuracy of the validation images among the labelled ones."""
+        loader = trainer.val_loader
+        if loader is None:
+            return
+        model = trainer.eval_model
+        was_training = model.training
+        model.eval()
+        bank = self._embed(model, trainer, trainer.train_loader.x)
+        labels = trainer.train_loader.y.to(trainer.device)
+        right = total = 0
+        for x, y in loader:
+            found = labels[(self._embed(model, trainer, x) @ bank.T).argmax(1)]
+            right += int((found == y.to(trainer.device)).sum())
+            total += len(y)
+        model.train(was_training)
+        trainer.logs["val/knn_accuracy"] = right / max(total, 1)
+
+    def _embed(self, model: nn.Module, trainer: Trainer, x: torch.Tensor) -> torch.Tensor:
+        out = []
+        for chunk in x.split(512):
+            model(trainer.layout(chunk.to(trainer.device)))
+            assert self.features is not None
+            out.append(F.normalize(self.features.flatten(1).float(), dim=1))
+        return torch.cat(out)
