@@ -173,6 +173,6 @@ def test_simclr_pretrains_an_encoder_that_a_linear_probe_starts_from(tmp_path: P
         "classifier.5.bias",
     }
     assert not any(k.endswith(("weight", "bias")) for k in changed if k.startswith("features."))
-    with pytest.raises(ConfigError, match="model.freeze: 'encoder' names no parameter"):
+    with pytest.raises(ConfigError, match=r"model.freeze: 'encoder' names no parameter"):
         probe["model"]["freeze"] = ["encoder"]
         build_experiment(load_config(probe), tmp_path / "probe")
