@@ -43,7 +43,9 @@ class SecureAggregationConfig(Section):
 
     num_shares: int = Field(3, ge=3, description="secret shares of each client's key (> 2)")
     reconstruction_threshold: int = Field(2, ge=2, description="shares that rebuild a key")
-    clipping_range: float = Field(8.0, gt=0.0, description="update values are clipped to it")
+    clipping_range: float = Field(
+        8.0, gt=0.0, description="weights (scaled by each client's share) are clipped to it"
+    )
     quantization_range: int = Field(4194304, ge=2, description="levels of the quantization")
 
 
@@ -67,9 +69,6 @@ class FederatedConfig(Section):
     )
     server_lr: float = Field(0.01, gt=0.0, description="FedAdam/FedYogi: the server's step")
     server_tau: float = Field(1e-3, gt=0.0, description="FedAdam/FedYogi: adaptivity")
-    round_timeout: float | None = Field(
-        None, gt=0.0, description="seconds a round waits for its clients (None: for ever)"
-    )
     track_test: bool = Field(
         False, description="also measure the test split after every round (the curve "
         "federated papers report; never used to choose a checkpoint)",
@@ -89,6 +88,11 @@ class FederatedConfig(Section):
         if self.strategy != "fedprox" and self.proximal_mu > 0.0:
             raise ValueError(
                 f"federated.proximal_mu is FedProx's: use strategy fedprox, not {self.strategy}"
+            )
+        if self.privacy is not None and self.strategy in ("fedadam", "fedyogi"):
+            raise ValueError(
+                f"federated.privacy sizes its noise for averaged updates, and {self.strategy}'s "
+                "per-weight steps could magnify one client's update: use fedavg or fedprox"
             )
         secagg = self.secure_aggregation
         if secagg is not None:

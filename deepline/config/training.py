@@ -155,8 +155,9 @@ class TrainConfig(Section):
     max_steps: int | None = Field(None, ge=1)
     batch_size: int = Field(64, ge=1)
     steps_per_epoch: int = Field(
-        250, ge=1, description="streamed data (language models): batches between validations"
-    )
+        250, ge=1, description="batches between validations, for streamed data (language "
+        "models) and for a few labels with train.method",
+    )  # fmt: skip
     eval_batches: int = Field(
         20, ge=1, description="streamed data: validation batches (of eval.batch_size windows)"
     )
@@ -232,6 +233,17 @@ class TrainConfig(Section):
             raise ValueError("give train.epochs or train.max_steps, not both")
         if self.epochs is None and self.max_steps is None:
             object.__setattr__(self, "epochs", 10)
+        return self
+
+    @model_validator(mode="after")
+    def _contrastive_keeps_the_best_encoder(self) -> TrainConfig:
+        """SimCLR never trains the output layer: its validation loss says nothing, so the
+        checkpoint kept as best is the one whose features sort best, unless told otherwise."""
+        if isinstance(self.method, ContrastiveConfig) and (
+            "monitor" not in self.checkpoint.model_fields_set
+        ):
+            best = self.checkpoint.model_copy(update={"monitor": "val/knn_accuracy", "mode": "max"})
+            object.__setattr__(self, "checkpoint", best)
         return self
 
     @model_validator(mode="after")

@@ -62,6 +62,11 @@ def label_budget(train: RawSplit, budget: float, seed: int) -> tuple[RawSplit, R
     """(labelled, unlabelled): ``budget`` examples of each class (a whole number >= 1) or that
     fraction of each class (< 1, at least one), drawn at random with ``seed``; the rest, in
     order, unlabelled. Both hold their true labels: the unlabelled ones only for measuring."""
+    if train.y.ndim != 1:
+        raise DataError(
+            "data.labels_per_class keeps a few labels per class: it needs one class label per "
+            f"example, not targets of shape {train.y.shape[1:]}"
+        )
     if budget >= 1 and budget != int(budget):
         raise DataError(f"data.labels_per_class={budget}: a count must be whole, a fraction < 1")
     rng = np.random.default_rng(seed)

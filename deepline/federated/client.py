@@ -51,22 +51,30 @@ def set_weights(model: nn.Module, arrays: list[np.ndarray]) -> None:
             state[name].copy_(torch.as_tensor(array).reshape(state[name].shape))
 
 
-def client_share(data: DataSplits, config: ExperimentConfig, client: int) -> Split:
-    """Client ``client``'s examples of the training split (``federated.partition``)."""
+def client_parts(data: DataSplits, config: ExperimentConfig) -> list[np.ndarray]:
+    """The training split's indices of every client (``federated.partition``)."""
     fed = config.federated
     assert fed is not None
-    if not 0 <= client < fed.clients:
-        raise ConfigError(f"client {client} does not exist: federated.clients is {fed.clients}")
     labels = data.train.y
-    if fed.partition.scheme != "iid" and labels.dim() != 1:
+    if labels.dim() == 1:
+        return partition(labels.numpy(), fed.clients, fed.partition, config.seed)
+    if fed.partition.scheme != "iid":
         raise ConfigError(
             f"federated.partition.scheme {fed.partition.scheme} deals examples by class: it "
             f"needs one class label per example, and dataset {config.data.name} has targets "
             f"of shape {tuple(labels.shape)} (use scheme: iid)"
         )
-    parts = partition(labels.numpy(), fed.clients, fed.partition, config.seed)
-    index = torch.from_numpy(parts[client])
-    return Split(data.train.x[index], labels[index])
+    return partition(np.zeros(len(labels), np.int64), fed.clients, fed.partition, config.seed)
+
+
+def client_share(data: DataSplits, config: ExperimentConfig, client: int) -> Split:
+    """Client ``client``'s examples of the training split."""
+    fed = config.federated
+    assert fed is not None
+    if not 0 <= client < fed.clients:
+        raise ConfigError(f"client {client} does not exist: federated.clients is {fed.clients}")
+    index = torch.from_numpy(client_parts(data, config)[client])
+    return Split(data.train.x[index], data.train.y[index])
 
 
 @dataclass
@@ -83,7 +91,11 @@ class Site:
     def open(cls, config: ExperimentConfig, client: int, data: DataSplits) -> Site:
         task = build_task(config.task, data.meta)
         torch.manual_seed(config.seed)
-        model = task.build_model(config.model)
+        model = task.build_model(config.model)  # its weights come from the server each round
+        if config.model.freeze:
+            from deepline.training.init_from import freeze
+
+            freeze(model, config.model.freeze)
         share = client_share(data, config, client)
         empty = Split(share.x[:0], share.y[:0])
         return cls(config, client, task, model, DataSplits(share, empty, empty, data.meta))
@@ -133,7 +145,15 @@ def flower_client(site: Site) -> Any:
     """``site`` as a Flower client (``NumPyClient``)."""
     from flwr.client import NumPyClient
 
+    fed = site.config.federated
+    assert fed is not None
+    # under client-level DP every update weighs the same: the noise is sized for one client
+    weight = 1 if fed.privacy is not None else len(site.local.train)
+
     class DeeplineClient(NumPyClient):
+        def get_properties(self, config: dict[str, Any]) -> dict[str, Any]:
+            return {"partition-id": site.client}
+
         def get_parameters(self, config: dict[str, Any]) -> list[np.ndarray]:
             return get_weights(site.model)
 
@@ -144,14 +164,14 @@ def flower_client(site: Site) -> Any:
             before = site.evaluate()  # the global model on this client's data
             trained = site.train(int(config.get("round", 1)), float(config.get("proximal_mu", 0)))
             metrics = {f"local_{k}": float(v) for k, v in before.items()}
-            return get_weights(site.model), len(site.local.train), {**metrics, **trained}
+            return get_weights(site.model), weight, {**metrics, **trained}
 
         def evaluate(
             self, parameters: list[np.ndarray], config: dict[str, Any]
         ) -> tuple[float, int, dict[str, Any]]:
             set_weights(site.model, parameters)
             metrics = site.evaluate()
-            return float(metrics.get("loss", 0.0)), len(site.local.train), metrics
+            return float(metrics.get("loss", 0.0)), weight, metrics
 
     return DeeplineClient().to_client()
 

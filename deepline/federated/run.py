@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.console import Console
 
 from deepline.config import ExperimentConfig
 from deepline.data import DataSplits
@@ -25,7 +26,8 @@ from deepline.runs import environment_info, write_json
 from deepline.tasks import task_class
 from deepline.training.experiment import prepare_run_dir
 
-APP_FOLDER = "flower-app"  # the Flower App that `flwr run` sends to the SuperLink
+APP_FOLDER = "flower-app"
+console = Console(stderr=True)  # the Flower App that `flwr run` sends to the SuperLink
 
 
 class SuperLinkError(DeeplineError):
@@ -53,7 +55,9 @@ def federate(
     if config.federated is None:
         raise ConfigError("the config has no federated section: train it with `deepline train`")
     if superlink is not None:
-        if (root_certificates is None) == (not insecure):
+        if root_certificates is not None and insecure:
+            raise ConfigError("give root_certificates (TLS) or insecure, not both")
+        if root_certificates is None and not insecure:
             raise ConfigError(
                 "a SuperLink is reached over TLS: give root_certificates (the CA's PEM file), "
                 "or insecure=True for an unencrypted connection (a test on one machine)"
@@ -74,6 +78,10 @@ def federate(
         simulate(config, folder, data, cpus, given)
     else:
         deploy(config, folder, superlink, root_certificates)
+        if not (folder / "status.json").is_file():
+            console.print(f"the run folder is on the SuperLink's machine, at {folder}")
+            return folder
+    _check_completed(folder)
     from deepline.deploy.export import export_run
     from deepline.report import write_report
 
@@ -121,7 +129,6 @@ def simulate(
         num_supernodes=fed.clients,
         backend_config=backend,  # type: ignore[arg-type]
     )
-    _check_completed(folder)
 
 
 def deploy(
@@ -147,7 +154,6 @@ def deploy(
         done = subprocess.run([flwr, "run", str(app), "deepline", "--stream"], env=env)
     if done.returncode:
         raise SuperLinkError(f"`flwr run` failed (exit code {done.returncode}): see its log above")
-    _check_completed(folder)
 
 
 def write_flower_app(config: ExperimentConfig, folder: Path) -> Path:

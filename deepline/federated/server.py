@@ -23,11 +23,12 @@ from rich.console import Console
 
 from deepline.config import ExperimentConfig
 from deepline.data import DataSplits
+from deepline.errors import ConfigError
 from deepline.evaluate.evaluate import score
-from deepline.federated.client import exchanged, get_weights, set_weights
-from deepline.federated.partition import label_histogram, partition
+from deepline.federated.client import client_parts, exchanged, get_weights, set_weights
+from deepline.federated.partition import label_histogram
 from deepline.federated.summary import ARTIFACT, client_epsilon, summary_at
-from deepline.runs import write_json
+from deepline.runs import environment_info, write_json
 from deepline.tasks import build_task
 from deepline.training.callbacks.early_stopping import is_better
 from deepline.training.checkpoint import (
@@ -48,6 +49,7 @@ class FederatedServer:
     def __init__(self, config: ExperimentConfig, run_dir: Path, data: DataSplits) -> None:
         assert config.federated is not None
         self.config, self.fed, self.run_dir, self.data = config, config.federated, run_dir, data
+        run_dir.mkdir(parents=True, exist_ok=True)  # on a SuperLink's machine, made here
         seed_everything(config.seed)
         self.task = build_task(config.task, data.meta)
         torch.manual_seed(config.seed)
@@ -61,8 +63,16 @@ class FederatedServer:
         self.checkpoints = run_dir / "checkpoints"
         self.console = Console(stderr=True)
         self.described = self.describe()
+        if config.model.init_from is not None:  # the clients start from the global weights
+            from deepline.training.init_from import load_initial_weights
+
+            load_initial_weights(self.model, config.model.init_from)
+        if self.fed.privacy is not None:
+            refuse_batch_norm(self.model)
         if list_checkpoints(self.checkpoints):
             self._resume()
+        else:  # a restart before the first round's checkpoint logs every round anew
+            self._truncate_metrics(-1)
 
     # ------------------------------------------------------------------ Flower
     def strategy(self) -> Any:
@@ -74,7 +84,8 @@ class FederatedServer:
         common: dict[str, Any] = {
             "fraction_fit": fed.clients_per_round / fed.clients,
             "min_fit_clients": fed.clients_per_round,
-            "min_available_clients": fed.clients_per_round,
+            # with privacy, every client must be there: the accountant's rate is per/clients
+            "min_available_clients": fed.clients if fed.privacy else fed.clients_per_round,
             "fraction_evaluate": 0.0,  # clients measure the global model in each fit
             "min_evaluate_clients": 0,
             "evaluate_fn": self.end_of_round,
@@ -118,6 +129,9 @@ class FederatedServer:
                 reconstruction_threshold=secagg.reconstruction_threshold,
                 clipping_range=secagg.clipping_range,
                 quantization_range=secagg.quantization_range,
+                # each client's weights are scaled by its weight / max_weight: the largest a
+                # client reports (its examples; 1 each under client-level DP)
+                max_weight=1.0 if self.fed.privacy else float(max(self.described["sizes"])),
             )
         )
 
@@ -125,16 +139,21 @@ class FederatedServer:
         """The ServerApp's body: the remaining rounds, then the run's final records."""
         from flwr.server import LegacyContext, ServerConfig
 
+        from deepline.federated.sampling import SeededClientManager
+
         remaining = self.fed.rounds - self.first_round
+        self.write_run_files()
         self.write_status("running")
         if remaining > 0:
-            server_config = ServerConfig(num_rounds=remaining, round_timeout=self.fed.round_timeout)
-            strategy = ResumedRounds(self.strategy(), self.first_round)
-            legacy = LegacyContext(context=context, config=server_config, strategy=strategy)
+            clients = SeededClientManager(self.config.seed)
+            strategy = ResumedRounds(self.strategy(), self.first_round, clients)
+            legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=remaining),
+                                   strategy=strategy, client_manager=clients)  # fmt: skip
             self.workflow()(grid, legacy)
         self.write_status("completed")
 
     def fit_config(self, server_round: int) -> dict[str, Any]:
+        self.fit_metrics = {"answered": 0.0}  # until this round's clients are aggregated
         return {"round": server_round}
 
     def aggregate_fit_metrics(self, results: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
@@ -246,6 +265,16 @@ class FederatedServer:
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
 
+    def write_run_files(self) -> None:
+        """The config, data summary and environment, when this machine's run folder lacks them
+        (a server app on a SuperLink's machine)."""
+        if (self.run_dir / "config.yaml").is_file():
+            return
+        (self.run_dir / "config.yaml").write_text(self.config.to_yaml())
+        write_json(self.run_dir / "data.json", self.data.meta.to_dict())
+        info = environment_info(self.config.seed, torch.get_num_threads())
+        write_json(self.run_dir / "environment.json", info)
+
     def write_status(
         self, status: str, round_: int | None = None, metrics: dict[str, float] | None = None
     ) -> None:
@@ -268,10 +297,10 @@ class FederatedServer:
     def describe(self) -> dict[str, Any]:
         """What ``federated.json`` records: the partition and the federated settings."""
         fed = self.fed
+        parts = client_parts(self.data, self.config)
         labels = self.data.train.y
         histogram = None
         if labels.dim() == 1:
-            parts = partition(labels.numpy(), fed.clients, fed.partition, self.config.seed)
             classes = max(len(self.data.meta.classes), int(labels.max()) + 1)
             histogram = label_histogram(labels.numpy(), parts, classes).tolist()
         return {
@@ -283,6 +312,7 @@ class FederatedServer:
             "batch_size": fed.batch_size or self.config.train.batch_size,
             "partition": fed.partition.model_dump(),
             "label_histogram": histogram,
+            "sizes": [len(p) for p in parts],
             "classes": list(self.data.meta.classes or []),
             "secure_aggregation": (
                 fed.secure_aggregation.model_dump() if fed.secure_aggregation else None
@@ -295,13 +325,14 @@ class ResumedRounds(Strategy):
     process, and a resumed server must hand the true round to what depends on it (FedAdam's
     bias correction, the clients' seeds, the checkpoints' names)."""
 
-    def __init__(self, strategy: Strategy, done: int) -> None:
-        self.strategy, self.done = strategy, done
+    def __init__(self, strategy: Strategy, done: int, clients: Any) -> None:
+        self.strategy, self.done, self.clients = strategy, done, clients
 
     def initialize_parameters(self, client_manager: Any) -> Any:
         return self.strategy.initialize_parameters(client_manager)
 
     def configure_fit(self, server_round: int, parameters: Any, client_manager: Any) -> Any:
+        self.clients.round = server_round + self.done  # the round's seeded choice of clients
         return self.strategy.configure_fit(server_round + self.done, parameters, client_manager)
 
     def aggregate_fit(self, server_round: int, results: Any, failures: Any) -> Any:
@@ -317,6 +348,20 @@ class ResumedRounds(Strategy):
 
     def evaluate(self, server_round: int, parameters: Any) -> Any:
         return self.strategy.evaluate(server_round + self.done, parameters)
+
+
+def refuse_batch_norm(model: torch.nn.Module) -> None:
+    """Client-level DP clips and noises every exchanged tensor: batch norm's running
+    statistics would be noised (a variance can turn negative)."""
+    norms = [
+        n for n, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase)
+    ]
+    if norms:
+        raise ConfigError(
+            f"federated.privacy noises every exchanged tensor, and layer {norms[0]} is a batch "
+            "norm whose running statistics would be noised: use a model without batch norm "
+            "(e.g. model.batch_norm: false)"
+        )
 
 
 def round_line(record: dict[str, Any], rounds: int) -> str:

@@ -136,7 +136,7 @@ def unlabelled_method(
     args = (data.unlabelled, batch, weak, data.meta.mean, data.meta.std, cfg.seed, rank,
             world_size)  # fmt: skip
     callback: Callback = (
-        Contrastive(method, *args) if isinstance(method, ContrastiveConfig)
+        Contrastive(method, data.train, *args) if isinstance(method, ContrastiveConfig)
         else SemiSupervised(method, *args)
     )  # fmt: skip
     return CyclingLoader(train, cfg.train.steps_per_epoch), callback

@@ -46,7 +46,9 @@ def load_initial_weights(model: nn.Module, run_dir: str | Path) -> tuple[list[st
 
 def freeze(model: nn.Module, names: list[str]) -> int:
     """Stop training the parameters named by ``names`` (names or dotted prefixes); how many
-    tensors were frozen. A ConfigError names a prefix that matches nothing."""
+    tensors were frozen. A batch norm whose parameters are all frozen stops updating its
+    running statistics too (it always runs as in evaluation). A ConfigError names a prefix
+    that matches nothing."""
     params = dict(model.named_parameters())
     frozen = 0
     for prefix in names:
@@ -59,4 +61,14 @@ def freeze(model: nn.Module, names: list[str]) -> int:
         for name in matched:
             params[name].requires_grad_(False)
             frozen += 1
+    for module in model.modules():
+        own = list(module.parameters(recurse=False))
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
+            p.requires_grad for p in own
+        ):
+            module.register_forward_pre_hook(_as_in_evaluation)
     return frozen
+
+
+def _as_in_evaluation(module: nn.Module, inputs: object) -> None:
+    module.train(False)

@@ -45,8 +45,8 @@ def test_a_superlink_and_two_supernodes_improve_the_global_model(
     assert logged[2]["clients/answered"] == 2
     assert json.loads((run_dir / "status.json").read_text())["status"] == "completed"
     assert (run_dir / "checkpoints" / "step-00000002" / "model.safetensors").is_file()
-    for node in (0, 1):  # each SuperNode ran a ClientApp in both rounds
-        assert flower.log(f"supernode{node}").count("Start `flwr-clientapp` process") == 2
+    for node in (0, 1):  # each SuperNode trained in both rounds
+        assert flower.log(f"supernode{node}").count("Receiving: train message") == 2
 
 
 def test_a_client_killed_mid_round_does_not_stop_the_round(flower: Cluster, tmp_path: Path) -> None:
@@ -56,19 +56,21 @@ def test_a_client_killed_mid_round_does_not_stop_the_round(flower: Cluster, tmp_
     def kill_when_training() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if "Start `flwr-clientapp` process" in flower.log("supernode2"):
+            if "Receiving: train message" in flower.log("supernode2"):
                 flower.kill(victim)
                 return
             time.sleep(0.05)
 
     killer = threading.Thread(target=kill_when_training)
     killer.start()
-    cfg = config(rounds=1, clients=3, clients_per_round=3, local_epochs=40, round_timeout=25)
+    cfg = config(rounds=1, clients=3, clients_per_round=3, local_epochs=40)
     run_dir = federate(cfg, run_dir=tmp_path / "run", superlink=flower.address, insecure=True)
     killer.join()
     assert victim.poll() is not None  # killed while its client trained
     logged = rounds(run_dir)
-    assert logged[1]["clients/answered"] == 2  # the round completed with the other two
+    # the SuperLink reports the dead SuperNode's message as failed; the round completes with
+    # the other two
+    assert logged[1]["clients/answered"] == 2
     assert logged[1]["val/accuracy"] > logged[0]["val/accuracy"] + 0.5
 
 

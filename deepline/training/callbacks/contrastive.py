@@ -55,6 +55,7 @@ class Contrastive(Callback):
     def __init__(
         self,
         config: ContrastiveConfig,
+        labelled: Split,
         unlabelled: Split,
         batch_size: int,
         weak: BatchAugment,
@@ -64,7 +65,7 @@ class Contrastive(Callback):
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        self.config = config
+        self.config, self.labelled = config, labelled
         self.stream = UnlabelledStream(unlabelled.x, unlabelled.y, batch_size, seed + 7919,
                                        rank, world_size)  # fmt: skip
         self.weak = weak if weak.active else None
@@ -103,9 +104,10 @@ class Contrastive(Callback):
         x = x.to(trainer.device)
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + draw * 31 + self.rank)
         views = torch.cat([self.view(x, generator), self.view(x, generator)])
-        model(trainer.layout(views))
+        outputs = model(trainer.layout(views))
         assert self.features is not None
-        return nt_xent(self.features.flatten(1), self.config.temperature)
+        # the output layer joins the graph with a zero gradient: DDP expects every parameter
+        return nt_xent(self.features.flatten(1), self.config.temperature) + 0.0 * outputs.sum()
 
     @torch.no_grad()
     def eval_end(self, trainer: Trainer) -> None:
@@ -116,8 +118,8 @@ class Contrastive(Callback):
         model = trainer.eval_model
         was_training = model.training
         model.eval()
-        bank = self._embed(model, trainer, trainer.train_loader.x)
-        labels = trainer.train_loader.y.to(trainer.device)
+        bank = self._embed(model, trainer, self.labelled.x)
+        labels = self.labelled.y.to(trainer.device)
         right = total = 0
         for x, y in loader:
             found = labels[(self._embed(model, trainer, x) @ bank.T).argmax(1)]
