@@ -30,10 +30,11 @@ def logged_rounds(run_dir: Path) -> list[dict]:
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_secure_aggregation_with_client_side_privacy_trains_reports_and_exports(
+def test_fedprox_with_secure_aggregation_and_client_side_privacy_trains_reports_and_exports(
     tmp_path: Path,
 ) -> None:
     cfg = load_config(raw_config(
+        strategy="fedprox", proximal_mu=0.01,
         secure_aggregation={"num_shares": 3, "reconstruction_threshold": 2},
         privacy={"noise_multiplier": 0.01, "clipping_norm": 10.0, "side": "client"},
         partition={"scheme": "dirichlet", "alpha": 1.0},
@@ -44,7 +45,7 @@ def test_secure_aggregation_with_client_side_privacy_trains_reports_and_exports(
     assert rounds[2]["val/accuracy"] > rounds[0]["val/accuracy"] + 0.4
     assert rounds[2]["privacy/epsilon"] > rounds[1]["privacy/epsilon"] > 0
     summary = json.loads((run_dir / "federated.json").read_text())
-    assert summary["secure_aggregation"]["num_shares"] == 3
+    assert summary["secure_aggregation"]["num_shares"] == 3 and summary["strategy"] == "fedprox"
     assert summary["privacy"]["epsilon"] == rounds[2]["privacy/epsilon"]
     histogram = summary["label_histogram"]  # every training example on one of 3 clients
     train_size = json.loads((run_dir / "data.json").read_text())["sizes"]["train"]
