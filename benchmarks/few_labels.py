@@ -31,6 +31,8 @@ from deepline.evaluate.evaluate import evaluate_run
 console = Console(width=140)
 TARGET = 0.990
 CONFIG = "mnist_fixmatch"
+FASHION = ["data.name=fashion-mnist", "data.labels_per_class=40",
+           "data.augment={shift: 2, flip: true}"]  # fmt: skip
 SUPERVISED = ["train.method=null", "train.max_steps=2000", "train.lr=0.01"]
 RUNS: dict[str, list[str]] = {
     "fixmatch0": ["data.labels_seed=0"],
@@ -53,9 +55,14 @@ RUNS: dict[str, list[str]] = {
         "model.freeze=[features, classifier.2]",
     ],
     "finetune0": ["data.labels_seed=0", *SUPERVISED, "model.init_from={simclr0}"],
+    # Fashion-MNIST with 40 labels a class (400 in all), weak augmentation with flips
+    "fashion_fixmatch0": [*FASHION],
+    "fashion_supervised0": [*FASHION, *SUPERVISED],
 }
 PRETRAINED = {"probe0": "simclr0", "finetune0": "simclr0"}  # runs that start from another
 METHODS = {"fixmatch": "FixMatch", "supervised": "supervised only",
+           "fashion_fixmatch": "Fashion-MNIST, 40 a class: FixMatch",
+           "fashion_supervised": "Fashion-MNIST, 40 a class: supervised only",
            "pseudo_label": "pseudo-labels", "simclr": "SimCLR pre-training (kNN accuracy)",
            "probe": "SimCLR + linear probe", "finetune": "SimCLR + fine-tuning"}  # fmt: skip
 QUICK = ["train.max_steps=40", "train.steps_per_epoch=20"]
@@ -84,7 +91,7 @@ def main() -> None:
             accuracy = status.get("last", {}).get("val/knn_accuracy", float("nan"))
         else:
             accuracy = evaluate_run(run_dir, data_dir=args.data_dir)["metrics"]["accuracy"]
-        if name.startswith("fixmatch"):
+        if name.startswith("fixmatch"):  # the MNIST-100 draws
             fixmatch.append(accuracy)
         method = METHODS[name.rstrip("0123456789")]
         minutes = f"{status.get('wall_time_s', 0) / 60:.0f} min"
