@@ -19,7 +19,12 @@ from flwr.clientapp.typing import ClientAppCallable
 from flwr.server import Grid, ServerApp
 
 from deepline.config import ExperimentConfig
-from deepline.federated.client import flower_client, load_config_text, node_site
+from deepline.federated.client import (
+    flower_client,
+    load_config_text,
+    node_partition,
+    node_site,
+)
 from deepline.federated.server import FederatedServer
 from deepline.tasks import task_class
 
@@ -44,7 +49,8 @@ def _run_mods(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Mess
 
 
 def _client_fn(context: Context) -> Any:
-    return flower_client(node_site(str(context.run_config["config"]), dict(context.node_config)))
+    config, node = str(context.run_config["config"]), dict(context.node_config)
+    return flower_client(node_partition(node), lambda: node_site(config, node))
 
 
 client_app = ClientApp(client_fn=_client_fn, mods=[_run_mods])

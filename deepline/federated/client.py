@@ -10,6 +10,7 @@ stay local.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -100,6 +101,14 @@ class Site:
         empty = Split(share.x[:0], share.y[:0])
         return cls(config, client, task, model, DataSplits(share, empty, empty, data.meta))
 
+    @property
+    def weight(self) -> int:
+        """This client's weight in the average: its examples, or 1 under client-level DP
+        (the noise is sized for one client's update)."""
+        fed = self.config.federated
+        assert fed is not None
+        return 1 if fed.privacy is not None else len(self.local.train)
+
     def evaluate(self) -> dict[str, float]:
         self.model.eval()
         cfg = self.config
@@ -141,37 +150,35 @@ class Site:
         return callbacks
 
 
-def flower_client(site: Site) -> Any:
-    """``site`` as a Flower client (``NumPyClient``)."""
+def flower_client(client: int, open_site: Callable[[], Site]) -> Any:
+    """Client ``client`` as a Flower client (``NumPyClient``); its data and model are opened
+    (``open_site``) only when it trains or evaluates, not when asked who it is."""
     from flwr.client import NumPyClient
-
-    fed = site.config.federated
-    assert fed is not None
-    # under client-level DP every update weighs the same: the noise is sized for one client
-    weight = 1 if fed.privacy is not None else len(site.local.train)
 
     class DeeplineClient(NumPyClient):
         def get_properties(self, config: dict[str, Any]) -> dict[str, Any]:
-            return {"partition-id": site.client}
+            return {"partition-id": client}
 
         def get_parameters(self, config: dict[str, Any]) -> list[np.ndarray]:
-            return get_weights(site.model)
+            return get_weights(open_site().model)
 
         def fit(
             self, parameters: list[np.ndarray], config: dict[str, Any]
         ) -> tuple[list[np.ndarray], int, dict[str, Any]]:
+            site = open_site()
             set_weights(site.model, parameters)
             before = site.evaluate()  # the global model on this client's data
             trained = site.train(int(config.get("round", 1)), float(config.get("proximal_mu", 0)))
             metrics = {f"local_{k}": float(v) for k, v in before.items()}
-            return get_weights(site.model), weight, {**metrics, **trained}
+            return get_weights(site.model), site.weight, {**metrics, **trained}
 
         def evaluate(
             self, parameters: list[np.ndarray], config: dict[str, Any]
         ) -> tuple[float, int, dict[str, Any]]:
+            site = open_site()
             set_weights(site.model, parameters)
             metrics = site.evaluate()
-            return float(metrics.get("loss", 0.0)), weight, metrics
+            return float(metrics.get("loss", 0.0)), site.weight, metrics
 
     return DeeplineClient().to_client()
 
@@ -189,19 +196,24 @@ def load_config_text(text: str) -> ExperimentConfig:
     return load_config(yaml.safe_load(text))
 
 
-def node_site(config_yaml: str, node_config: dict[str, Any]) -> Site:
-    """A deployed SuperNode's site: ``partition-id`` picks its share of the dataset, read from
-    its own ``data-dir`` (node config) when given."""
-    config = load_config_text(config_yaml)
-    if "data-dir" in node_config:
-        config.data.data_dir = str(node_config["data-dir"])
+def node_partition(node_config: dict[str, Any]) -> int:
+    """A deployed SuperNode's client number (``--node-config 'partition-id=N'``)."""
     if "partition-id" not in node_config:
         raise ConfigError(
             "a SuperNode needs --node-config 'partition-id=N' (its client number, from 0 to "
             "federated.clients - 1)"
         )
+    return int(node_config["partition-id"])
+
+
+def node_site(config_yaml: str, node_config: dict[str, Any]) -> Site:
+    """A deployed SuperNode's site: its share of the dataset, read from its own ``data-dir``
+    (node config) when given."""
+    config = load_config_text(config_yaml)
+    if "data-dir" in node_config:
+        config.data.data_dir = str(node_config["data-dir"])
     data = _catalog_data(config.to_yaml())
-    return _site(config.to_yaml(), int(node_config["partition-id"]), data)
+    return _site(config.to_yaml(), node_partition(node_config), data)
 
 
 _SITES: dict[tuple[str, int], Site] = {}

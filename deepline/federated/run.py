@@ -110,7 +110,7 @@ def simulate(
 
     def client_fn(context: Any) -> Any:
         client = int(context.node_config["partition-id"])
-        return flower_client(simulated_site(config, client, client_data))
+        return flower_client(client, lambda: simulated_site(config, client, client_data))
 
     cpus = cpus or os.cpu_count() or 1
     backend = {
