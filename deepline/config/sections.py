@@ -196,6 +196,7 @@ NOT_WITH_FEDERATED = (
     ("ema", "clients restart from the global weights every round: there is no average to keep"),
     ("early_stopping", "federated.rounds sets the length of federated training"),
     ("method", "a client's unlabelled images are not dealt to it (yet)"),
+    ("distill", "every client would need the teacher's weights"),
 )  # fmt: skip
 
 

@@ -139,6 +139,16 @@ class ContrastiveConfig(Section):
     cutout: float = Field(0.3, ge=0.0, le=1.0, description="largest Cutout side")
 
 
+class DistillConfig(Section):
+    """Knowledge distillation (Hinton et al. 2015): the loss is ``alpha * T^2 *
+    KL(teacher's softened outputs || student's)`` plus ``(1 - alpha)`` of the task's own loss
+    on the labels. The teacher is another run of the same classes, in inference mode."""
+
+    teacher: str = Field(..., description="the teacher's run folder (its best checkpoint)")
+    temperature: float = Field(4.0, gt=0.0, allow_inf_nan=False, description="T, softening")
+    alpha: float = Field(0.9, ge=0.0, le=1.0, description="weight of the soft targets")
+
+
 # train settings that DP-SGD cannot be combined with: (field, the value that conflicts, why)
 NOT_WITH_PRIVACY = (
     ("compile", True, "Opacus' per-example gradient hooks do not run under torch.compile"),
@@ -147,6 +157,11 @@ NOT_WITH_PRIVACY = (
     ("precision", "fp16", "Opacus' per-example gradients do not support a gradient scaler"),
     ("grad_clip", "set", "DP-SGD clips each example's gradient (train.privacy.max_grad_norm)"),
     ("method", "set", "unlabelled images would join the batch without per-example accounting"),
+    (
+        "distill",
+        "set",
+        "the teacher saw the training data without noise: its outputs would leak it",
+    ),
 )
 
 
@@ -204,6 +219,9 @@ class TrainConfig(Section):
         None, discriminator="name", description="learning from the unlabelled split: "
         "fixmatch, pseudo_label (semi-supervised) or simclr (contrastive pre-training)",
     )  # fmt: skip
+    distill: DistillConfig | None = Field(
+        None, description="learn from a teacher run's outputs as well as the labels"
+    )
     early_stopping: EarlyStoppingConfig | None = None
     checkpoint: CheckpointConfig = CheckpointConfig()
     non_finite: NonFiniteConfig = NonFiniteConfig()
@@ -233,6 +251,15 @@ class TrainConfig(Section):
             raise ValueError("give train.epochs or train.max_steps, not both")
         if self.epochs is None and self.max_steps is None:
             object.__setattr__(self, "epochs", 10)
+        return self
+
+    @model_validator(mode="after")
+    def _one_objective(self) -> TrainConfig:
+        if self.method is not None and self.distill is not None:
+            raise ValueError(
+                f"train.method ({self.method.name}) and train.distill both set the training "
+                "objective: use one"
+            )
         return self
 
     @model_validator(mode="after")
