@@ -142,9 +142,13 @@ class ContrastiveConfig(Section):
 class DistillConfig(Section):
     """Knowledge distillation (Hinton et al. 2015): the loss is ``alpha * T^2 *
     KL(teacher's softened outputs || student's)`` plus ``(1 - alpha)`` of the task's own loss
-    on the labels. The teacher is another run of the same classes, in inference mode."""
+    on the labels. The teacher is another run or bundle of the same classes, in inference
+    mode."""
 
-    teacher: str = Field(..., description="the teacher's run folder (its best checkpoint)")
+    teacher: str = Field(
+        ..., description="the teacher: a run folder (its best checkpoint) or an exported "
+        "bundle (its model.onnx, on ONNX Runtime)",
+    )  # fmt: skip
     temperature: float = Field(4.0, gt=0.0, allow_inf_nan=False, description="T, softening")
     alpha: float = Field(0.9, ge=0.0, le=1.0, description="weight of the soft targets")
 

@@ -50,11 +50,30 @@ def test_a_student_learns_from_a_teacher_run(tiny: dict[str, Any], tmp_path: Pat
         assert exp.trainer.objective(exp.model, (x, y)).item() == pytest.approx(expected.item())
 
 
+def test_an_exported_bundle_teaches_through_onnx_runtime(
+    tiny: dict[str, Any], tmp_path: Path
+) -> None:
+    from deepline.deploy.export import export_run
+
+    teacher_dir = run_training(load_config(tiny), tmp_path / "teacher").run_dir
+    bundle = Path(export_run(teacher_dir, formats=["onnx"])["bundle"])
+    torch_teacher, classes = load_teacher(teacher_dir)
+    onnx_teacher, bundle_classes = load_teacher(bundle)
+    assert bundle_classes == classes and not isinstance(onnx_teacher, torch.nn.Module)
+    x = torch.randn(8, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(onnx_teacher(x), torch_teacher(x), atol=1e-4, rtol=1e-4)
+    distill = {"teacher": str(bundle), "temperature": 2.0, "alpha": 0.5}
+    student = {**tiny, "train": {**tiny["train"], "epochs": 1, "distill": distill}}
+    exp = run_training(load_config(student), tmp_path / "student")
+    assert exp.trainer.logs["val/accuracy"] > 0.2
+
+
 def test_bad_teachers_and_pairs_are_refused(tiny: dict[str, Any], tmp_path: Path) -> None:
     (tmp_path / "s").mkdir()
     student = {**tiny, "train": {**tiny["train"], "distill": {"teacher": str(tmp_path)}}}
     exp = build_experiment(load_config(student), tmp_path / "s")
-    with pytest.raises(ConfigError, match="is not a run folder"):
+    with pytest.raises(ConfigError, match="is neither a run folder nor a bundle"):
         exp.trainer.fit()
     regression = run_training(load_config({
         "name": "other", "data": {"name": "diabetes"}, "model": {"name": "mlp", "hidden": [8]},

@@ -5,13 +5,15 @@ teacher's softened outputs as well as the labels.
            + (1 - alpha) * task loss(student, labels)
 
 The T^2 keeps the soft targets' gradients at the scale of the hard ones as T grows. The
-teacher is another run's best weights, in inference mode on the training device, fed the
-same (augmented) batch as the student; it must answer the same classes.
+teacher is another run's best weights (in eval mode on the training device) or an exported
+bundle's ``model.onnx`` (run by ONNX Runtime on the CPU), fed the same (augmented) batch as
+the student; it must answer the same classes.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,11 +32,19 @@ if TYPE_CHECKING:
     from deepline.training.loop import Trainer
 
 
-def load_teacher(run_dir: str | Path) -> tuple[nn.Module, list[str]]:
-    """A run's model with its best weights, in eval mode, and the classes it answers."""
-    folder = Path(run_dir)
+Teacher = Callable[[torch.Tensor], torch.Tensor]
+
+
+def load_teacher(path: str | Path) -> tuple[nn.Module | Teacher, list[str]]:
+    """A run's model with its best weights, in eval mode, or a bundle's ONNX model as a
+    function of the same inputs; and the classes it answers."""
+    folder = Path(path)
+    if (folder / "bundle.json").is_file():
+        return onnx_teacher(folder)
     if not (folder / "config.yaml").is_file() or not (folder / "data.json").is_file():
-        raise ConfigError(f"train.distill.teacher={str(run_dir)!r} is not a run folder")
+        raise ConfigError(
+            f"train.distill.teacher={str(path)!r} is neither a run folder nor a bundle"
+        )
     config = load_config(folder / "config.yaml")
     meta = DataMeta.from_dict(json.loads((folder / "data.json").read_text()))
     model = build_task(config.task, meta).build_model(config.model)
@@ -42,6 +52,27 @@ def load_teacher(run_dir: str | Path) -> tuple[nn.Module, list[str]]:
     tensors, _ = load_checkpoint(path)
     model.load_state_dict(weights(tensors))
     return model.eval().requires_grad_(False), list(meta.classes)
+
+
+def onnx_teacher(bundle: Path) -> tuple[Teacher, list[str]]:
+    """The bundle's ``model.onnx`` on ONNX Runtime, as a function of torch inputs."""
+    import numpy as np
+    import onnxruntime as ort
+
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    if not (bundle / "model.onnx").is_file():
+        raise ConfigError(
+            f"train.distill.teacher: bundle {bundle} has no model.onnx (export it with "
+            "`deepline export --format onnx`)"
+        )
+    session = ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        (out, *_) = session.run(None, {name: np.ascontiguousarray(x.detach().cpu().numpy())})
+        return torch.from_numpy(out).to(x.device)
+
+    return forward, list(manifest["data"]["classes"])
 
 
 def distillation_loss(
@@ -70,7 +101,9 @@ class Distillation(Callback):
                 f"train.distill.teacher answers classes {classes[:10]}, this run "
                 f"{student_classes[:10]}: a teacher must answer the same classes"
             )
-        self.teacher = teacher.to(trainer.device, memory_format=trainer.memory_format)  # type: ignore[call-overload]
+        if isinstance(teacher, nn.Module):
+            teacher = teacher.to(trainer.device, memory_format=trainer.memory_format)  # type: ignore[call-overload]
+        self.teacher: nn.Module | Teacher = teacher
         self.task = trainer.task
         trainer.objective = self.objective
 
