@@ -336,7 +336,16 @@ class ResumedRounds(Strategy):
         return self.strategy.configure_fit(server_round + self.done, parameters, client_manager)
 
     def aggregate_fit(self, server_round: int, results: Any, failures: Any) -> Any:
-        return self.strategy.aggregate_fit(server_round + self.done, results, failures)
+        from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+
+        parameters, metrics = self.strategy.aggregate_fit(server_round + self.done, results,
+                                                          failures)  # fmt: skip
+        if parameters is not None:  # server optimisers compute in float64: send float32
+            arrays = parameters_to_ndarrays(parameters)
+            parameters = ndarrays_to_parameters(
+                [a.astype(np.float32) if a.dtype == np.float64 else a for a in arrays]
+            )
+        return parameters, metrics
 
     def configure_evaluate(self, server_round: int, parameters: Any, client_manager: Any) -> Any:
         return self.strategy.configure_evaluate(
