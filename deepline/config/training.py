@@ -153,6 +153,19 @@ class DistillConfig(Section):
     alpha: float = Field(0.9, ge=0.0, le=1.0, description="weight of the soft targets")
 
 
+class PruneConfig(Section):
+    """Magnitude pruning of the weights of convolutions and linear layers
+    (``torch.nn.utils.prune``): the smallest ``amount`` of them become zero and stay zero while
+    training goes on (fine-tuning). ``steps`` > 1 prunes gradually at the first epochs, on Zhu
+    and Gupta's 2017 cubic schedule."""
+
+    amount: float = Field(..., gt=0.0, lt=1.0, description="the share of weights pruned, < 1")
+    scope: Literal["global", "layer"] = Field(
+        "global", description="the smallest weights of the whole model, or of each layer"
+    )
+    steps: int = Field(1, ge=1, description="pruning events, one per epoch from the first")
+
+
 # train settings that DP-SGD cannot be combined with: (field, the value that conflicts, why)
 NOT_WITH_PRIVACY = (
     ("compile", True, "Opacus' per-example gradient hooks do not run under torch.compile"),
@@ -225,6 +238,9 @@ class TrainConfig(Section):
     )  # fmt: skip
     distill: DistillConfig | None = Field(
         None, description="learn from a teacher run's outputs as well as the labels"
+    )
+    prune: PruneConfig | None = Field(
+        None, description="zero the smallest weights and fine-tune with them kept at zero"
     )
     early_stopping: EarlyStoppingConfig | None = None
     checkpoint: CheckpointConfig = CheckpointConfig()

@@ -194,6 +194,10 @@ def default_callbacks(
         from deepline.training.callbacks.mlflow_log import MLflowLogger
 
         callbacks.append(MLflowLogger(run_dir, cfg.name, hparams_of(cfg), t.log_every_steps))
+    if t.prune is not None:
+        from deepline.training.callbacks.pruning import Pruning
+
+        callbacks.append(Pruning(t.prune))
     if t.distill is not None:
         from deepline.training.callbacks.distillation import Distillation
 
