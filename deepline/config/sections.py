@@ -197,6 +197,7 @@ NOT_WITH_FEDERATED = (
     ("early_stopping", "federated.rounds sets the length of federated training"),
     ("method", "a client's unlabelled images are not dealt to it (yet)"),
     ("distill", "every client would need the teacher's weights"),
+    ("prune", "averaging the clients' weights would fill the pruned ones in again"),
 )  # fmt: skip
 
 

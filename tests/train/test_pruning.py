@@ -76,7 +76,13 @@ def test_a_pruned_run_resumes_exactly(tiny: dict[str, Any], tmp_path: Path) -> N
     assert_same_weights(final_weights(full.run_dir), final_weights(part.run_dir))
 
 
-def test_an_amount_of_one_or_more_is_refused() -> None:
+def test_an_amount_of_one_or_more_and_pairs_are_refused() -> None:
+    base = {"data": {"name": "digits"}, "model": {"name": "mlp"}}
+    prune = {"prune": {"amount": 0.5}}
+    with pytest.raises(ConfigError, match=r"train\.privacy cannot be combined with train\.prune"):
+        load_config({**base, "train": {**prune, "privacy": {"noise_multiplier": 1.0}}})
+    with pytest.raises(ConfigError, match=r"federated cannot be combined with train\.prune"):
+        load_config({**base, "train": prune, "federated": {}})
     with pytest.raises(ConfigError, match=r"train\.prune\.amount"):
         load_config({"data": {"name": "digits"}, "model": {"name": "mlp"},
                      "train": {"prune": {"amount": 1.0}}})  # fmt: skip
