@@ -26,6 +26,7 @@ LAYERS: dict[str, set[str]] = {
     "deploy": BASE | LOWER | {"evaluate"},
     "report": BASE | LOWER | {"evaluate"},
     "federated": BASE | LOWER | {"evaluate", "deploy", "report"},
+    "compress": BASE | LOWER | {"evaluate", "deploy"},
     "trust": BASE | LOWER | {"evaluate", "deploy", "report", "federated"},
     "tune": BASE | LOWER | {"evaluate", "report"},
     "serve": BASE | {"data", "models", "tasks", "deploy"},

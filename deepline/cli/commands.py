@@ -1,6 +1,7 @@
 """Imports every command module so that each registers on the app."""
 
 from deepline.cli import (
+    compress_cmd,  # noqa: F401
     config_cmd,  # noqa: F401
     data_cmd,  # noqa: F401
     demo_cmd,  # noqa: F401

@@ -102,8 +102,9 @@ class ModelConfig(Section):
 
     name: str
     init_from: str | None = Field(
-        None, description="a run folder whose weights start this model (its best checkpoint): "
-        "tensors of the same name and shape are loaded; the output layer may differ (a new head)",
+        None, description="a run folder whose weights start this model (the checkpoint it "
+        "evaluates, eval.checkpoint): tensors of the same name and shape are loaded; the output "
+        "layer may differ (a new head)",
     )  # fmt: skip
     freeze: list[str] = Field(
         default_factory=list, description="parameters (names or their prefixes, e.g. "

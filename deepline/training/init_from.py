@@ -13,15 +13,17 @@ from deepline.training.checkpoint import find_checkpoint, load_checkpoint, weigh
 
 
 def load_initial_weights(model: nn.Module, run_dir: str | Path) -> tuple[list[str], list[str]]:
-    """Copy the tensors of ``run_dir``'s best checkpoint that ``model`` has under the same
-    name and shape; (loaded, fresh) names. The output layer (the last with parameters) may
-    differ in shape, as a new head for other classes does; a ConfigError names the first
-    other tensor whose shape differs, or says that the two models share no tensor."""
+    """Copy the tensors of ``run_dir``'s checkpoint (the one it evaluates: ``eval.checkpoint``,
+    best by default) that ``model`` has under the same name and shape; (loaded, fresh) names.
+    The output layer (the last with parameters) may differ in shape, as a new head for other
+    classes does; a ConfigError names the first other tensor whose shape differs, or says that
+    the two models share no tensor."""
     folder = Path(run_dir)
     if not (folder / "config.yaml").is_file():
         raise ConfigError(f"model.init_from={str(run_dir)!r} is not a run folder")
-    mode = load_config(folder / "config.yaml").train.checkpoint.mode
-    tensors, _ = load_checkpoint(find_checkpoint(folder / "checkpoints", "best", mode))
+    source_config = load_config(folder / "config.yaml")
+    which, mode = source_config.eval.checkpoint, source_config.train.checkpoint.mode
+    tensors, _ = load_checkpoint(find_checkpoint(folder / "checkpoints", which, mode))
     source, target = weights(tensors), model.state_dict()
     head = [n for n, _ in model.named_parameters()][-1].rpartition(".")[0]
     for name, tensor in target.items():

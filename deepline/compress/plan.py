@@ -1,0 +1,74 @@
+"""A compression plan: steps applied in order to a trained run, each stage a run of its own.
+
+``prune:0.9`` fine-tunes the previous stage with 90% of its weights pruned (magnitude,
+``train.prune``); ``distill`` fine-tunes it with the original run as its teacher
+(``train.distill``). A stage keeps what earlier stages did: after ``prune:0.9``, a
+``distill`` stage keeps the same weights pruned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deepline.config import ExperimentConfig, load_config
+from deepline.errors import ConfigError
+
+STEPS = ("prune", "distill")
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    amount: float | None = None  # prune: the share of weights pruned
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}-{self.amount:g}" if self.amount is not None else self.name
+
+
+def parse_plan(text: str) -> list[Step]:
+    """``prune:0.9,distill`` as steps; a ConfigError names a step or ratio it cannot take."""
+    steps = []
+    for raw in (part.strip() for part in text.split(",")):
+        name, _, arg = raw.partition(":")
+        if name not in STEPS:
+            raise ConfigError(
+                f"--plan: unknown step {name!r} in {text!r}. Allowed: prune:RATIO, distill"
+            )
+        if name == "prune":
+            try:
+                amount = float(arg)
+            except ValueError:
+                raise ConfigError(
+                    f"--plan: prune needs a ratio, e.g. prune:0.9 (got {raw!r})"
+                ) from None
+            if not 0.0 < amount < 1.0:
+                raise ConfigError(f"--plan: prune:{arg} must prune a ratio above 0 and below 1")
+            steps.append(Step("prune", amount))
+        elif arg:
+            raise ConfigError(f"--plan: {name} takes no value (got {raw!r})")
+        else:
+            steps.append(Step(name))
+    if not steps:
+        raise ConfigError("--plan is empty: give steps such as prune:0.9,distill")
+    return steps
+
+
+def stage_config(
+    config: ExperimentConfig, step: Step, start_from: str, teacher: str, epochs: int
+) -> ExperimentConfig:
+    """The config of the stage ``step``: ``config`` (the previous stage's) fine-tuned for
+    ``epochs`` from the run ``start_from``."""
+    train: dict = {"epochs": epochs, "max_steps": None, "early_stopping": None}
+    if step.name == "prune":
+        train["prune"] = {"amount": step.amount, "steps": min(3, epochs)}
+    else:
+        train["distill"] = {"teacher": teacher}
+    raw = config.model_dump()
+    raw["name"] = f"{config.name}-{step.label}"
+    raw["model"]["init_from"] = start_from
+    raw["train"].update(train)
+    raw["eval"]["checkpoint"] = "last"  # after the last pruning event, whatever scored best
+    if raw["train"].get("prune") and step.name != "prune":  # keep the pruned weights pruned
+        raw["train"]["prune"]["steps"] = 1
+    return load_config(raw)
