@@ -200,3 +200,21 @@ def test_detection_metrics_cover_every_processs_share(tmp_path: Path) -> None:
     assert together["map_50"] != alone["map_50"]  # the shares do differ
     for rank in (0, 1):
         assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == pytest.approx(together)
+
+
+@pytest.mark.parametrize("method", ["fixmatch", "simclr"])
+def test_few_label_methods_train_on_two_processes(tmp_path: Path, method: str) -> None:
+    """The unlabelled images join each process's share of the batch in one forward pass
+    (SimCLR's untrained output layer too, so DDP finds every parameter in the graph)."""
+    config = ddp_config(tmp_path, epochs=None, max_steps=6, steps_per_epoch=3,
+                        method={"name": method, "mu": 2} if method == "fixmatch"
+                        else {"name": method})  # fmt: skip
+    raw = yaml.safe_load(config.read_text())
+    raw["data"]["labels_per_class"] = 4
+    config.write_text(yaml.safe_dump(raw))
+    two = deepline("train", str(config), "--nproc", "2", "--run-dir", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr + two.stdout
+    status = json.loads((tmp_path / "two" / "status.json").read_text())
+    assert status["status"] == "completed" and status["steps"] == 6
+    last = status["last"]
+    assert ("val/knn_accuracy" in last) if method == "simclr" else ("val/accuracy" in last)
