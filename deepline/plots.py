@@ -297,6 +297,20 @@ def plot_rounds(curves: dict[str, list[tuple[int, float]]], path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def plot_trade_off(points: dict[str, tuple[float, float]], metric: str, path: Path) -> Path:
+    """Each compression stage as a point: its weights' compressed KiB against its score."""
+    fig = Figure(figsize=(6.0, 3.8), dpi=DPI)
+    ax = fig.add_subplot()
+    for name, (size, score) in points.items():
+        ax.scatter([size], [score], s=30)
+        ax.annotate(plain_text(name), (size, score), textcoords="offset points", xytext=(5, 4),
+                    fontsize=8)  # fmt: skip
+    ax.set_xlabel("weights, gzip (KiB)")
+    ax.set_ylabel(f"test {plain_text(metric)}")
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
 def plot_robustness(result: dict, path: Path) -> Path:
     """A metric against epsilon, one line per attack (``robustness.json``)."""
     metric = result["metric"]

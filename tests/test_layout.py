@@ -27,7 +27,7 @@ LAYERS: dict[str, set[str]] = {
     "report": BASE | LOWER | {"evaluate"},
     "federated": BASE | LOWER | {"evaluate", "deploy", "report"},
     "compress": BASE | LOWER | {"evaluate", "deploy"},
-    "trust": BASE | LOWER | {"evaluate", "deploy", "report", "federated"},
+    "trust": BASE | LOWER | {"evaluate", "deploy", "report", "federated", "compress"},
     "tune": BASE | LOWER | {"evaluate", "report"},
     "serve": BASE | {"data", "models", "tasks", "deploy"},
 }

@@ -28,15 +28,18 @@ def compress_run(
     if data_dir is not None:
         config.data.data_dir = data_dir
     rows = [{"stage": "original", **measure(source, data_dir)}]
+    checkpoint = rows[0].pop("checkpoint")
     previous, labels = source, []
     for step in steps:
         labels.append(step.label)
         config = stage_config(config, step, str(previous), str(source), epochs)
         folder = source / "compressed" / "_".join(labels)
         run_training(config, run_dir=folder)
-        rows.append({"stage": " + ".join(labels), **measure(folder, data_dir)})
+        row = measure(folder, data_dir)
+        row.pop("checkpoint")
+        rows.append({"stage": " + ".join(labels), **row})
         previous = folder
-    result = {"plan": plan, "epochs": epochs, "stages": rows}
+    result = {"plan": plan, "epochs": epochs, "checkpoint": checkpoint, "stages": rows}
     write_json(source / ARTIFACT, result)
     return result
 

@@ -45,6 +45,7 @@ def measure(run_dir: Path, data_dir: str | None = None) -> dict[str, Any]:
     full = predictor.prepare(samples)
     return {
         "run": str(run_dir),
+        "checkpoint": run.checkpoint.name,
         "metric": metric,
         "score": float(evaluation["metrics"][metric]),
         "parameters": sum(p.numel() for p in params),
