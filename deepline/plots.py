@@ -305,6 +305,7 @@ def plot_trade_off(points: dict[str, tuple[float, float]], metric: str, path: Pa
         ax.scatter([size], [score], s=30)
         ax.annotate(plain_text(name), (size, score), textcoords="offset points", xytext=(5, 4),
                     fontsize=8)  # fmt: skip
+    ax.margins(x=0.2, y=0.15)  # room for the labels
     ax.set_xlabel("weights, gzip (KiB)")
     ax.set_ylabel(f"test {plain_text(metric)}")
     ax.grid(alpha=0.3)
