@@ -20,6 +20,7 @@ from deepline.data import DataSplits
 from deepline.data.meta import DataMeta, Split
 from deepline.errors import ConfigError
 from deepline.evaluate.loading import TrainedRun, load_trained, run_device
+from deepline.models.shapes import fit_to_weights
 from deepline.runs import check_run_dir, read_json
 from deepline.training.checkpoint import find_checkpoint, load_checkpoint, weights
 from deepline.training.experiment import Experiment, run_training
@@ -57,7 +58,9 @@ class Run:
         cfg = exp.config
         which = checkpoint or cfg.eval.checkpoint
         path = find_checkpoint(self.path / "checkpoints", which, cfg.train.checkpoint.mode)
-        exp.model.load_state_dict(weights(load_checkpoint(path)[0]))
+        state = weights(load_checkpoint(path)[0])
+        fit_to_weights(exp.model, state)
+        exp.model.load_state_dict(state)
         exp.model.to(run_device(cfg.train.device) if device is None else device)
         exp.model.eval()
         return TrainedRun(self.path, cfg, exp.data, exp.task, exp.model, path)

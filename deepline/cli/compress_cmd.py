@@ -15,14 +15,15 @@ from deepline.cli import app, console
 def compress(
     run_dir: Path = typer.Argument(..., help="the trained run to compress"),
     plan: str = typer.Option(
-        None, help="steps in order, e.g. prune:0.9,distill (prune:RATIO, distill)"
+        None, help="steps in order, e.g. prune:0.9,distill (prune:RATIO, channels:RATIO, distill)"
     ),
     epochs: int = typer.Option(3, min=1, help="fine-tuning epochs of each stage"),
     data_dir: str = typer.Option(None, help="look for dataset files here first"),
     report: bool = typer.Option(False, "--report", help="show the last plan's table, run nothing"),
 ) -> None:
     """Compress a trained run: each step of --plan fine-tunes the stage before it (prune: the
-    smallest weights zeroed and kept at zero; distill: the original run as teacher) in
+    smallest weights zeroed and kept at zero; channels: that share of each layer's channels
+    removed, a narrower model; distill: the original run as teacher) in
     RUN/compressed/<stages>/, a run like any other. The table gives every stage's test score,
     parameters (and those not zero), bundle bytes (and the weights' gzip bytes), and ONNX
     Runtime latency at batch 1 and 64; RUN/compress.json keeps it."""

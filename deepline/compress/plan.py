@@ -1,9 +1,11 @@
 """A compression plan: steps applied in order to a trained run, each stage a run of its own.
 
 ``prune:0.9`` fine-tunes the previous stage with 90% of its weights pruned (magnitude,
-``train.prune``); ``distill`` fine-tunes it with the original run as its teacher
-(``train.distill``). A stage keeps what earlier stages did: after ``prune:0.9``, a
-``distill`` stage keeps the same weights pruned.
+``train.prune``); ``channels:0.5`` removes half of each layer's channels and neurons
+(Torch-Pruning, ``train.prune.structure: channels``) and fine-tunes the narrower model;
+``distill`` fine-tunes it with the original run as its teacher (``train.distill``). A stage
+keeps what earlier stages did: after ``prune:0.9``, a ``distill`` stage keeps the same weights
+pruned, and a narrower model stays narrow.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from dataclasses import dataclass
 from deepline.config import ExperimentConfig, load_config
 from deepline.errors import ConfigError
 
-STEPS = ("prune", "distill")
+STEPS = ("prune", "channels", "distill")
+RATIOS = ("prune", "channels")  # the steps that take a ratio
 
 
 @dataclass(frozen=True)
@@ -33,18 +36,18 @@ def parse_plan(text: str) -> list[Step]:
         name, _, arg = raw.partition(":")
         if name not in STEPS:
             raise ConfigError(
-                f"--plan: unknown step {name!r} in {text!r}. Allowed: prune:RATIO, distill"
+                f"--plan: unknown step {name!r} in {text!r}. Allowed: prune:RATIO, "
+                "channels:RATIO, distill"
             )
-        if name == "prune":
+        if name in RATIOS:
             try:
                 amount = float(arg)
             except ValueError:
-                raise ConfigError(
-                    f"--plan: prune needs a ratio, e.g. prune:0.9 (got {raw!r})"
-                ) from None
+                message = f"--plan: {name} needs a ratio, e.g. {name}:0.5 (got {raw!r})"
+                raise ConfigError(message) from None
             if not 0.0 < amount < 1.0:
-                raise ConfigError(f"--plan: prune:{arg} must prune a ratio above 0 and below 1")
-            steps.append(Step("prune", amount))
+                raise ConfigError(f"--plan: {name}:{arg} must prune a ratio above 0 and below 1")
+            steps.append(Step(name, amount))
         elif arg:
             raise ConfigError(f"--plan: {name} takes no value (got {raw!r})")
         else:
@@ -59,16 +62,21 @@ def stage_config(
 ) -> ExperimentConfig:
     """The config of the stage ``step``: ``config`` (the previous stage's) fine-tuned for
     ``epochs`` from the run ``start_from``."""
-    train: dict = {"epochs": epochs, "max_steps": None, "early_stopping": None}
-    if step.name == "prune":
-        train["prune"] = {"amount": step.amount, "steps": min(3, epochs)}
-    else:
-        train["distill"] = {"teacher": teacher}
     raw = config.model_dump()
     raw["name"] = f"{config.name}-{step.label}"
-    raw["model"]["init_from"] = start_from
-    raw["train"].update(train)
+    raw["model"]["init_from"] = start_from  # a narrower model is built back from its weights
     raw["eval"]["checkpoint"] = "last"  # after the last pruning event, whatever scored best
-    if raw["train"].get("prune") and step.name != "prune":  # keep the pruned weights pruned
-        raw["train"]["prune"]["steps"] = 1
+    train = raw["train"]
+    train.update(epochs=epochs, max_steps=None, early_stopping=None)
+    earlier = train.get("prune")
+    if step.name == "prune":
+        train["prune"] = {"amount": step.amount, "steps": min(3, epochs)}
+    elif step.name == "channels":
+        train["prune"] = {"amount": step.amount, "structure": "channels"}
+    else:
+        train["distill"] = {"teacher": teacher}
+        if earlier and earlier["structure"] == "channels":  # removed already, not again
+            train["prune"] = None
+        elif earlier:  # keep the pruned weights pruned
+            train["prune"] = {**earlier, "steps": 1}
     return load_config(raw)

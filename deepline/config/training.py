@@ -159,11 +159,23 @@ class PruneConfig(Section):
     training goes on (fine-tuning). ``steps`` > 1 prunes gradually at the first epochs, on Zhu
     and Gupta's 2017 cubic schedule."""
 
-    amount: float = Field(..., gt=0.0, lt=1.0, description="the share of weights pruned, < 1")
+    amount: float = Field(..., gt=0.0, lt=1.0, description="the share pruned, < 1")
+    structure: Literal["weights", "channels"] = Field(
+        "weights", description="weights: single weights become zero (the layers keep their "
+        "size); channels: whole channels and neurons are removed (Torch-Pruning), so the model "
+        "is narrower and faster",
+    )  # fmt: skip
     scope: Literal["global", "layer"] = Field(
-        "global", description="the smallest weights of the whole model, or of each layer"
+        "global", description="weights: the smallest of the whole model, or of each layer"
     )
-    steps: int = Field(1, ge=1, description="pruning events, one per epoch from the first")
+    steps: int = Field(1, ge=1, description="weights: pruning events, one per epoch")
+
+    @model_validator(mode="after")
+    def _channels_at_once(self) -> PruneConfig:
+        if self.structure == "channels" and self.steps > 1:
+            raise ValueError("train.prune.steps > 1 is for structure: weights; channels are "
+                             "removed once, before fine-tuning")  # fmt: skip
+        return self
 
 
 # train settings that DP-SGD cannot be combined with: (field, the value that conflicts, why)

@@ -22,6 +22,7 @@ from torch import nn
 from deepline.config import task_config
 from deepline.data.meta import DataMeta
 from deepline.errors import DeeplineError
+from deepline.models.shapes import fit_to_weights
 from deepline.registry import MODELS
 from deepline.runs import read_json
 from deepline.tasks import Task, build_task
@@ -151,7 +152,9 @@ class Bundle:
         weights = self.file("weights")
         if weights is None or not weights.is_file():
             raise DeeplineError(f"bundle '{self.path}' has no weights file")
-        model.load_state_dict(load_tensors(weights))
+        state = load_tensors(weights)
+        fit_to_weights(model, state)  # a model whose channels were pruned is narrower
+        model.load_state_dict(state)
         return model.eval()
 
 

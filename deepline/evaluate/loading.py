@@ -11,6 +11,7 @@ from torch import nn
 from deepline.config import ExperimentConfig, load_config
 from deepline.data import DataSplits
 from deepline.errors import ConfigError
+from deepline.models.shapes import fit_to_weights
 from deepline.runs import check_run_dir
 from deepline.tasks import Task, build_task, task_class
 from deepline.training.checkpoint import find_checkpoint, load_checkpoint, weights
@@ -50,7 +51,9 @@ def load_trained(
     which = checkpoint or cfg.eval.checkpoint
     path = find_checkpoint(run_dir / "checkpoints", which, cfg.train.checkpoint.mode)
     tensors, _ = load_checkpoint(path)
-    model.load_state_dict(weights(tensors))
+    state = weights(tensors)
+    fit_to_weights(model, state)  # a model whose channels were pruned is narrower
+    model.load_state_dict(state)
     model.to(run_device(cfg.train.device) if device is None else resolve_device(device))
     model.eval()
     return TrainedRun(run_dir, cfg, data, task, model, path)

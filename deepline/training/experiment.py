@@ -71,6 +71,11 @@ def build_experiment(
         model = task.build_model(cfg.model)
         if cfg.model.init_from is not None:
             _start_from(model, cfg.model.init_from, console)
+        prune = cfg.train.prune
+        if prune is not None and prune.structure == "channels":
+            from deepline.training.structured import prune_channels
+
+            prune_channels(model, data.train.x[:2], prune.amount)
         if cfg.model.freeze:
             from deepline.training.init_from import freeze
 
@@ -194,7 +199,7 @@ def default_callbacks(
         from deepline.training.callbacks.mlflow_log import MLflowLogger
 
         callbacks.append(MLflowLogger(run_dir, cfg.name, hparams_of(cfg), t.log_every_steps))
-    if t.prune is not None:
+    if t.prune is not None and t.prune.structure == "weights":
         from deepline.training.callbacks.pruning import Pruning
 
         callbacks.append(Pruning(t.prune))

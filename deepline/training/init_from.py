@@ -3,12 +3,17 @@ under a new head, a model trained on other data fine-tuned on this one."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from deepline.config import load_config
+from deepline.data.meta import DataMeta
 from deepline.errors import ConfigError
+from deepline.models.shapes import fit_to_weights
+from deepline.tasks import build_task
 from deepline.training.checkpoint import find_checkpoint, load_checkpoint, weights
 
 
@@ -24,8 +29,14 @@ def load_initial_weights(model: nn.Module, run_dir: str | Path) -> tuple[list[st
     source_config = load_config(folder / "config.yaml")
     which, mode = source_config.eval.checkpoint, source_config.train.checkpoint.mode
     tensors, _ = load_checkpoint(find_checkpoint(folder / "checkpoints", which, mode))
-    source, target = weights(tensors), model.state_dict()
+    source = weights(tensors)
     head = [n for n, _ in model.named_parameters()][-1].rpartition(".")[0]
+    if narrowed(folder, source):  # its channels were pruned: take its widths, except those
+        built = model.state_dict()  # of a new head (one that answers other classes)
+        in_head = {k for k in source if k.rpartition(".")[0] == head and k in built}
+        new_head = any(source[k].shape[:1] != built[k].shape[:1] for k in in_head)
+        fit_to_weights(model, {k: v for k, v in source.items() if not (new_head and k in in_head)})
+    target = model.state_dict()
     for name, tensor in target.items():
         differs = name in source and source[name].shape != tensor.shape
         if differs and name.rpartition(".")[0] == head:
@@ -44,6 +55,16 @@ def load_initial_weights(model: nn.Module, run_dir: str | Path) -> tuple[list[st
         )
     model.load_state_dict({**target, **{name: source[name] for name in loaded}})
     return loaded, [name for name in target if name not in source]
+
+
+def narrowed(run_dir: Path, state: dict[str, torch.Tensor]) -> bool:
+    """Whether a run's weights are narrower than its own config builds (channels pruned)."""
+    if not (run_dir / "data.json").is_file():
+        return False
+    config = load_config(run_dir / "config.yaml")
+    meta = DataMeta.from_dict(json.loads((run_dir / "data.json").read_text()))
+    built = build_task(config.task, meta).build_model(config.model).state_dict()
+    return any(k in built and built[k].shape != v.shape for k, v in state.items())
 
 
 def freeze(model: nn.Module, names: list[str]) -> int:

@@ -86,3 +86,19 @@ def test_an_amount_of_one_or_more_and_pairs_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"train\.prune\.amount"):
         load_config({"data": {"name": "digits"}, "model": {"name": "mlp"},
                      "train": {"prune": {"amount": 1.0}}})  # fmt: skip
+
+
+def test_a_channel_pruned_run_resumes_exactly(tiny: dict[str, Any], tmp_path: Path) -> None:
+    """The channels are removed again, the same ones, before the checkpoint is loaded."""
+    raw = {**tiny, "train": {**tiny["train"], "epochs": 2, "checkpoint": {"keep_last": 50},
+                             "prune": {"amount": 0.5, "structure": "channels"}}}  # fmt: skip
+    full = run_training(load_config(raw), tmp_path / "full")
+    assert full.model.features[0].out_channels == 4  # half of the config's 8
+    part = run_training(load_config(raw), tmp_path / "part")
+    for later in list_checkpoints(part.run_dir / "checkpoints")[1:]:
+        shutil.rmtree(later)
+    run_training(None, run_dir=part.run_dir)
+    assert_same_weights(final_weights(full.run_dir), final_weights(part.run_dir))
+    with pytest.raises(ConfigError, match="channels are removed once"):
+        load_config({**raw, "train": {**raw["train"], "prune": {
+            "amount": 0.5, "structure": "channels", "steps": 2}}})  # fmt: skip

@@ -24,6 +24,7 @@ from torch import nn
 from deepline.config import DistillConfig, load_config
 from deepline.data.meta import DataMeta
 from deepline.errors import ConfigError
+from deepline.models.shapes import fit_to_weights
 from deepline.tasks import build_task
 from deepline.training.checkpoint import find_checkpoint, load_checkpoint, weights
 from deepline.training.events import Callback
@@ -50,7 +51,9 @@ def load_teacher(path: str | Path) -> tuple[nn.Module | Teacher, list[str]]:
     model = build_task(config.task, meta).build_model(config.model)
     path = find_checkpoint(folder / "checkpoints", "best", config.train.checkpoint.mode)
     tensors, _ = load_checkpoint(path)
-    model.load_state_dict(weights(tensors))
+    state = weights(tensors)
+    fit_to_weights(model, state)
+    model.load_state_dict(state)
     return model.eval().requires_grad_(False), list(meta.classes)
 
 
