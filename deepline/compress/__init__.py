@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deepline.compress.measure import measure
 from deepline.compress.plan import parse_plan, stage_config
 from deepline.config import load_config
 from deepline.runs import check_run_dir, read_json, write_json
@@ -20,6 +19,7 @@ def compress_run(
     """Apply ``plan`` to the run in order, each stage fine-tuned for ``epochs`` from the one
     before in ``RUN/compressed/<stages>/``; measure the run and every stage; write
     ``RUN/compress.json`` and return it."""
+    from deepline.compress.measure import measure  # ONNX Runtime and the exporters: when used
     from deepline.training.experiment import run_training
 
     source = check_run_dir(run_dir).resolve()
