@@ -20,12 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepline.config import ContrastiveConfig
-from deepline.data.loaders import UnlabelledStream
 from deepline.data.meta import Split
 from deepline.data.randaugment import RandAugment
 from deepline.data.transforms import BatchAugment
 from deepline.errors import ConfigError
-from deepline.training.events import Callback
+from deepline.training.callbacks.unlabelled import UnlabelledImages
 
 if TYPE_CHECKING:
     from deepline.training.loop import Trainer
@@ -47,10 +46,8 @@ def output_layer(model: nn.Module) -> nn.Module:
     return model.get_submodule(last)
 
 
-class Contrastive(Callback):
+class Contrastive(UnlabelledImages):
     """Installs the contrastive objective; measures the representation after validation."""
-
-    order = 8
 
     def __init__(
         self,
@@ -65,19 +62,13 @@ class Contrastive(Callback):
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
+        strong = RandAugment(config.strong_ops, config.cutout)
+        super().__init__(unlabelled, batch_size, weak, strong, mean, std, seed, rank, world_size)
         self.config, self.labelled = config, labelled
-        self.stream = UnlabelledStream(unlabelled.x, unlabelled.y, batch_size, seed + 7919,
-                                       rank, world_size)  # fmt: skip
-        self.weak = weak if weak.active else None
-        self.strong = RandAugment(config.strong_ops, config.cutout)
-        self.mean = torch.tensor(mean).view(1, -1, 1, 1)
-        self.std = torch.tensor(std).view(1, -1, 1, 1)
-        self.seed, self.rank = seed, rank
         self.features: torch.Tensor | None = None
 
     def fit_start(self, trainer: Trainer) -> None:
-        self.trainer = trainer
-        self.mean, self.std = self.mean.to(trainer.device), self.std.to(trainer.device)
+        super().fit_start(trainer)
         for model in {id(m): m for m in (trainer.model, trainer.eval_model)}.values():
             layer = output_layer(model)  # the weights' moving average has its own copy
             if not isinstance(layer, nn.Linear):
@@ -86,25 +77,17 @@ class Contrastive(Callback):
                     f"Linear layer; {type(layer).__name__} is not one"
                 )
             layer.register_forward_hook(self._keep_input)
-        trainer.objective = self.objective
 
     def _keep_input(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
         self.features = inputs[0]
 
     def view(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        weak = self.weak(x, generator) if self.weak is not None else x
-        unit = (weak * self.std + self.mean).clamp(0.0, 1.0)
-        return (self.strong(unit, generator) - self.mean) / self.std
+        return self.strong_view(self.weak_view(x, generator), generator)
 
     def objective(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        trainer = self.trainer
-        accumulate = trainer.config.accumulate
-        draw = trainer.step * accumulate + (trainer.train_loader.position - 1) % accumulate
-        x, _ = self.stream.batch(draw)  # the labelled batch and every label go unused
-        x = x.to(trainer.device)
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + draw * 31 + self.rank)
+        x, _, generator = self.draw()  # the labelled batch and every label go unused
         views = torch.cat([self.view(x, generator), self.view(x, generator)])
-        outputs = model(trainer.layout(views))
+        outputs = model(self.trainer.layout(views))
         assert self.features is not None
         # the output layer joins the graph with a zero gradient: DDP expects every parameter
         return nt_xent(self.features.flatten(1), self.config.temperature) + 0.0 * outputs.sum()

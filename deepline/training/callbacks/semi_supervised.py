@@ -20,20 +20,17 @@ import torch
 from torch import nn
 
 from deepline.config import SemiSupervisedConfig
-from deepline.data.loaders import UnlabelledStream
 from deepline.data.meta import Split
 from deepline.data.randaugment import RandAugment
 from deepline.data.transforms import BatchAugment
-from deepline.training.events import Callback
+from deepline.training.callbacks.unlabelled import UnlabelledImages
 
 if TYPE_CHECKING:
     from deepline.training.loop import Trainer
 
 
-class SemiSupervised(Callback):
+class SemiSupervised(UnlabelledImages):
     """Installs the semi-supervised objective at ``fit_start``; logs the targets' quality."""
-
-    order = 8  # its logs are ready before MetricsLog writes the step's line
 
     def __init__(
         self,
@@ -47,51 +44,30 @@ class SemiSupervised(Callback):
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
+        strong = RandAugment(config.strong_ops, config.cutout)
+        super().__init__(unlabelled, batch_size * config.mu, weak, strong, mean, std, seed,
+                         rank, world_size)  # fmt: skip
         self.config = config
-        self.stream = UnlabelledStream(unlabelled.x, unlabelled.y, batch_size * config.mu,
-                                       seed + 7919, rank, world_size)  # fmt: skip
-        self.weak = weak if weak.active else None
-        self.strong = RandAugment(config.strong_ops, config.cutout)
-        self.mean = torch.tensor(mean).view(1, -1, 1, 1)
-        self.std = torch.tensor(std).view(1, -1, 1, 1)
-        self.seed, self.rank = seed, rank
         self.stats = torch.zeros(3)  # [confident, confident and right, unlabelled seen]
 
     def fit_start(self, trainer: Trainer) -> None:
-        self.trainer = trainer
+        super().fit_start(trainer)
         self.stats = torch.zeros(3, device=trainer.device)
-        self.mean, self.std = self.mean.to(trainer.device), self.std.to(trainer.device)
-        trainer.objective = self.objective
-
-    def views(self, draw: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """(weak view, strong view or None, hidden labels) of batch ``draw``'s unlabelled
-        images (a pure function of it: a resumed run draws the same)."""
-        x, hidden = self.stream.batch(draw)
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + draw * 31 + self.rank)
-        device = self.trainer.device
-        x, hidden = x.to(device), hidden.to(device)
-        weak = self.weak(x, generator) if self.weak is not None else x
-        if self.config.name != "fixmatch":
-            return weak, None, hidden
-        unit = (weak * self.std + self.mean).clamp(0.0, 1.0)
-        strong = (self.strong(unit, generator) - self.mean) / self.std
-        return weak, strong, hidden
 
     def objective(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         trainer = self.trainer
         x, y = batch[0], batch[1]
-        accumulate = trainer.config.accumulate  # each micro-batch its own unlabelled images
-        micro = (trainer.train_loader.position - 1) % accumulate
-        weak, strong, hidden = self.views(trainer.step * accumulate + micro)
+        unlabelled, hidden, generator = self.draw()
+        weak = self.weak_view(unlabelled, generator)
         views = [x, trainer.layout(weak)]
-        if strong is not None:
-            views.append(trainer.layout(strong))
+        if self.config.name == "fixmatch":
+            views.append(trainer.layout(self.strong_view(weak, generator)))
         outputs = model(torch.cat(views))
-        labelled, unlabelled = outputs[: len(x)], outputs[len(x) :].chunk(len(views) - 1)
-        probs = trainer.task.class_scores(unlabelled[0].detach().float()).softmax(-1)
+        labelled, rest = outputs[: len(x)], outputs[len(x) :].chunk(len(views) - 1)
+        probs = trainer.task.class_scores(rest[0].detach().float()).softmax(-1)
         confidence, targets = probs.max(-1)
         confident = (confidence >= self.config.threshold).float()
-        learner = unlabelled[-1]  # the strong view (FixMatch), else the weak view itself
+        learner = rest[-1]  # the strong view (FixMatch), else the weak view itself
         unsupervised = (trainer.task.example_losses(learner, targets) * confident).mean()
         with torch.no_grad():
             right = (targets == hidden).float()
