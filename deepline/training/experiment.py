@@ -124,6 +124,7 @@ def unlabelled_method(
     from deepline.data.transforms import BatchAugment
     from deepline.training.callbacks.contrastive import Contrastive
     from deepline.training.callbacks.semi_supervised import SemiSupervised
+    from deepline.training.callbacks.unlabelled import Unlabelled
 
     method = cfg.train.method
     assert method is not None
@@ -138,11 +139,11 @@ def unlabelled_method(
         )
     fill = [-m / s for m, s in zip(data.meta.mean, data.meta.std, strict=True)]
     weak = BatchAugment(cfg.data.augment, fill=fill)
-    args = (data.unlabelled, batch, weak, data.meta.mean, data.meta.std, cfg.seed, rank,
-            world_size)  # fmt: skip
+    source = Unlabelled(data.unlabelled, weak, data.meta.mean, data.meta.std, cfg.seed, rank,
+                        world_size)  # fmt: skip
     callback: Callback = (
-        Contrastive(method, data.train, *args) if isinstance(method, ContrastiveConfig)
-        else SemiSupervised(method, *args)
+        Contrastive(method, data.train, source, batch) if isinstance(method, ContrastiveConfig)
+        else SemiSupervised(method, source, batch)
     )  # fmt: skip
     return CyclingLoader(train, cfg.train.steps_per_epoch), callback
 

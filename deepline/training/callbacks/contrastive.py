@@ -22,9 +22,8 @@ from torch import nn
 from deepline.config import ContrastiveConfig
 from deepline.data.meta import Split
 from deepline.data.randaugment import RandAugment
-from deepline.data.transforms import BatchAugment
 from deepline.errors import ConfigError
-from deepline.training.callbacks.unlabelled import UnlabelledImages
+from deepline.training.callbacks.unlabelled import Unlabelled, UnlabelledImages
 
 if TYPE_CHECKING:
     from deepline.training.loop import Trainer
@@ -50,20 +49,9 @@ class Contrastive(UnlabelledImages):
     """Installs the contrastive objective; measures the representation after validation."""
 
     def __init__(
-        self,
-        config: ContrastiveConfig,
-        labelled: Split,
-        unlabelled: Split,
-        batch_size: int,
-        weak: BatchAugment,
-        mean: list[float],
-        std: list[float],
-        seed: int,
-        rank: int = 0,
-        world_size: int = 1,
+        self, config: ContrastiveConfig, labelled: Split, source: Unlabelled, batch_size: int
     ) -> None:
-        strong = RandAugment(config.strong_ops, config.cutout)
-        super().__init__(unlabelled, batch_size, weak, strong, mean, std, seed, rank, world_size)
+        super().__init__(source, batch_size, RandAugment(config.strong_ops, config.cutout))
         self.config, self.labelled = config, labelled
         self.features: torch.Tensor | None = None
 

@@ -20,10 +20,8 @@ import torch
 from torch import nn
 
 from deepline.config import SemiSupervisedConfig
-from deepline.data.meta import Split
 from deepline.data.randaugment import RandAugment
-from deepline.data.transforms import BatchAugment
-from deepline.training.callbacks.unlabelled import UnlabelledImages
+from deepline.training.callbacks.unlabelled import Unlabelled, UnlabelledImages
 
 if TYPE_CHECKING:
     from deepline.training.loop import Trainer
@@ -32,21 +30,9 @@ if TYPE_CHECKING:
 class SemiSupervised(UnlabelledImages):
     """Installs the semi-supervised objective at ``fit_start``; logs the targets' quality."""
 
-    def __init__(
-        self,
-        config: SemiSupervisedConfig,
-        unlabelled: Split,
-        batch_size: int,
-        weak: BatchAugment,
-        mean: list[float],
-        std: list[float],
-        seed: int,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
+    def __init__(self, config: SemiSupervisedConfig, source: Unlabelled, batch_size: int) -> None:
         strong = RandAugment(config.strong_ops, config.cutout)
-        super().__init__(unlabelled, batch_size * config.mu, weak, strong, mean, std, seed,
-                         rank, world_size)  # fmt: skip
+        super().__init__(source, batch_size * config.mu, strong)
         self.config = config
         self.stats = torch.zeros(3)  # [confident, confident and right, unlabelled seen]
 

@@ -5,6 +5,7 @@ so a resumed run draws the same."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -20,30 +21,34 @@ if TYPE_CHECKING:
     from deepline.training.loop import Trainer
 
 
+@dataclass
+class Unlabelled:
+    """The unlabelled split and how its images are drawn: the weak augmentation, the pixel
+    statistics that undo the normalisation, the seed, and this process's share."""
+
+    images: Split
+    weak: BatchAugment
+    mean: list[float]
+    std: list[float]
+    seed: int
+    rank: int = 0
+    world_size: int = 1
+
+
 class UnlabelledImages(Callback):
     """Base of the methods' callbacks: installs ``objective`` at ``fit_start``."""
 
     order = 8  # its logs are ready before MetricsLog writes the step's line
 
-    def __init__(
-        self,
-        unlabelled: Split,
-        batch_size: int,
-        weak: BatchAugment,
-        strong: RandAugment,
-        mean: list[float],
-        std: list[float],
-        seed: int,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
-        self.stream = UnlabelledStream(unlabelled.x, unlabelled.y, batch_size, seed + 7919,
-                                       rank, world_size)  # fmt: skip
-        self.weak = weak if weak.active else None
+    def __init__(self, source: Unlabelled, batch_size: int, strong: RandAugment) -> None:
+        images = source.images
+        self.stream = UnlabelledStream(images.x, images.y, batch_size, source.seed + 7919,
+                                       source.rank, source.world_size)  # fmt: skip
+        self.weak = source.weak if source.weak.active else None
         self.strong = strong
-        self.mean = torch.tensor(mean).view(1, -1, 1, 1)
-        self.std = torch.tensor(std).view(1, -1, 1, 1)
-        self.seed, self.rank = seed, rank
+        self.mean = torch.tensor(source.mean).view(1, -1, 1, 1)
+        self.std = torch.tensor(source.std).view(1, -1, 1, 1)
+        self.seed, self.rank = source.seed, source.rank
 
     def fit_start(self, trainer: Trainer) -> None:
         self.trainer = trainer
