@@ -46,7 +46,7 @@ class CompressionCheck(TrustCheck):
                  f"{s['latency_ms']['1']:.3f} / {s['latency_ms']['64']:.3f}"]
                 for s in stages]  # fmt: skip
         points = {s["stage"]: (s["weights_gzip_bytes"] / 1024, s["score"]) for s in stages}
-        text = [f"`deepline compress --plan {result['plan']}`, {result['epochs']} fine-tuning "
+        text = [f"deepline compress --plan {result['plan']}: {result['epochs']} fine-tuning "
                 "epochs a stage; each stage is a run in compressed/. Scores on the test split; "
                 "latency is ONNX Runtime's median at batch 1 and 64."]  # fmt: skip
         table = Table(["stage", f"test {metric}", "non-zero parameters", "weights (gzip)",
