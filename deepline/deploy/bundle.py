@@ -22,10 +22,9 @@ from torch import nn
 from deepline.config import task_config
 from deepline.data.meta import DataMeta
 from deepline.errors import DeeplineError
-from deepline.models.shapes import fit_to_weights
-from deepline.registry import MODELS
 from deepline.runs import read_json
 from deepline.tasks import Task, build_task
+from deepline.tasks.saved import rebuild_model
 from deepline.tensor_files import load_tensors, tensors_sha256
 
 BUNDLE_FORMAT = "deepline-bundle/1"
@@ -141,21 +140,7 @@ class Bundle:
 
     def torch_model(self) -> nn.Module:
         """The model with its weights, in eval mode."""
-        model_spec = self.spec["model"]
-        name = model_spec.get("name")
-        if name == "custom":  # rebuilding it would import code named by a file: never
-            raise DeeplineError(f"bundle '{self.path}' holds a custom model: use the ONNX backend")
-        if name not in MODELS:
-            raise DeeplineError(f"bundle '{self.path}': {MODELS.unknown_message(str(name))}")
-        config = MODELS.meta(model_spec["name"])["config"].model_validate(model_spec)
-        model = self.task().build_model(config)
-        weights = self.file("weights")
-        if weights is None or not weights.is_file():
-            raise DeeplineError(f"bundle '{self.path}' has no weights file")
-        state = load_tensors(weights)
-        fit_to_weights(model, state)  # a model whose channels were pruned is narrower
-        model.load_state_dict(state)
-        return model.eval()
+        return rebuild_model(self.task(), self.spec["model"], self.file("weights"), self.path)
 
 
 def _temperature(calibration: Any) -> float | None:

@@ -23,6 +23,7 @@ from deepline.config import ContrastiveConfig
 from deepline.data.meta import Split
 from deepline.data.randaugment import RandAugment
 from deepline.errors import ConfigError
+from deepline.models.parts import output_layer
 from deepline.training.callbacks.unlabelled import Unlabelled, UnlabelledImages
 
 if TYPE_CHECKING:
@@ -37,12 +38,6 @@ def nt_xent(z: torch.Tensor, temperature: float) -> torch.Tensor:
     similarity.fill_diagonal_(float("-inf"))  # a view is not its own positive
     positives = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
     return F.cross_entropy(similarity, positives)
-
-
-def output_layer(model: nn.Module) -> nn.Module:
-    """The module holding the model's last parameters: its output layer."""
-    last = [name for name, _ in model.named_parameters()][-1].rpartition(".")[0]
-    return model.get_submodule(last)
 
 
 class Contrastive(UnlabelledImages):
