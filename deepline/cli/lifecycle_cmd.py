@@ -281,16 +281,25 @@ def report(run_dir: Path = typer.Argument(..., help="a run folder")) -> None:
 
 @app.command()
 def generate(
-    bundle: Path = typer.Argument(..., help="a language-model bundle (RUN_DIR/bundle)"),
+    bundle: Path = typer.Argument(..., help="a language model's or image generator's bundle"),
     prompt: str = typer.Option("\n", help="text to continue"),
     tokens: int = typer.Option(300, min=1, help="how many tokens to sample"),
     temperature: float = typer.Option(0.8, min=0.01, help="lower = more conservative"),
     top_k: int = typer.Option(None, min=1, help="sample among the k most likely tokens"),
     top_p: float = typer.Option(None, min=0.0, max=1.0, help="nucleus sampling mass"),
-    seed: int = typer.Option(0, help="the same seed gives the same text"),
+    seed: int = typer.Option(0, help="the same seed gives the same text or image"),
     backend: str = typer.Option("onnx", help="onnx, torch, torchscript or int8"),
+    class_: str = typer.Option(
+        None, "--class", help="images: the class to draw (name or index), conditional GANs"
+    ),
+    count: int = typer.Option(
+        1, min=1, max=1024, help="images: how many (seeds seed, seed+1, ...)"
+    ),
+    out: Path = typer.Option(Path("generated"), help="images: the folder the PNGs go to"),
 ) -> None:
-    """Generate text with a language model, streaming it to the terminal.
+    """Generate text with a language model, streaming it to the terminal, or images with an
+    image generator, written as PNGs (the same seed and class give the same image as the
+    server).
 
     Characters a character-level vocabulary does not know are an error; a prompt longer than
     the model's context is cut to its last tokens, with a warning.
@@ -300,11 +309,36 @@ def generate(
     from deepline.deploy.predictor import Predictor
 
     generator = Predictor(bundle, backend)
+    if generator.task.generates_images:
+        _write_images(generator, seed, class_, count, out)
+        return
     sys.stdout.write(prompt)
     for piece in generator.stream(prompt, tokens, temperature, top_k, top_p, seed):
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
+
+
+def _write_images(generator: Any, seed: int, class_: str | None, count: int, out: Path) -> None:
+    """Images of seeds ``seed``.. (and a class) as PNGs in ``out``, listed in a table."""
+    import base64
+
+    from deepline.errors import InputError
+
+    given = {} if class_ is None else {"class": class_}
+    inputs = [{"seed": seed + i, **given} for i in range(count)]
+    try:
+        answers = generator.predict(inputs)
+    except InputError as err:
+        raise typer.BadParameter(str(err), param_hint="--class / --seed") from None
+    out.mkdir(parents=True, exist_ok=True)
+    table = Table("seed", "class", "file")
+    for item, answer in zip(inputs, answers):
+        label = f"_class{class_}" if class_ is not None else ""
+        path = out / f"seed{item['seed']}{label}.png"
+        path.write_bytes(base64.b64decode(answer["png"]))
+        table.add_row(str(item["seed"]), str(class_ or "-"), str(path))
+    console.print(table)
 
 
 @app.command()

@@ -4,7 +4,7 @@ whole ``ExperimentConfig`` (training's sections are in ``training.py``)."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -120,6 +120,9 @@ class TaskConfig(Section):
     """Base of the task configs; each task file defines its own subclass."""
 
     name: str
+    # the validation metric (and "min" or "max") that picks the best checkpoint when the
+    # config names none, for a task without a validation loss
+    checkpoint_monitor: ClassVar[tuple[str, str] | None] = None
 
 
 class EvalConfig(Section):
@@ -242,6 +245,15 @@ class ExperimentConfig(Section):
         if isinstance(value, dict):
             value = drop_legacy_task_keys(value)
         return _dispatch(value, TaskConfig, TASKS)
+
+    @model_validator(mode="after")
+    def _task_picks_the_best(self) -> ExperimentConfig:
+        picked = type(self.task).checkpoint_monitor
+        checkpoint = self.train.checkpoint
+        if picked is not None and "monitor" not in checkpoint.model_fields_set:
+            best = checkpoint.model_copy(update={"monitor": picked[0], "mode": picked[1]})
+            object.__setattr__(self.train, "checkpoint", best)
+        return self
 
     @model_validator(mode="after")
     def _federated_combines(self) -> ExperimentConfig:

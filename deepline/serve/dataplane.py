@@ -37,6 +37,25 @@ class GenerateRequest(BaseModel):
 
 
 SAMPLING = tuple(name for name in GenerateRequest.model_fields if name != "prompt")
+MAX_IMAGES = 64  # images in one generation request
+
+
+class ImageRequest(BaseModel):
+    """Images to make: ``count`` of them from seeds ``seed``, ``seed + 1``, ..., of one class
+    when the generator is conditional."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    seed: int = Field(0, ge=0, le=2**63 - 1 - MAX_IMAGES, description="the first image's seed")
+    count: int = Field(1, ge=1, le=MAX_IMAGES, description="images, one per seed")
+    class_: str | int | None = Field(
+        None, alias="class", description="the class to draw (its name or index), for a "
+        "conditional generator",
+    )  # fmt: skip
+
+    def inputs(self) -> list[dict[str, Any]]:
+        """The request as the generator's inputs, one per image."""
+        given = {} if self.class_ is None else {"class": self.class_}
+        return [{"seed": self.seed + i, **given} for i in range(self.count)]
 
 
 def generation_request(
@@ -89,6 +108,9 @@ class DataPlane:
     async def generate(self, model: ServedModel, requests: Sequence[GenerateRequest]) -> list[str]:
         """The text written for each prompt, in order."""
         if not model.generates:
+            if model.predictor.task.generates_images:
+                raise ServeError(400, f"model '{model.name}' makes images: send a seed (and a "
+                                 "class), not a prompt")  # fmt: skip
             raise ServeError(400, f"model '{model.name}' does not generate: send its inputs")
         if len(requests) > MAX_PROMPTS:
             raise BadRequest(f"at most {MAX_PROMPTS} prompts in one request, got {len(requests)}")
@@ -98,6 +120,16 @@ class DataPlane:
             )
             for r in requests
         ]
+
+    async def generate_images(self, model: ServedModel, request: ImageRequest) -> list[Any]:
+        """The images an image generator makes for ``request``, each as its task answers
+        (a PNG), with its seed and class."""
+        if not model.predictor.task.generates_images:
+            what = "text: send a prompt" if model.generates else "no images: send its inputs"
+            raise ServeError(400, f"model '{model.name}' generates {what}")
+        items = request.inputs()
+        answers = await self.predict(model, {"": items})
+        return [{**item, **answer} for item, answer in zip(items, answers)]
 
 
 def plane(request: Request) -> DataPlane:

@@ -101,6 +101,7 @@ class Task(ABC):
 
     name: ClassVar[str]
     generates: ClassVar[bool] = False  # answers a prompt with generated text (``stream``)
+    generates_images: ClassVar[bool] = False  # makes images of seeds (and classes)
     recommends: ClassVar[bool] = False  # ranks items for a user or history (``recommend``)
     # its probabilities follow ``config.temperature`` (fitted by ``deepline calibrate``)
     calibratable: ClassVar[bool] = False

@@ -45,6 +45,7 @@ GRID_UNCONDITIONAL = 64  # images in the sample grid of an unconditional generat
 
 class ImageGenerationConfig(TaskConfig):
     name: Literal["image_generation"] = "image_generation"
+    checkpoint_monitor = ("val/fd", "min")
     latent_dim: int = Field(100, ge=1, le=4096, description="noise numbers per image")
     conditional: bool = Field(
         True, description="generate a class asked for (a conditional GAN); needs classes"
@@ -69,6 +70,7 @@ class ImageGeneration(Task):
     """Inputs (B, latent_dim + K) latents; outputs (B, C, H, W) images in [-1, 1] (tanh)."""
 
     name = "image_generation"
+    generates_images = True
     config: ImageGenerationConfig
 
     @cached_property
@@ -130,7 +132,7 @@ class ImageGeneration(Task):
         return critic + F.binary_cross_entropy_with_logits(fooled, ones)
 
     def monitor_default(self) -> tuple[str, str]:
-        return "val/fd", "min"
+        return ImageGenerationConfig.checkpoint_monitor
 
     @classmethod
     def writes_samples(cls, config: TaskConfig) -> bool:

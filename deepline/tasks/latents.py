@@ -156,6 +156,8 @@ class LatentCodec(InputCodec):
             given = given.decode("utf-8", "replace")
         if isinstance(given, str) and given in self.classes:
             return self.classes.index(given)
+        if isinstance(given, str) and given.isdigit():  # an index typed as text
+            given = int(given)
         number = isinstance(given, (int, float, np.number)) and not isinstance(given, np.bool_)
         if number and float(given).is_integer() and 0 <= given < len(self.classes):
             return int(given)

@@ -195,7 +195,7 @@ def default_callbacks(
     if task_class(cfg.task.name).writes_samples(cfg.task):
         from deepline.training.callbacks.samples import Samples
 
-        callbacks.append(Samples(run_dir, cfg.seed))
+        callbacks.append(Samples(run_dir, cfg.seed, t.checkpoint.monitor))
     if t.mlflow:
         from deepline.training.callbacks.mlflow_log import MLflowLogger
 

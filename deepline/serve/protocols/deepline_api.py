@@ -4,7 +4,8 @@
 ``{"b64": "<PNG/JPEG bytes in base64>"}``, numbers (pixels in [0, 1] or 0..255, a sequence, a
 row of features), an object of named features, or a text; or ``multipart/form-data`` with one
 or more ``file`` parts. Answers are the task's: classes with probabilities, values per target.
-``POST /generate/{name}``  ``{"prompt": "...", "max_tokens": 200}`` for generating models.
+``POST /generate/{name}``  ``{"prompt": "...", "max_tokens": 200}`` for language models, or
+``{"seed": 3, "class": "7", "count": 4}`` for image generators (PNGs, one per seed).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deepline.errors import validation_problems
 from deepline.registry import PROTOCOLS
-from deepline.serve.dataplane import MAX_INPUTS, GenerateRequest, plane
+from deepline.serve.dataplane import MAX_INPUTS, GenerateRequest, ImageRequest, plane
 from deepline.serve.errors import BadRequest, NotFound
 from deepline.serve.openapi import body_schema, errors
 
@@ -54,6 +55,20 @@ class GenerateResponse(BaseModel):
     model: str
     version: int
     text: str
+    latency_ms: float
+
+
+class GeneratedImage(BaseModel):
+    seed: int
+    class_: str | int | None = Field(None, alias="class")
+    png: str = Field(description="the image, a PNG in base64")
+    size: list[int] = Field(description="its height and width")
+
+
+class ImagesResponse(BaseModel):
+    model: str
+    version: int
+    images: list[GeneratedImage]
     latency_ms: float
 
 
@@ -159,21 +174,30 @@ async def predict(
 
 @router.post(
     "/generate/{name}",
-    response_model=GenerateResponse,
+    response_model=GenerateResponse | ImagesResponse,
+    response_model_by_alias=True,
     responses=errors(404, 504),
-    summary="Continue a prompt with text",
+    summary="Continue a prompt with text (a language model), or make images of seeds and a "
+    "class (an image generator)",
 )
 async def generate(
-    request: Request, name: str, body: GenerateRequest, version: int | None = Query(None, ge=1)
+    request: Request,
+    name: str,
+    body: GenerateRequest | ImageRequest,
+    version: int | None = Query(None, ge=1),
 ) -> dict[str, Any]:
     start = time.perf_counter()
     data = plane(request)
     model = data.model(request, name, version)
-    (text,) = await data.generate(model, [body])
+    if isinstance(body, ImageRequest):
+        made: dict[str, Any] = {"images": await data.generate_images(model, body)}
+    else:
+        (text,) = await data.generate(model, [body])
+        made = {"text": text}
     return {
         "model": model.name,
         "version": model.version,
-        "text": text,
+        **made,
         "latency_ms": round((time.perf_counter() - start) * 1000, 3),
     }
 

@@ -17,14 +17,15 @@ if TYPE_CHECKING:
 
 
 class Samples(Callback):
-    """Appends ``{"step", "epoch", "val/loss", **task.sample(model)}`` after each epoch."""
+    """Appends ``{"step", "epoch", "metric", "value", **task.sample(model)}`` after each epoch
+    (``metric``: the one that picks the best checkpoint, ``value`` its validation value)."""
 
     order = 85
     main_only = True
 
-    def __init__(self, run_dir: Path, seed: int = 0) -> None:
+    def __init__(self, run_dir: Path, seed: int = 0, metric: str = "val/loss") -> None:
         self.path = run_dir / "samples.jsonl"
-        self.seed = seed
+        self.seed, self.metric = seed, metric
 
     def epoch_end(self, trainer: Trainer) -> None:
         model = trainer.eval_model  # what evaluation and export will use
@@ -33,7 +34,8 @@ class Samples(Callback):
         record = {
             "step": trainer.step,
             "epoch": trainer.epoch,
-            "val/loss": trainer.logs.get("val/loss"),
+            "metric": self.metric,
+            "value": trainer.logs.get(self.metric),
             **sample,
         }
         with self.path.open("a") as f:
