@@ -90,10 +90,6 @@ class ImageGeneration(Task):
     ) -> tuple[Loader, BatchLoader | None]:
         """Real images and their classes to train on; seeded latents of the validation
         images' classes, with those images, to measure."""
-        if self.config.conditional and not self.meta.classes:
-            raise ConfigError(
-                f"task.conditional: dataset '{self.meta.name}' has no classes; set it false"
-            )
         train, _ = super().loaders(cfg, data, batch_size, rank, world)
         if not len(data.val):
             return train, None
@@ -109,6 +105,15 @@ class ImageGeneration(Task):
                 )
 
     def build_model(self, model_config: ModelConfig) -> nn.Module:
+        if self.meta.codec != "image":
+            raise ConfigError(
+                f"task image_generation learns images; dataset '{self.meta.name}' holds "
+                f"{self.meta.codec} inputs"
+            )
+        if self.config.conditional and not self.meta.classes:
+            raise ConfigError(
+                f"task.conditional: dataset '{self.meta.name}' has no classes; set it false"
+            )
         c, h, w = self.meta.input_shape
         return build_model(
             model_config, latent_dim=self.config.latent_dim, num_classes=len(self.codec.classes),
@@ -190,6 +195,11 @@ class ImageGeneration(Task):
             classifier, task = bundle_model(self.config.features)
         except DeeplineError as err:
             raise ConfigError(f"task.features: {err}") from None
+        if task.codec.name != "image":
+            raise ConfigError(
+                f"task.features: '{self.config.features}' is a bundle of task {task.name}, "
+                "which does not read images; give an image classifier's bundle"
+            )
         if tuple(task.meta.input_shape) != tuple(self.meta.input_shape):
             raise ConfigError(
                 f"task.features: the classifier reads {list(task.meta.input_shape)} images, "
