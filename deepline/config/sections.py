@@ -32,6 +32,17 @@ class AugmentConfig(Section):
     vflip: bool = Field(False, description="random vertical flip (not for digits or text)")
 
 
+class SyntheticConfig(Section):
+    """Generated labelled images added to the training split (GAN augmentation)."""
+
+    generator: str = Field(
+        description="a conditional image generator's bundle (RUN_DIR/bundle of a GAN trained "
+        "with task image_generation on the same images and classes)"
+    )
+    per_class: int = Field(ge=1, le=100_000, description="images generated of each class")
+    seed: int = Field(0, ge=0, description="the first image's seed; image i uses seed + i")
+
+
 class DataConfig(Section):
     name: str = Field("digits", description="catalog name (see `deepline data list`)")
     path: str | None = Field(None, description="file or folder, for the generic readers")
@@ -52,6 +63,9 @@ class DataConfig(Section):
         "of the training split becomes the unlabelled split, its labels hidden from training",
     )  # fmt: skip
     labels_seed: int = Field(0, description="which draw of the labelled subset")
+    synthetic: SyntheticConfig | None = Field(
+        None, description="add generated labelled images to the training split"
+    )
     augment: AugmentConfig = AugmentConfig()
     tokenizer: Literal["char", "bpe"] = Field(
         "char", description="text: characters, or byte-level BPE fitted on the training split"

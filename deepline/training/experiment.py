@@ -64,6 +64,10 @@ def build_experiment(
     torch.set_num_threads(threads)
     seed_everything(cfg.seed, cfg.train.deterministic)
     data = data if data is not None else task_class(cfg.task.name).load_data(cfg.data)
+    if cfg.data.synthetic is not None and "synthetic" not in data.meta.sizes:
+        from deepline.training.synthetic import with_synthetic
+
+        data = with_synthetic(data, cfg.data.synthetic)
     task = build_task(cfg.task, data.meta)
     task.check_training(cfg.train)
     torch.manual_seed(cfg.seed)  # model initialisation independent of how data was loaded

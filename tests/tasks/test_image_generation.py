@@ -237,3 +237,36 @@ def test_generate_command_writes_the_same_pngs(
     assert code == 0, out + err
     want = Predictor(generator_bundle, "torch").predict([{"seed": 10, "class": "4"}])[0]["png"]
     assert (tmp_path / "seed10_class4.png").read_bytes() == base64.b64decode(want)
+
+
+# -- GAN augmentation ---------------------------------------------------------------------------
+
+
+def test_synthetic_images_join_a_few_label_training_split(
+    generator_bundle: Path, tmp_path: Path
+) -> None:
+    raw = tiny_config(epochs=1)
+    raw["data"].update(labels_per_class=2, synthetic={"generator": str(generator_bundle),
+                                                      "per_class": 3})  # fmt: skip
+    run = run_training(load_config(raw), tmp_path / "augmented")
+    data = run.data
+    assert data.meta.sizes["synthetic"] == 30 and len(data.train) == 20 + 30
+    assert data.train.y[20:].tolist() == [c for c in range(10) for _ in range(3)]
+    offline = Predictor(generator_bundle, "torch").run(
+        LatentCodec.for_generator(8, CLASSES).latents([0], [0])
+    )
+    unit = (torch.from_numpy(offline) + 1) / 2
+    mean, std = data.meta.mean[0], data.meta.std[0]
+    torch.testing.assert_close(data.train.x[20:21], (unit.clamp(0, 1) - mean) / std)
+    assert '"synthetic": 30' in (run.run_dir / "data.json").read_text()
+
+
+def test_synthetic_images_need_a_conditional_generator_of_the_same_classes(
+    tmp_path: Path,
+) -> None:
+    classifier = run_training(load_config(tiny_config(epochs=1)), tmp_path / "clf")
+    export_run(classifier.run_dir)
+    raw = tiny_config(epochs=1)
+    raw["data"]["synthetic"] = {"generator": str(classifier.run_dir / "bundle"), "per_class": 2}
+    with pytest.raises(ConfigError, match="data.synthetic.generator=.*not a conditional image"):
+        run_training(load_config(raw), tmp_path / "bad")
