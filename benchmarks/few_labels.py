@@ -10,6 +10,11 @@ moving average of its weights): the labelled validation split chooses nothing.
 SimCLR pre-trains the same CNN on the unlabelled images (no labels), then a linear probe (only
 the output layer trains) and a fine-tuning start from it on the 100 labels.
 
+GAN augmentation: a conditional DCGAN (``configs/mnist_cgan.yaml``) trained on the same 100
+labelled images only (it sees no other label; its last checkpoint is used, so the labelled
+validation images choose nothing), then supervised training on the 100 real images and 5,000
+generated ones (500 of each class, ``data.synthetic``).
+
 Run: ``python benchmarks/few_labels.py --data-dir ../shared/data [--parts fixmatch0,...]``
 (hours on 2 cores). ``--quick`` trains 40 steps of each.
 """
@@ -26,6 +31,7 @@ from resumable_runs import machine, trained
 from rich.console import Console
 from rich.table import Table
 
+from deepline.deploy.export import export_run
 from deepline.evaluate.evaluate import evaluate_run
 
 console = Console(width=140)
@@ -58,13 +64,29 @@ RUNS: dict[str, list[str]] = {
     # Fashion-MNIST with 40 labels a class (400 in all), weak augmentation with flips
     "fashion_fixmatch0": [*FASHION],
     "fashion_supervised0": [*FASHION, *SUPERVISED],
+    # a conditional GAN of the 100 labelled images, whose images then join them
+    "cgan0": [
+        "data.labels_seed=0",
+        "train.epochs=null",
+        "train.max_steps=4000",
+        "train.steps_per_epoch=500",
+        "eval.checkpoint=last",
+    ],
+    "gan_aug0": [
+        "data.labels_seed=0",
+        *SUPERVISED,
+        "data.synthetic={generator: {cgan0}/bundle, per_class: 500}",
+    ],
 }
-PRETRAINED = {"probe0": "simclr0", "finetune0": "simclr0"}  # runs that start from another
+CONFIGS = {"cgan0": "mnist_cgan"}  # runs of another config than mnist_fixmatch's
+PRETRAINED = {"probe0": "simclr0", "finetune0": "simclr0", "gan_aug0": "cgan0"}  # starts from
 METHODS = {"fixmatch": "FixMatch", "supervised": "supervised only",
            "fashion_fixmatch": "Fashion-MNIST, 40 a class: FixMatch",
            "fashion_supervised": "Fashion-MNIST, 40 a class: supervised only",
            "pseudo_label": "pseudo-labels", "simclr": "SimCLR pre-training (kNN accuracy)",
-           "probe": "SimCLR + linear probe", "finetune": "SimCLR + fine-tuning"}  # fmt: skip
+           "probe": "SimCLR + linear probe", "finetune": "SimCLR + fine-tuning",
+           "cgan": "conditional GAN of the 100 (FD, pixels)",
+           "gan_aug": "GAN augmentation (+5,000 generated)"}  # fmt: skip
 QUICK = ["train.max_steps=40", "train.steps_per_epoch=20"]
 
 
@@ -84,11 +106,18 @@ def main() -> None:
         run_dir = args.runs / (name + suffix)
         overrides = [*RUNS[name], *(QUICK if args.quick else [])]
         if name in PRETRAINED:  # the run folder it starts from
-            source = str((args.runs / (PRETRAINED[name] + suffix)).resolve())
-            overrides = [o.replace("{" + PRETRAINED[name] + "}", source) for o in overrides]
-        status = trained(CONFIG, run_dir, args.data_dir, overrides)
+            source = (args.runs / (PRETRAINED[name] + suffix)).resolve()
+            if name.startswith("gan_aug") and not (source / "bundle").is_dir():
+                export_run(source, data_dir=args.data_dir)
+            overrides = [o.replace("{" + PRETRAINED[name] + "}", str(source)) for o in overrides]
+        config = CONFIGS.get(name, CONFIG)
+        if config != CONFIG:  # the label budget of the rest, in another config
+            overrides = ["data.labels_per_class=10", *overrides]
+        status = trained(config, run_dir, args.data_dir, overrides)
         if name.startswith("simclr"):  # no classifier yet: how well its features sort
             accuracy = status.get("last", {}).get("val/knn_accuracy", float("nan"))
+        elif name.startswith("cgan"):  # a generator: its distance to the test images
+            accuracy = evaluate_run(run_dir, data_dir=args.data_dir)["metrics"]["fd"]
         else:
             accuracy = evaluate_run(run_dir, data_dir=args.data_dir)["metrics"]["accuracy"]
         if name.startswith("fixmatch"):  # the MNIST-100 draws

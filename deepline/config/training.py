@@ -197,7 +197,7 @@ class TrainConfig(Section):
     batch_size: int = Field(64, ge=1)
     steps_per_epoch: int = Field(
         250, ge=1, description="batches between validations, for streamed data (language "
-        "models) and for a few labels with train.method",
+        "models) and for a few labels (data.labels_per_class)",
     )  # fmt: skip
     eval_batches: int = Field(
         20, ge=1, description="streamed data: validation batches (of eval.batch_size windows)"

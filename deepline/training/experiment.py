@@ -90,6 +90,9 @@ def build_experiment(
     torch.manual_seed(cfg.seed + env.rank)  # dropout differs between processes
     batch = per_process_batch(cfg.train.batch_size, env.world_size)
     train, val = task.loaders(cfg, data, batch, env.rank, env.world_size)
+    few_labels = cfg.data.labels_per_class is not None and cfg.train.method is None
+    if few_labels and cfg.train.privacy is None and type(train) is BatchLoader:
+        train = CyclingLoader(train, cfg.train.steps_per_epoch)  # an epoch: steps, not 2 batches
     if cfg.train.privacy is not None:
         train = poisson_loader(train, batch, cfg.seed, env.rank, env.world_size)
     methods: list[Callback] = []
