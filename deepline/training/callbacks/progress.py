@@ -25,6 +25,8 @@ SHOWN = (
     "accuracy",
     "robust_accuracy",
     "f1_macro",
+    "fd",
+    "class_accuracy",
 )  # the rest is in metrics.jsonl and TensorBoard
 
 
