@@ -171,3 +171,27 @@ def detector_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = run_training(load_config(raw), root / "runs").run_dir
     export_run(run_dir)
     return run_dir / "bundle"
+
+
+def gan_config(conditional: bool = True, **train: Any) -> dict[str, Any]:
+    """A seconds-long conditional DCGAN of the 8x8 digits."""
+    raw = tiny_config(**{"epochs": 2, "batch_size": 64, "lr": 0.001, "betas": [0.5, 0.999],
+                         **train})  # fmt: skip
+    raw["data"] = {"name": "digits"}
+    raw["task"] = {"name": "image_generation", "latent_dim": 8, "conditional": conditional,
+                   "samples_per_class": 2}  # fmt: skip
+    raw["model"] = {"name": "dcgan", "width": 4}
+    raw["export"] = {"formats": ["onnx"]}
+    return raw
+
+
+@pytest.fixture(scope="session")
+def generator_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A conditional GAN's bundle (two epochs on the digits)."""
+    from deepline.config import load_config
+    from deepline.deploy.export import export_run
+    from deepline.training.experiment import run_training
+
+    experiment = run_training(load_config(gan_config()), tmp_path_factory.mktemp("gan"))
+    export_run(experiment.run_dir)
+    return experiment.run_dir / "bundle"

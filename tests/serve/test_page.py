@@ -107,7 +107,8 @@ def open_page(driver: WebDriver, url: str, model: str, version: int | None = Non
             f"the page did not load {model} {version}",
         )
     panels = {"lenet": "image-panel", "mnist": "image-panel", "gpt": "text-panel",
-              "diabetes": "fields-panel", "movies": "history-panel"}  # fmt: skip
+              "diabetes": "fields-panel", "movies": "history-panel",
+              "gan": "latent-panel"}  # fmt: skip
     panel = panels.get(model, "input-panel")
     wait(driver, lambda d: d.find_element(By.ID, panel).is_displayed(), f"no {panel}")
 
@@ -467,4 +468,39 @@ def test_masks_and_boxes_are_drawn_over_an_uploaded_image(
     else:
         assert top.startswith(f"{len(want['detections'])} found")
         assert (coloured > 0) == bool(want["detections"])
+    assert severe_logs(browser) == []
+
+
+@pytest.fixture(scope="module")
+def gan_server(
+    generator_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BackgroundServer]:
+    repository = tmp_path_factory.mktemp("page-gan")
+    add_bundle(generator_bundle, repository, "gan")
+    with BackgroundServer(create_app(repository, ServeSettings())) as running:
+        yield running
+
+
+def test_a_generator_makes_the_servers_images_of_a_seed_and_class(
+    browser: Chrome, gan_server: BackgroundServer
+) -> None:
+    severe_logs(browser)
+    open_page(browser, gan_server.url + "/", "gan")
+    seed = browser.find_element(By.ID, "latent-seed")
+    seed.clear()
+    seed.send_keys("3")
+    Select(browser.find_element(By.ID, "latent-class")).select_by_value("7")
+    count = browser.find_element(By.ID, "latent-count")
+    count.clear()
+    count.send_keys("4")
+    answer = press(browser, "imagine")
+    assert answer["state"] == "done", answer["error"]
+    assert answer["sent"] == {"kind": "latent", "seed": 3, "count": 4, "class": "7"}
+    assert answer["top"] == "4 images of class 7"
+    shown = [
+        img.get_attribute("src") for img in browser.find_elements(By.CSS_SELECTOR, "#images img")
+    ]
+    want = httpx.post(f"{gan_server.url}/generate/gan",
+                      json={"seed": 3, "count": 4, "class": "7"}).json()["images"]  # fmt: skip
+    assert shown == [f"data:image/png;base64,{image['png']}" for image in want]
     assert severe_logs(browser) == []

@@ -56,7 +56,8 @@
   function setState(name) {
     $("result").dataset.state = name;
     state.busy = name === "busy";
-    for (const id of ["predict", "generate", "predict-input", "predict-fields", "recommend"]) {
+    for (const id of ["predict", "generate", "predict-input", "predict-fields", "recommend",
+                      "imagine"]) {
       $(id).disabled = state.busy;
     }
   }
@@ -73,6 +74,7 @@
     $("bars").replaceChildren();
     $("values").replaceChildren();
     $("recommended").replaceChildren();
+    $("images").replaceChildren();
     $("answer-canvas").hidden = true;
     $("generated").hidden = true;
     $("generated-prompt").textContent = "";
@@ -156,6 +158,23 @@
     $("recommended").replaceChildren(...rows);
     const first = answer.items.length ? answer.items[0].title : "";
     showTop(answer.fallback ? `${first} · most popular (unknown user or empty history)` : first);
+  };
+
+  // generated images: each PNG, enlarged with its pixels kept sharp
+  function generatedImage(answer) {
+    const img = document.createElement("img");
+    img.src = `data:image/png;base64,${answer.png}`;
+    const [h, w] = answer.size;
+    const scale = Math.max(1, Math.floor(112 / Math.max(h, w)));
+    [img.width, img.height] = [w * scale, h * scale];
+    img.alt = answer.seed === undefined ? "generated image" : `seed ${answer.seed}`;
+    img.title = img.alt;
+    return img;
+  }
+
+  ANSWERS.image = (answer) => {
+    $("images").replaceChildren(generatedImage(answer));
+    showTop("");
   };
 
   // masks and boxes: drawn over the image they answer, at the answer's size
@@ -329,6 +348,11 @@
       });
       $("fields").replaceChildren(...rows);
       return "fields-panel";
+    },
+    latent(form) {
+      $("latent-class").replaceChildren(...form.classes.map((c) => option(c, c)));
+      $("latent-class-label").hidden = !form.classes.length;
+      return "latent-panel";
     },
     history(form) {
       state.titles = new Map(form.items.map(([id, title]) => [id, title]));
@@ -578,6 +602,20 @@
     });
   }
 
+  async function imagine() {
+    await run(async () => {
+      const body = { seed: Number($("latent-seed").value), count: Number($("latent-count").value) };
+      if (!$("latent-class-label").hidden) body.class = $("latent-class").value;
+      window.lastInput = { kind: "latent", ...body };
+      const { data, ms } = await call("POST", modelPath("generate"), body);
+      $("images").replaceChildren(...data.images.map(generatedImage));
+      const kind = body.class === undefined ? "" : ` of class ${body.class}`;
+      showTop(`${data.images.length} image${data.images.length === 1 ? "" : "s"}${kind}`);
+      showTiming(data, ms);
+      setState("done");
+    });
+  }
+
   async function predictFields() {
     await run(async () => {
       const input = {};
@@ -612,6 +650,7 @@
   });
   $("history-clear").addEventListener("click", () => setHistory([]));
   $("recommend").addEventListener("click", recommend);
+  $("imagine").addEventListener("click", imagine);
   $("file").addEventListener("change", async () => {
     const file = $("file").files[0];
     if (!file) return;
