@@ -179,6 +179,10 @@ class ExportConfig(Section):
         description="int8: largest allowed drop of the task's primary metric (accuracy, or "
         "a rise of the loss for language models), in the metric's units",
     )
+    compact_bits: int = Field(
+        5, ge=1, le=8, description="compact: bits per non-zero weight (2^bits shared values "
+        "per tensor); the drop allowed is export.int8_max_drop",
+    )  # fmt: skip
 
     @model_validator(mode="before")
     @classmethod

@@ -56,14 +56,16 @@ def export_onnx(
     return path
 
 
-def onnx_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
+def onnx_session(path: Path | bytes, threads: int | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime session (CPU) of a model file, or of a serialised model."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 @torch.no_grad()

@@ -102,3 +102,38 @@ def test_a_channel_pruned_run_resumes_exactly(tiny: dict[str, Any], tmp_path: Pa
     with pytest.raises(ConfigError, match="channels are removed once"):
         load_config({**raw, "train": {**raw["train"], "prune": {
             "amount": 0.5, "structure": "channels", "steps": 2}}})  # fmt: skip
+
+
+def test_a_pruned_model_is_stored_compactly_and_runs_from_its_compact_file(
+    tiny: dict[str, Any], tmp_path: Path
+) -> None:
+    from deepline.deploy.formats.compact import decode_model, encode_model
+    from deepline.deploy.predictor import Predictor
+
+    raw = {**tiny, "train": {**tiny["train"], "epochs": 2, "prune": {"amount": 0.9}}}
+    exp = run_training(load_config(raw), tmp_path / "runs")
+    report = export_run(exp.run_dir, formats=["onnx", "compact"])
+    entry, bundle = report["formats"]["compact"], Path(report["bundle"])
+    assert entry["ok"] and entry["nonzero"] < 0.2 * entry["parameters"], entry
+    assert entry["times_smaller"] > 5, entry  # 10% of the weights, 5 bits each, plus a mask
+    assert (bundle / entry["graph"]).stat().st_size == entry["graph_bytes"]
+    model = onnx.load(str(bundle / "model.onnx"))
+    weights, graph = encode_model(onnx.load(str(bundle / "model.onnx")), 8)
+    expanded = {
+        t.name: numpy_helper.to_array(t) for t in decode_model(weights, graph).graph.initializer
+    }
+    for tensor in model.graph.initializer:
+        original = numpy_helper.to_array(tensor)
+        decoded = expanded[tensor.name]
+        assert decoded.shape == original.shape and decoded.dtype == original.dtype
+        np.testing.assert_array_equal(decoded == 0, original == 0)  # the same zeros
+        if original.size >= 256:  # 256 shared values, placed by k-means: closer than evenly
+            step = (original.max() - original.min()) / 255
+            assert np.abs(decoded - original).mean() <= step / 4
+        else:
+            np.testing.assert_array_equal(decoded, original)
+    compact, eager = Predictor(bundle, "compact"), Predictor(bundle, "torch")
+    samples = eager.codec.sample_inputs(16)
+    agree = [a[0]["class"] == b[0]["class"] for a, b in
+             zip(compact.predict(samples), eager.predict(samples))]  # fmt: skip
+    assert sum(agree) >= 14

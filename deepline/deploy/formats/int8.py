@@ -58,7 +58,7 @@ class Int8Format(ExportFormat):
         name, mode = primary_metric(job.task)
         eager = batched_outputs(job.model, job.test_x)
         int8 = batched_outputs(on_tensors(self.engine(path)), job.test_x)
-        fp32_score, int8_score = _score(job, name, eager), _score(job, name, int8)
+        fp32_score, int8_score = score(job, name, eager), score(job, name, int8)
         change = int8_score - fp32_score
         drop = -change if mode == "max" else change  # how much worse, in the metric's units
         size = path.stat().st_size
@@ -100,7 +100,7 @@ def primary_metric(task: Task) -> tuple[str, str]:
     return name.removeprefix("val/"), mode
 
 
-def _score(job: ExportJob, name: str, outputs: torch.Tensor) -> float:
+def score(job: ExportJob, name: str, outputs: torch.Tensor) -> float:
     """The task's metric ``name`` of ``outputs`` on the test examples."""
     evaluator = job.task.evaluator()
     evaluator.update(job.test_x, outputs, job.examples["test_y"])
