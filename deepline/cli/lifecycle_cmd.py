@@ -166,7 +166,8 @@ def export(
     format_: str = typer.Option(
         None,
         "--format",
-        help="comma-separated: onnx, torchscript, int8 (default: the config's export.formats)",
+        help="comma-separated: onnx, torchscript, int8, compact (default: the config's "
+        "export.formats)",
     ),
     checkpoint: str = typer.Option(None, help="runs: best or last (default: the config's)"),
     out: Path = typer.Option(None, help="runs: bundle folder (default RUN_DIR/bundle)"),
@@ -187,7 +188,10 @@ def export(
     if format_ is not None:
         formats = check_formats([f for f in format_.split(",") if f.strip()])
         if not formats:
-            raise ExportError("--format names no format. Allowed: onnx, torchscript, int8")
+            from deepline.deploy.formats import format_names
+
+            allowed = ", ".join(format_names())
+            raise ExportError(f"--format names no format. Allowed: {allowed}")
     is_bundle = (path / "bundle.json").is_file()
     try:
         if is_bundle:

@@ -173,7 +173,7 @@ def test_export_bundle_adds_torchscript(
 def test_bad_format_names_are_clear_errors(
     lenet: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    unknown = r"export\.formats\.1: unknown export format 'tflite'\. Allowed: int8, onnx"
+    unknown = r"export\.formats\.1: unknown export format 'tflite'\. Allowed: compact, int8, onnx"
     with pytest.raises(ConfigError, match=unknown):
         load_config({"model": {"name": "mlp"}, "export": {"formats": ["onnx", "tflite"]}})
     run_dir, _ = lenet
