@@ -25,8 +25,10 @@ def compress(
     smallest weights zeroed and kept at zero; channels: that share of each layer's channels
     removed, a narrower model; distill: the original run as teacher) in
     RUN/compressed/<stages>/, a run like any other. The table gives every stage's test score,
-    parameters (and those not zero), bundle bytes (and the weights' gzip bytes), and ONNX
-    Runtime latency at batch 1 and 64; RUN/compress.json keeps it."""
+    parameters (and those not zero), bundle bytes (and the weights' gzip bytes), ONNX Runtime
+    latency at batch 1 and 64, and the compact weight file (non-zero weights as 5-bit shared
+    values, LZMA; the `compact` export format) with its test score and how many times smaller
+    it is than the original run's fp32 weights; RUN/compress.json keeps it."""
     from deepline.compress import compress_run, read_compression
 
     if report:
@@ -45,16 +47,22 @@ def trade_off_table(result: dict[str, Any]) -> Table:
     metric = stages[0]["metric"]
     table = Table(title=f"compression: {result['plan']} ({result['epochs']} epochs a stage)")
     for column in ("stage", f"test {metric}", "parameters", "not zero", "bundle", "weights gzip",
-                   "ORT ms (1)", "ORT ms (64)"):  # fmt: skip
+                   "ORT ms (1)", "ORT ms (64)", "compact", f"compact {metric}",
+                   "x smaller"):  # fmt: skip
         if column == "stage":
             table.add_column(column, no_wrap=True)
         else:
             table.add_column(column, justify="right")
+    original = stages[0]["weights_bytes"]
     for row in stages:
+        compact = row.get("compact_bytes")  # absent from tables written before the format
         table.add_row(
             row["stage"], f"{row['score']:.4f}", f"{row['parameters']:,}", f"{row['nonzero']:,}",
             _size(row["bundle_bytes"]), _size(row["weights_gzip_bytes"]),
             f"{row['latency_ms']['1']:.3f}", f"{row['latency_ms']['64']:.3f}",
+            _size(compact) if compact else "-",
+            f"{row['compact_score']:.4f}" if compact else "-",
+            f"{original / compact:.1f}x" if compact else "-",
         )  # fmt: skip
     return table
 

@@ -1,5 +1,7 @@
 """What a compression stage costs and saves: its test score, its parameters (and how many are
-not zero), its bundle's bytes (and gzip's), and ONNX Runtime's latency at batch 1 and 64."""
+not zero), its bundle's bytes (and gzip's), ONNX Runtime's latency at batch 1 and 64, and the
+same model stored compactly (the ``compact`` format: sparse, shared values, LZMA) with its own
+test score."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from deepline.deploy.export import export_trained
+from deepline.deploy.formats.base import on_tensors
 from deepline.deploy.predictor import Predictor
-from deepline.evaluate.evaluate import evaluate_trained
+from deepline.evaluate.evaluate import evaluate_trained, score
 from deepline.evaluate.loading import load_trained
 
 BATCHES = (1, 64)
@@ -37,9 +40,12 @@ def measure(run_dir: Path, data_dir: str | None = None) -> dict[str, Any]:
     metric = run.task.monitor_default()[0].removeprefix("val/")
     evaluation = evaluate_trained(run, "test", keep_mistakes=0)
     params = [p.detach() for p in run.model.parameters()]
-    exported = export_trained(run, formats=["onnx"])
+    exported = export_trained(run, formats=["onnx", "compact"])
     bundle = Path(exported["bundle"])
     weights = (bundle / "model.safetensors").read_bytes()
+    compact = Predictor(bundle, "compact")
+    test = run.data.split("test")
+    compact_score = score(run.task, on_tensors(compact.engine), test, run.config.eval.batch_size)
     predictor = Predictor(bundle)
     samples = predictor.codec.sample_inputs(max(BATCHES), seed=0)
     full = predictor.prepare(samples)
@@ -54,6 +60,9 @@ def measure(run_dir: Path, data_dir: str | None = None) -> dict[str, Any]:
         "weights_bytes": len(weights),
         "weights_gzip_bytes": len(gzip.compress(weights, compresslevel=9)),
         "onnx_bytes": (bundle / "model.onnx").stat().st_size,
+        "compact_bytes": (bundle / "model.compact").stat().st_size,
+        "compact_score": float(compact_score.compute()[metric]),
+        "files": {f.name: f.stat().st_size for f in sorted(bundle.iterdir()) if f.is_file()},
         "latency_ms": {
             str(b): latency_ms(predictor, full[:b], 50 if b == 1 else 20) for b in BATCHES
         },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,15 @@ def evaluate_run(
 
 @torch.no_grad()
 def score(
-    task: Task, model: nn.Module, data: Split, batch_size: int, keep_mistakes: int = 0
+    task: Task,
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+    data: Split,
+    batch_size: int,
+    keep_mistakes: int = 0,
 ) -> Evaluator:
-    """The task's evaluator, updated with ``model``'s outputs on every example of ``data``."""
-    device = model_device(model)
+    """The task's evaluator, updated with ``model``'s outputs on every example of ``data``
+    (``model``: a module, or a function of CPU tensors such as an exported format's runner)."""
+    device = model_device(model) if isinstance(model, nn.Module) else torch.device("cpu")
     evaluator = task.evaluator(keep_mistakes=keep_mistakes).to(device)
     for x, y in task.batches(data.x, data.y, batch_size):
         x, y = x.to(device), y.to(device)
