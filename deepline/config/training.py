@@ -178,6 +178,21 @@ class PruneConfig(Section):
         return self
 
 
+class QATConfig(Section):
+    """Quantization-aware training: convolutions and linear layers compute with their weights
+    and inputs rounded as ONNX Runtime's int8 will round them (weights per output channel to 7
+    bits, signed: its ``reduce_range``; inputs per tensor to 8 bits, their range tracked while
+    training), the rounding passed through unchanged by the gradient (straight-through). The
+    run's ``int8`` export then quantizes weights that learned to live with it."""
+
+    observe_steps: int = Field(
+        100, ge=0, description="steps that only track the inputs' ranges before rounding them"
+    )
+    momentum: float = Field(
+        0.01, gt=0.0, le=1.0, description="how fast the tracked ranges follow each batch"
+    )
+
+
 # train settings that DP-SGD cannot be combined with: (field, the value that conflicts, why)
 NOT_WITH_PRIVACY = (
     ("compile", True, "Opacus' per-example gradient hooks do not run under torch.compile"),
@@ -188,6 +203,7 @@ NOT_WITH_PRIVACY = (
     ("method", "set", "unlabelled images would join the batch without per-example accounting"),
     ("distill", "set", "the teacher saw the training data without noise: its outputs leak it"),
     ("prune", "set", "DP-SGD's noise would move the pruned weights again"),
+    ("qat", "set", "Opacus computes per-example gradients of unrounded layers"),
 )
 
 
@@ -251,6 +267,9 @@ class TrainConfig(Section):
     prune: PruneConfig | None = Field(
         None, description="zero the smallest weights and fine-tune with them kept at zero"
     )
+    qat: QATConfig | None = Field(
+        None, description="quantization-aware training, for an int8 export that keeps accuracy"
+    )
     early_stopping: EarlyStoppingConfig | None = None
     checkpoint: CheckpointConfig = CheckpointConfig()
     non_finite: NonFiniteConfig = NonFiniteConfig()
@@ -300,6 +319,15 @@ class TrainConfig(Section):
         ):
             best = self.checkpoint.model_copy(update={"monitor": "val/knn_accuracy", "mode": "max"})
             object.__setattr__(self, "checkpoint", best)
+        return self
+
+    @model_validator(mode="after")
+    def _qat_in_float32(self) -> TrainConfig:
+        if self.qat is not None and self.precision != "32":
+            raise ValueError(
+                f"train.qat cannot be combined with train.precision {self.precision}: it "
+                "rounds float32 weights and inputs to int8's grid; use precision 32"
+            )
         return self
 
     @model_validator(mode="after")

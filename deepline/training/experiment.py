@@ -211,6 +211,10 @@ def default_callbacks(
         from deepline.training.callbacks.pruning import Pruning
 
         callbacks.append(Pruning(t.prune))
+    if t.qat is not None:
+        from deepline.training.callbacks.quantization import QuantizationAware
+
+        callbacks.append(QuantizationAware(t.qat))
     if t.distill is not None:
         from deepline.training.callbacks.distillation import Distillation
 
