@@ -15,7 +15,9 @@ from deepline.cli import app, console
 def compress(
     run_dir: Path = typer.Argument(..., help="the trained run to compress"),
     plan: str = typer.Option(
-        None, help="steps in order, e.g. prune:0.9,distill (prune:RATIO, channels:RATIO, distill)"
+        None,
+        help="steps in order, e.g. prune:0.9,distill,qat (prune:RATIO, channels:RATIO, "
+        "distill, qat)",
     ),
     epochs: int = typer.Option(3, min=1, help="fine-tuning epochs of each stage"),
     data_dir: str = typer.Option(None, help="look for dataset files here first"),
@@ -23,12 +25,14 @@ def compress(
 ) -> None:
     """Compress a trained run: each step of --plan fine-tunes the stage before it (prune: the
     smallest weights zeroed and kept at zero; channels: that share of each layer's channels
-    removed, a narrower model; distill: the original run as teacher) in
+    removed, a narrower model; distill: the original run as teacher; qat: quantization-aware,
+    for int8) in
     RUN/compressed/<stages>/, a run like any other. The table gives every stage's test score,
     parameters (and those not zero), bundle bytes (and the weights' gzip bytes), ONNX Runtime
     latency at batch 1 and 64, and the compact weight file (non-zero weights as 5-bit shared
     values, LZMA; the `compact` export format) with its test score and how many times smaller
-    it is than the original run's fp32 weights; RUN/compress.json keeps it."""
+    it is than the original run's fp32 weights, and the int8 model's test score and latency;
+    RUN/compress.json keeps it."""
     from deepline.compress import compress_run, read_compression
 
     if report:
@@ -48,7 +52,7 @@ def trade_off_table(result: dict[str, Any]) -> Table:
     table = Table(title=f"compression: {result['plan']} ({result['epochs']} epochs a stage)")
     for column in ("stage", f"test {metric}", "parameters", "not zero", "bundle", "weights gzip",
                    "ORT ms (1)", "ORT ms (64)", "compact", f"compact {metric}",
-                   "x smaller"):  # fmt: skip
+                   "x smaller", f"int8 {metric}", "int8 ms (64)"):  # fmt: skip
         if column == "stage":
             table.add_column(column, no_wrap=True)
         else:
@@ -63,6 +67,8 @@ def trade_off_table(result: dict[str, Any]) -> Table:
             _size(compact) if compact else "-",
             f"{row['compact_score']:.4f}" if compact else "-",
             f"{original / compact:.1f}x" if compact else "-",
+            f"{row['int8_score']:.4f}" if "int8_score" in row else "-",
+            f"{row['int8_latency_ms']['64']:.3f}" if "int8_score" in row else "-",
         )  # fmt: skip
     return table
 

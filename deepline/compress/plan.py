@@ -3,9 +3,10 @@
 ``prune:0.9`` fine-tunes the previous stage with 90% of its weights pruned (magnitude,
 ``train.prune``); ``channels:0.5`` removes half of each layer's channels and neurons
 (Torch-Pruning, ``train.prune.structure: channels``) and fine-tunes the narrower model;
-``distill`` fine-tunes it with the original run as its teacher (``train.distill``). A stage
-keeps what earlier stages did: after ``prune:0.9``, a ``distill`` stage keeps the same weights
-pruned, and a narrower model stays narrow.
+``distill`` fine-tunes it with the original run as its teacher (``train.distill``); ``qat``
+fine-tunes it quantization-aware (``train.qat``), for its int8 export. A stage keeps what
+earlier stages did: after ``prune:0.9``, a later stage keeps the same weights pruned, a
+narrower model stays narrow, and a distilled one keeps its teacher.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from deepline.config import ExperimentConfig, load_config
 from deepline.errors import ConfigError
 
-STEPS = ("prune", "channels", "distill")
+STEPS = ("prune", "channels", "distill", "qat")
 RATIOS = ("prune", "channels")  # the steps that take a ratio
 
 
@@ -37,7 +38,7 @@ def parse_plan(text: str) -> list[Step]:
         if name not in STEPS:
             raise ConfigError(
                 f"--plan: unknown step {name!r} in {text!r}. Allowed: prune:RATIO, "
-                "channels:RATIO, distill"
+                "channels:RATIO, distill, qat"
             )
         if name in RATIOS:
             try:
@@ -73,10 +74,13 @@ def stage_config(
         train["prune"] = {"amount": step.amount, "steps": min(3, epochs)}
     elif step.name == "channels":
         train["prune"] = {"amount": step.amount, "structure": "channels"}
-    else:
+    elif step.name == "distill":
         train["distill"] = {"teacher": teacher}
-        if earlier and earlier["structure"] == "channels":  # removed already, not again
-            train["prune"] = None
-        elif earlier:  # keep the pruned weights pruned
+    else:
+        train["qat"] = {}
+    if step.name in ("distill", "qat") and earlier:
+        if earlier["structure"] == "channels":
+            train["prune"] = None  # removed already, not again
+        elif earlier["structure"] == "weights":  # keep the pruned weights pruned
             train["prune"] = {**earlier, "steps": 1}
     return load_config(raw)

@@ -19,9 +19,14 @@ from tests.cli.test_cli import deepline
 
 
 def test_plans_parse_and_bad_ones_name_the_step() -> None:
-    assert parse_plan("prune:0.9, distill") == [Step("prune", 0.9), Step("distill")]
+    assert parse_plan("prune:0.9, distill,qat") == [Step("prune", 0.9), Step("distill"),
+                                                    Step("qat")]  # fmt: skip
     for plan, message in [
-        ("prune:0.9,qat", r"unknown step 'qat'.*Allowed: prune:RATIO, channels:RATIO, distill"),
+        (
+            "prune:0.9,int4",
+            r"unknown step 'int4'.*Allowed: prune:RATIO, channels:RATIO, distill, qat",
+        ),
+        ("qat:8", "qat takes no value"),
         ("prune:1.0", "above 0 and below 1"),
         ("prune", "prune needs a ratio"),
         ("distill:2", "distill takes no value"),
@@ -35,23 +40,27 @@ def test_each_stage_is_a_run_and_the_table_shows_the_trade_off(
     tiny: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     source = run_training(load_config(tiny), tmp_path / "runs").run_dir
-    result = compress_run(source, "prune:0.6,distill", epochs=1)
-    original, pruned, distilled = result["stages"]
+    result = compress_run(source, "prune:0.6,distill,qat", epochs=1)
+    original, pruned, distilled, qat = result["stages"]
     assert [s["stage"] for s in result["stages"]] == [
-        "original", "prune-0.6", "prune-0.6 + distill"]  # fmt: skip
+        "original", "prune-0.6", "prune-0.6 + distill", "prune-0.6 + distill + qat"]  # fmt: skip
     assert original["nonzero"] == original["parameters"]
     assert pruned["nonzero"] < 0.5 * original["nonzero"]
-    assert distilled["nonzero"] == pruned["nonzero"]  # the distilled stage stays pruned
+    assert distilled["nonzero"] == qat["nonzero"] == pruned["nonzero"]  # they stay pruned
     assert pruned["weights_gzip_bytes"] < original["weights_gzip_bytes"]
+    assert pruned["compact_bytes"] < original["compact_bytes"] < original["weights_bytes"] / 3
     for row in result["stages"]:
         assert 0.0 <= row["score"] <= 1.0 and row["latency_ms"]["64"] > 0
+        assert 0.0 <= row["compact_score"] <= 1.0 and 0.0 <= row["int8_score"] <= 1.0
+        assert set(row["files"]) >= {"model.safetensors", "model.onnx", "model.compact"}
     stage_dirs = sorted(p.name for p in (source / "compressed").iterdir())
-    assert stage_dirs == ["prune-0.6", "prune-0.6_distill"]
-    stage = load_config(source / "compressed" / "prune-0.6_distill" / "config.yaml")
+    assert stage_dirs == ["prune-0.6", "prune-0.6_distill", "prune-0.6_distill_qat"]
+    stage = load_config(source / "compressed" / "prune-0.6_distill_qat" / "config.yaml")
     assert stage.train.distill is not None and stage.train.distill.teacher == str(source)
+    assert stage.train.qat is not None and stage.train.prune is not None
     assert json.loads((source / "compress.json").read_text()) == result
     code, out, _ = deepline(["compress", str(source), "--report"], capsys)
-    assert code == 0 and "compression: prune:0.6,distill" in out, out
+    assert code == 0 and "compression: prune:0.6,distill,qat" in out, out
     code, _, err = deepline(["compress", str(source), "--plan", "prune:2"], capsys)
     assert code != 0 and "above 0 and below 1" in err
 
