@@ -212,7 +212,7 @@ class ImageGeneration(Task):
         )  # fmt: skip
 
     def figures(self, evaluation: dict[str, Any]) -> dict[str, Figure]:
-        images = evaluation.get("details", {}).get("images_png")
+        images = evaluation.get("images_png")
         if not images:
             return {}
 
@@ -226,7 +226,7 @@ class ImageGeneration(Task):
         caption = (
             f"The first generated images of the evaluation (seeds 0, 1, ...); fd "
             f"{evaluation.get('metrics', {}).get('fd', float('nan')):.2f} on "
-            f"{evaluation.get('details', {}).get('fd_features', 'pixels')} features."
+            f"{evaluation.get('fd_features', 'pixels')} features."
         )
         return {"generated": Figure("Generated images", caption, draw)}
 

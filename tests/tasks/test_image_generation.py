@@ -181,6 +181,19 @@ def test_features_come_from_a_classifier_bundle_of_the_same_images(
 # -- served and written -------------------------------------------------------------------------
 
 
+def test_the_evaluation_shows_generated_images(generator_bundle: Path, tmp_path: Path) -> None:
+    from deepline.evaluate.evaluate import evaluate_run
+
+    run_dir = generator_bundle.parent
+    evaluation = evaluate_run(run_dir)
+    assert evaluation["fd_features"] == "pixels" and evaluation["metrics"]["fd"] > 0
+    assert (run_dir / "plots" / "generated.png").stat().st_size > 500
+    from deepline.report import write_report
+
+    html = write_report(run_dir).read_text()
+    assert "Generated images" in html and 'class="samples"' in html  # figure and epoch grids
+
+
 def test_served_generate_route_gives_the_offline_images(generator_bundle: Path) -> None:
     from deepline.serve.app import create_app
     from deepline.serve.repository import add_bundle
