@@ -145,20 +145,19 @@ class ImageGeneration(Task):
 
     @torch.no_grad()
     def sample(self, model: nn.Module, seed: int) -> dict[str, Any]:
-        """``{"png": ...}``: a grid of the same latents every epoch (a row per class)."""
+        """``{"png": ...}``: a grid of the same latents every epoch (a column per class)."""
         model.eval()
         device = next(model.parameters()).device
         latents = torch.from_numpy(self.grid_latents(seed)).to(device)
         images = self.to_unit(model(latents)).cpu()
-        ncols = self.config.samples_per_class if self.conditional else 8
+        ncols = len(self.codec.classes) if self.conditional else 8
         return {"png": png(tile(images, ncols))}
 
     def grid_latents(self, seed: int) -> np.ndarray:
         if not self.conditional:
             return self.codec.latents(range(seed, seed + GRID_UNCONDITIONAL), [])
-        per, k = self.config.samples_per_class, len(self.codec.classes)
-        seeds = [seed + i for i in range(per * k)]
-        return self.codec.latents(seeds, [i // per for i in range(per * k)])
+        n, k = self.config.samples_per_class * len(self.codec.classes), len(self.codec.classes)
+        return self.codec.latents(range(seed, seed + n), [i % k for i in range(n)])
 
     # -- evaluation ---------------------------------------------------------------------------
 
@@ -223,10 +222,12 @@ class ImageGeneration(Task):
             )
             return path
 
+        features = evaluation.get("fd_features", "pixels")
+        measured = "the pixels" if features == "pixels" else f"the features of {features}"
         caption = (
-            f"The first generated images of the evaluation (seeds 0, 1, ...); fd "
-            f"{evaluation.get('metrics', {}).get('fd', float('nan')):.2f} on "
-            f"{evaluation.get('fd_features', 'pixels')} features."
+            f"The first generated images of the evaluation (seeds 0, 1, ...; for a conditional "
+            f"generator, the test images' classes). Fréchet distance to the test images: "
+            f"{evaluation.get('metrics', {}).get('fd', float('nan')):.2f}, on {measured}."
         )
         return {"generated": Figure("Generated images", caption, draw)}
 
