@@ -4,7 +4,8 @@
 ``train.prune``); ``channels:0.5`` removes half of each layer's channels and neurons
 (Torch-Pruning, ``train.prune.structure: channels``) and fine-tunes the narrower model;
 ``distill`` fine-tunes it with the original run as its teacher (``train.distill``); ``qat``
-fine-tunes it quantization-aware (``train.qat``), for its int8 export. A stage keeps what
+fine-tunes it quantization-aware (``train.qat``) at a tenth of its learning rate, for its int8
+export. A stage keeps what
 earlier stages did: after ``prune:0.9``, a later stage keeps the same weights pruned, a
 narrower model stays narrow, and a distilled one keeps its teacher.
 """
@@ -18,6 +19,7 @@ from deepline.errors import ConfigError
 
 STEPS = ("prune", "channels", "distill", "qat")
 RATIOS = ("prune", "channels")  # the steps that take a ratio
+QAT_LR_FACTOR = 0.1
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,9 @@ def stage_config(
         train["prune"] = {"amount": step.amount, "structure": "channels"}
     elif step.name == "distill":
         train["distill"] = {"teacher": teacher}
-    else:
+    else:  # fine-tuning a trained model to its rounding: a tenth of the learning rate
         train["qat"] = {}
+        train["lr"] = train["lr"] * QAT_LR_FACTOR
     if step.name in ("distill", "qat") and earlier:
         if earlier["structure"] == "channels":
             train["prune"] = None  # removed already, not again
