@@ -216,6 +216,19 @@ def test_served_generate_route_gives_the_offline_images(generator_bundle: Path) 
         assert bad.status_code == 400 and "unknown class 'cat'" in bad.json()["error"]
         prompt = client.post("/generate/gan", json={"prompt": "hello"})
         assert prompt.status_code == 400 and "makes images" in prompt.json()["error"]
+        noise = LatentCodec.for_generator(8, CLASSES).latents([5, 6], [3, 3])[:, :8]
+        v2 = client.post("/v2/models/gan/infer", json={"inputs": [
+            {"name": "noise", "shape": [2, 8], "datatype": "FP32",
+             "data": noise.reshape(-1).tolist()},
+            {"name": "class", "shape": [2], "datatype": "INT64", "data": [3, 3]}]})  # fmt: skip
+        assert v2.status_code == 200, v2.text
+        (image,) = v2.json()["outputs"]
+        assert image["name"] == "image" and image["shape"] == [2, 1, 8, 8]
+        want = Predictor(generator_bundle).run(LatentCodec.for_generator(8, CLASSES).latents(
+            [5, 6], [3, 3]))  # fmt: skip
+        np.testing.assert_allclose(
+            np.array(image["data"]).reshape(2, 1, 8, 8), (want + 1) / 2, atol=1e-6
+        )
         too_many = client.post("/generate/gan", json={"seed": 0, "class": "1", "count": 65})
         assert too_many.status_code == 400
         assert client.get("/v2/health/ready").status_code == 200  # still up
