@@ -24,6 +24,9 @@ def serve(
     ),
     host: str = typer.Option("127.0.0.1", help="address to bind; other machines need 0.0.0.0"),
     port: int = typer.Option(8000, min=0, max=65535),
+    grpc_port: int = typer.Option(
+        None, min=0, max=65535, help="also serve KServe V2 over gRPC on this port (e.g. 8081)"
+    ),
     token: str = typer.Option(
         None,
         envvar=TOKEN_VARIABLE,
@@ -40,7 +43,8 @@ def serve(
     drift_window: int = typer.Option(1000, min=10, help="live examples the drift score covers"),
     cors: list[str] = typer.Option(None, help="allow these browser origins (default: none)"),
 ) -> None:
-    """Serve models over HTTP: deepline's own API, TensorFlow Serving REST and KServe V2.
+    """Serve models over HTTP: deepline's own API, TensorFlow Serving REST and KServe V2; and
+    KServe V2 over gRPC too with --grpc-port (tritonclient.grpc and KServe clients).
 
     Open http://HOST:PORT/ to try the models in a browser; /docs lists every route;
     /metrics is for Prometheus; `deepline monitor URL` watches drift.
@@ -51,10 +55,13 @@ def serve(
     from deepline.serve.settings import ServeSettings
 
     check_port_free(host, port)
+    if grpc_port is not None:
+        check_port_free(host, grpc_port)
 
     settings = ServeSettings(
         host=host,
         port=port,
+        grpc_port=grpc_port,
         token=token or None,
         max_body_bytes=int(max_body_mb * 1024 * 1024),
         timeout_s=timeout,
@@ -79,6 +86,7 @@ def serve(
     page = f"http://{host}:{port}/" + ("?token=TOKEN" if token else "")
     console.print(
         f"listening on http://{host}:{port}  page {page}  API docs /docs  metrics /metrics"
+        + (f"  gRPC {host}:{grpc_port}" if grpc_port is not None else "")
         + ("  (bearer token required)" if token else "")
         + "  Ctrl+C stops"
     )

@@ -34,8 +34,15 @@ def create_app(
     models = ModelSet(entries, settings, metrics, arrivals)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        grpc_server = None
+        if settings.grpc_port is not None:  # KServe V2 over gRPC, on the same data plane
+            from deepline.serve.grpc_v2 import start_grpc
+
+            grpc_server, app.state.grpc_port = await start_grpc(app.state.plane, settings)
         yield
+        if grpc_server is not None:
+            await grpc_server.stop(grace=1.0)
         await models.close()
 
     app = FastAPI(

@@ -12,6 +12,7 @@ DEFAULT_MAX_BODY = 16 * 1024 * 1024
 class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8000
+    grpc_port: int | None = None  # KServe V2 over gRPC on this port too (0: a free one)
     token: str | None = None  # bearer token required on every route but liveness
     max_body_bytes: int = DEFAULT_MAX_BODY  # all inputs of one request together
     timeout_s: float = 30.0  # per request, queueing included

@@ -96,7 +96,7 @@ def _checked(model: ServedModel, tensor: InferInput, allowed: Sequence[str]) -> 
     return tensor
 
 
-async def _infer_inputs(
+async def infer_tensors(
     data: DataPlane, model: ServedModel, request: InferRequest
 ) -> dict[str, np.ndarray]:
     allowed = accepted_datatypes(model)
@@ -104,7 +104,7 @@ async def _infer_inputs(
     return await data.infer(model, inputs)
 
 
-async def _generate(
+async def generate_text(
     data: DataPlane, model: ServedModel, request: InferRequest
 ) -> dict[str, np.ndarray]:
     given = [tensor.name for tensor in request.inputs]
@@ -328,18 +328,18 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
         parsed = await asyncio.to_thread(parse_infer_request, body, length)
     else:
         parsed = parse_infer_request(body, length)
-    specs, classes = output_specs(model), _classes(model)
+    specs, classes = output_specs(model), classes_of(model)
     plan = plan_outputs(parsed, specs, classes)
     if model.generates:
-        tensors = await _generate(data, model, parsed)
+        tensors = await generate_text(data, model, parsed)
     else:
-        tensors = await _infer_inputs(data, model, parsed)
+        tensors = await infer_tensors(data, model, parsed)
     outputs = build_outputs(plan, tensors, specs, classes)
     body, headers = encode_response(model.name, model.version, outputs, parsed.id)
     return Response(body, headers=headers)
 
 
-def _classes(model: ServedModel) -> dict[str, tuple[str, ...]]:
+def classes_of(model: ServedModel) -> dict[str, tuple[str, ...]]:
     """Outputs of scores over classes, for the classification extension: name -> classes."""
     return {spec.name: spec.classes for spec in model.outputs if spec.classes}
 

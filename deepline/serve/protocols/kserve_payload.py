@@ -141,7 +141,7 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
                 f"{len(binary) - offset} are left in the body"
             )
         else:
-            data = _binary_data(binary[offset : offset + size], datatype, shape, name)
+            data = binary_tensor(binary[offset : offset + size], datatype, shape, name)
             offset += size
         inputs.append(InferInput(name, datatype, shape, data))
     if offset != len(binary):
@@ -285,7 +285,7 @@ def _json_data(data: Any, datatype: str, shape: tuple[int, ...], name: str) -> n
         raise ProtocolError(f"input '{name}' has values outside {datatype}") from None
 
 
-def _binary_data(chunk: bytes, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
+def binary_tensor(chunk: bytes, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
     count = math.prod(shape)
     if datatype == "BYTES":
         items = _unpack_bytes(chunk, name)
@@ -433,7 +433,7 @@ def encode_response(
             "shape": list(out.data.shape),
         }
         if out.binary:
-            raw = _to_binary(out.data, out.datatype)
+            raw = to_binary(out.data, out.datatype)
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
@@ -458,7 +458,7 @@ def _to_json(data: np.ndarray, datatype: str) -> list[Any]:
     return flat.astype(DATATYPES[datatype]).tolist()
 
 
-def _to_binary(data: np.ndarray, datatype: str) -> bytes:
+def to_binary(data: np.ndarray, datatype: str) -> bytes:
     if datatype == "BYTES":
         items = [_as_bytes(v) for v in data.reshape(-1)]
         return b"".join(struct.pack("<I", len(item)) + item for item in items)
