@@ -42,6 +42,13 @@ def serve(
     ),
     drift_window: int = typer.Option(1000, min=10, help="live examples the drift score covers"),
     cors: list[str] = typer.Option(None, help="allow these browser origins (default: none)"),
+    workers: int = typer.Option(
+        1,
+        min=1,
+        max=256,
+        help="server processes behind the port, each with its own batcher "
+        "(a dead one is replaced); about one per core",
+    ),
 ) -> None:
     """Serve models over HTTP: deepline's own API, TensorFlow Serving REST and KServe V2; and
     KServe V2 over gRPC too with --grpc-port (tritonclient.grpc and KServe clients).
@@ -72,13 +79,19 @@ def serve(
         drift_window=drift_window,
         cors_origins=tuple(cors or ()),
     )
-    application = create_app(path, settings)
-    table = Table(title=f"serving {path}")
-    for column in ("model", "version", "task", "input", "backend"):
+    table = Table(title=f"serving {path}" + (f" from {workers} processes" if workers > 1 else ""))
+    for column in ("model", "version", "task", "backend"):
         table.add_column(column)
-    for model in application.state.plane.models:
-        meta = model.metadata()
-        table.add_row(model.name, str(model.version), meta["task"], meta["input_codec"], backend)
+    application = None
+    if workers == 1:  # loaded here; N workers load their own
+        application = create_app(path, settings)
+        models = [(m.name, m.version, m.metadata()["task"]) for m in application.state.plane.models]
+    else:
+        from deepline.serve.repository import scan
+
+        models = [(e.name, e.version, e.bundle().spec["task"]["name"]) for e in scan(path)]
+    for name, version, task in models:
+        table.add_row(name, str(version), task, backend)
     console.print(table)
     warning = exposure_warning(settings)
     if warning:
@@ -90,7 +103,12 @@ def serve(
         + ("  (bearer token required)" if token else "")
         + "  Ctrl+C stops"
     )
-    run_server(application, settings)
+    if application is None:
+        from deepline.serve.workers import serve_workers
+
+        serve_workers(path, settings, workers)
+    else:
+        run_server(application, settings)
 
 
 @repo_app.command("add")

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -69,7 +76,23 @@ class ServerMetrics:
         )
 
     def watch_drift(self, reports: Callable[[], Iterable[tuple[str, str, dict[str, Any]]]]) -> None:
-        self.registry.register(_DriftCollector(reports))
+        self.drift = _DriftCollector(reports)
+        self.registry.register(self.drift)
+
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus' text format: this process's, or, when several worker
+        processes serve (``PROMETHEUS_MULTIPROC_DIR`` set), every worker's requests, latencies
+        and batches summed, with this worker's drift scores."""
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        drift = getattr(self, "drift", None)
+        if drift is not None:
+            merged.register(drift)
+        return generate_latest(merged)
 
     def batch_observer(self, model: str, version: str) -> Callable[[int, list[float]], None]:
         batch = self.batch_size.labels(model, version)
