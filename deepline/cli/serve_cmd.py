@@ -49,9 +49,20 @@ def serve(
         help="server processes behind the port, each with its own batcher "
         "(a dead one is replaced); about one per core",
     ),
+    ray: bool = typer.Option(False, "--ray", help="serve as a Ray Serve deployment instead"),
+    replicas: int = typer.Option(1, min=1, help="--ray: replicas (fixed)"),
+    min_replicas: int = typer.Option(None, min=1, help="--ray: autoscaling lower bound"),
+    max_replicas: int = typer.Option(None, min=1, help="--ray: autoscaling upper bound"),
+    ray_address: str = typer.Option(
+        None, help="--ray: join this Ray cluster (e.g. ray://HEAD:10001); default: a local one"
+    ),
 ) -> None:
     """Serve models over HTTP: deepline's own API, TensorFlow Serving REST and KServe V2; and
     KServe V2 over gRPC too with --grpc-port (tritonclient.grpc and KServe clients).
+
+    --workers N runs N processes behind the port; --ray runs the same app as a Ray Serve
+    deployment (--replicas, or --min-replicas/--max-replicas for Ray's autoscaler), on a
+    local Ray or the cluster at --ray-address.
 
     Open http://HOST:PORT/ to try the models in a browser; /docs lists every route;
     /metrics is for Prometheus; `deepline monitor URL` watches drift.
@@ -64,6 +75,9 @@ def serve(
     check_port_free(host, port)
     if grpc_port is not None:
         check_port_free(host, grpc_port)
+    if ray and (workers > 1 or grpc_port is not None):
+        message = "--ray runs Ray Serve's replicas and proxy: not with --workers or --grpc-port"
+        raise typer.BadParameter(message, param_hint="--ray")
 
     settings = ServeSettings(
         host=host,
@@ -79,11 +93,12 @@ def serve(
         drift_window=drift_window,
         cors_origins=tuple(cors or ()),
     )
-    table = Table(title=f"serving {path}" + (f" from {workers} processes" if workers > 1 else ""))
+    where = f" from {workers} processes" if workers > 1 else " on Ray Serve" if ray else ""
+    table = Table(title=f"serving {path}{where}")
     for column in ("model", "version", "task", "backend"):
         table.add_column(column)
     application = None
-    if workers == 1:  # loaded here; N workers load their own
+    if workers == 1 and not ray:  # loaded here; workers and replicas load their own
         application = create_app(path, settings)
         models = [(m.name, m.version, m.metadata()["task"]) for m in application.state.plane.models]
     else:
@@ -103,7 +118,11 @@ def serve(
         + ("  (bearer token required)" if token else "")
         + "  Ctrl+C stops"
     )
-    if application is None:
+    if ray:
+        from deepline.serve.ray_serve import serve_on_ray
+
+        serve_on_ray(path, settings, replicas, min_replicas, max_replicas, ray_address)
+    elif application is None:
         from deepline.serve.workers import serve_workers
 
         serve_workers(path, settings, workers)
