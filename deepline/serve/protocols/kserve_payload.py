@@ -241,6 +241,8 @@ def _flatten(data: Any, name: str) -> list[Any]:
     """Nested (row-major) or flat tensor data -> its elements, without recursion."""
     if not isinstance(data, list):
         raise ProtocolError(f"input '{name}': 'data' must be a list")
+    if list not in set(map(type, data)):  # already flat: nothing to walk
+        return data
     flat: list[Any] = []
     stack = [iter(data)]
     while stack:
@@ -248,6 +250,9 @@ def _flatten(data: Any, name: str) -> list[Any]:
             if isinstance(item, list):
                 if len(stack) >= MAX_DIMS:
                     raise ProtocolError(f"input '{name}': 'data' is nested too deeply")
+                if list not in set(map(type, item)):  # an innermost row: taken whole
+                    flat.extend(item)
+                    continue
                 stack.append(iter(item))
                 break
             flat.append(item)
@@ -263,18 +268,19 @@ def _json_data(data: Any, datatype: str, shape: tuple[int, ...], name: str) -> n
         raise ProtocolError(
             f"input '{name}' has {len(flat)} elements but shape {list(shape)} holds {count}"
         )
+    kinds = set(map(type, flat))  # exact types: a JSON true is a bool, not an int
     if datatype == "BYTES":
-        if not all(isinstance(v, str) for v in flat):
+        if not kinds <= {str}:
             raise ProtocolError(f"input '{name}': BYTES elements in JSON must be strings")
         array = np.empty(count, dtype=object)
         array[:] = [v.encode("utf-8", "surrogatepass") for v in flat]
         return array.reshape(shape)
     if datatype == "BOOL":
-        ok = all(isinstance(v, bool) for v in flat)
+        ok = kinds <= {bool}
     elif datatype.startswith(("INT", "UINT")):
-        ok = all(_is_int(v) for v in flat)
+        ok = kinds <= {int}
     else:
-        ok = all(_is_int(v) or isinstance(v, float) for v in flat)
+        ok = kinds <= {int, float}
     if not ok:
         kind = {"BOOL": "true/false"}.get(datatype, "integers" if "INT" in datatype else "numbers")
         raise ProtocolError(f"input '{name}' is {datatype}: its elements must be {kind}")
