@@ -17,7 +17,8 @@ TABLE_MODELS = {"tabular_mlp", "ft_transformer"}
 RECOMMENDERS = {"sasrec", "gru4rec", "bpr_mf", "popularity", "item_knn"}
 # a value per pixel or cell, not per image: tests/models/test_dense_models.py
 DENSE = {"unet", "resunet", "centernet"}
-OTHER_INPUTS = SEQUENCE_MODELS | TABLE_MODELS | RECOMMENDERS | DENSE
+GENERATORS = {"dcgan"}  # latents in, images out: below
+OTHER_INPUTS = SEQUENCE_MODELS | TABLE_MODELS | RECOMMENDERS | DENSE | GENERATORS
 BUILT_IN = [name for name in MODELS.names() if name != "custom" and name not in OTHER_INPUTS]
 SIZES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
 SMALLEST = {"tempered_cnn": 14}  # models that need larger images say so in their error
@@ -75,3 +76,27 @@ def test_resnet_depth_and_width() -> None:
     ]
     assert len(convs) == 1 + 2 * 2  # stem + two convs per block
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 5)
+
+
+@pytest.mark.parametrize("shape", SIZES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("classes", [0, 10])
+def test_a_generator_makes_images_of_the_data_shape(
+    shape: tuple[int, int, int], classes: int
+) -> None:
+    from deepline.models.dcgan import DCGANConfig
+
+    torch.manual_seed(0)
+    model = build_model(DCGANConfig(width=4), latent_dim=6, num_classes=classes,
+                        out_channels=shape[0], image_size=shape[1:])  # fmt: skip
+    latent = torch.randn(3, 6 + classes)
+    images = model(latent)
+    assert images.shape == (3, *shape) and images.abs().max() <= 1.0
+    images.sum().backward()
+    assert all(p.grad is not None for p in model.generator.parameters())
+    model.eval()
+    with torch.no_grad():
+        alone = torch.cat([model(latent[i : i + 1]) for i in range(3)])
+        torch.testing.assert_close(model(latent), alone, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ConfigError, match="multiples of 4"):
+        build_model(DCGANConfig(width=4), latent_dim=6, num_classes=0, out_channels=1,
+                    image_size=(30, 30))  # fmt: skip
