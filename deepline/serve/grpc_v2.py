@@ -193,11 +193,19 @@ def parse_request(request: Any) -> InferRequest:
             raise ProtocolError(f"input '{name}': unknown datatype '{datatype}'")
         if len(shape) > MAX_DIMS or any(d < 0 for d in shape):
             raise ProtocolError(f"input '{name}': shape {list(shape)} is not a tensor's")
-        data = binary_tensor(raw[i], datatype, shape, name) if raw else _typed(tensor, shape)
+        data = _raw(raw[i], datatype, shape, name) if raw else _typed(tensor, shape)
         inputs.append(InferInput(name, datatype, shape, data))
     outputs = [RequestedOutput(out.name, True, _classification(out)) for out in request.outputs]
     parameters = {key: _value(param) for key, param in request.parameters.items()}
     return InferRequest(inputs, outputs or None, request.id or None, parameters)
+
+
+def _raw(chunk: bytes, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """One ``raw_input_contents`` entry, read as HTTP's binary tensors are."""
+    try:
+        return binary_tensor(chunk, datatype, shape, name)
+    except ProtocolError as err:  # HTTP's word for the same bytes
+        raise ProtocolError(err.message.replace("binary_data_size", "raw_input_contents")) from None
 
 
 def _typed(tensor: Any, shape: tuple[int, ...]) -> np.ndarray:

@@ -148,7 +148,7 @@ def test_raw_and_typed_contents_must_fit_their_shape(client: triton.InferenceSer
     raw = pb.ModelInferRequest(model_name="lenet", inputs=[tensor(
         name="input", datatype="FP32", shape=[1, 1, 28, 28])],
         raw_input_contents=[b"\\0" * 12])  # fmt: skip
-    for request, fragment in ((short, "has 10 elements"), (raw, "binary_data_size")):
+    for request, fragment in ((short, "has 10 elements"), (raw, "raw_input_contents is 24 bytes")):
         with pytest.raises(grpc.RpcError) as raised:
             client._client_stub.ModelInfer(request)
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
