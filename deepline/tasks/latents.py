@@ -68,6 +68,13 @@ class LatentCodec(InputCodec):
     def form(self) -> dict[str, Any]:
         return {"type": "latent", "latent_dim": self.latent_dim, "classes": self.classes}
 
+    def named_inputs(self) -> list[dict[str, Any]]:
+        """The whole latents, or a seed or the noise per image, with its class."""
+        seeds = [{"name": "seed", "dtype": "int64", "shape": [-1]},
+                 {"name": "noise", "dtype": "float32", "shape": [-1, self.latent_dim]}]  # fmt: skip
+        classes = [{"name": "class", "dtype": "bytes", "shape": [-1]}] if self.classes else []
+        return [self.input_spec(), *seeds, *classes]
+
     # -- decoding -----------------------------------------------------------------------------
 
     def latents(self, seeds: Sequence[int], classes: Sequence[int]) -> np.ndarray:

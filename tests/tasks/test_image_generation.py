@@ -216,6 +216,10 @@ def test_served_generate_route_gives_the_offline_images(generator_bundle: Path) 
         assert bad.status_code == 400 and "unknown class 'cat'" in bad.json()["error"]
         prompt = client.post("/generate/gan", json={"prompt": "hello"})
         assert prompt.status_code == 400 and "makes images" in prompt.json()["error"]
+        metadata = client.get("/v2/models/gan").json()
+        inputs = [(i["name"], i["datatype"]) for i in metadata["inputs"]]
+        assert inputs == [("input", "FP32"), ("seed", "INT64"), ("noise", "FP32"),
+                          ("class", "BYTES")]  # fmt: skip
         noise = LatentCodec.for_generator(8, CLASSES).latents([5, 6], [3, 3])[:, :8]
         v2 = client.post("/v2/models/gan/infer", json={"inputs": [
             {"name": "noise", "shape": [2, 8], "datatype": "FP32",

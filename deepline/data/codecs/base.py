@@ -83,6 +83,12 @@ class InputCodec(ABC):
     def input_spec(self) -> dict[str, Any]:
         """The model input: ``{"name", "dtype", "shape"}``, -1 for dynamic axes."""
 
+    def named_inputs(self) -> list[dict[str, Any]]:
+        """Every input a protocol may send by name (``{"name", "dtype", "shape"}``; dtype
+        ``bytes`` for BYTES): the model input itself, and any alternative forms the codec
+        builds it from."""
+        return [self.input_spec()]
+
     @abstractmethod
     def form(self) -> dict[str, Any]:
         """How people give this input (the web page renders it): ``{"type": ...}`` and what

@@ -58,7 +58,7 @@ from deepline.serve.protocols.kserve_payload import (
 from deepline.serve.served import ServedModel
 
 V2_NAMES = {"float32": "FP32", "float64": "FP64", "float16": "FP16", "int64": "INT64",
-            "int32": "INT32", "uint8": "UINT8"}  # fmt: skip
+            "int32": "INT32", "uint8": "UINT8", "bytes": "BYTES"}  # fmt: skip
 LARGE_BODY = 256 * 1024
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
 
@@ -69,8 +69,10 @@ EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
 def input_specs(model: ServedModel) -> list[dict[str, Any]]:
     if model.generates:
         return [{"name": "prompt", "datatype": "BYTES", "shape": [-1]}]
-    spec = model.predictor.codec.input_spec()
-    return [{"name": spec["name"], "datatype": V2_NAMES[spec["dtype"]], "shape": spec["shape"]}]
+    return [
+        {"name": spec["name"], "datatype": V2_NAMES[spec["dtype"]], "shape": spec["shape"]}
+        for spec in model.predictor.codec.named_inputs()
+    ]
 
 
 def output_specs(model: ServedModel) -> list[dict[str, Any]]:
