@@ -1,6 +1,6 @@
 """Image generation: a GAN learns the training images (of each class, when conditional).
 
-Training alternates nothing: each batch gives the discriminator's loss on real and generated
+Training does not alternate: each batch gives the discriminator's loss on real and generated
 images and the generator's non-saturating loss (Goodfellow et al. 2014), and one optimizer step
 moves both networks (the model keeps each loss's gradient to its own network). Validation and
 evaluation generate one image per real image of the split (seeded latents, the real image's
