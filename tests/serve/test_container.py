@@ -15,7 +15,7 @@ import httpx
 import tritonclient.grpc as triton
 import yaml
 
-from tests.serve.test_workers import free_port, wait_for
+from tests.serve.test_workers import free_port, ready, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -46,14 +46,8 @@ def test_the_entrypoint_serves_a_read_only_repository_over_http_and_grpc(
     )
     url = f"http://127.0.0.1:{http}"
 
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_for(ready, "the container's server")
+        wait_for(lambda: ready(url), "the container's server")
         assert httpx.get(f"{url}/v2/models/lenet", timeout=10).status_code == 200
         with triton.InferenceServerClient(f"127.0.0.1:{grpc_port}") as client:
             assert client.is_model_ready("lenet")

@@ -45,6 +45,14 @@ def wait_for(condition, what: str, seconds: float = 60) -> None:  # type: ignore
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def ready(url: str) -> bool:
+    """Whether a server at ``url`` answers V2 readiness with 200."""
+    try:
+        return httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @pytest.fixture(scope="module")
 def two_workers(digits_bundle: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
@@ -55,14 +63,8 @@ def two_workers(digits_bundle: Path) -> Iterator[tuple[str, subprocess.Popen[byt
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
 
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_for(lambda: ready() and len(workers_of(server)) == 2, "two ready workers")
+        wait_for(lambda: ready(url) and len(workers_of(server)) == 2, "two ready workers")
         name = httpx.get(f"{url}/models").json()["models"][0]["name"]
         yield f"{url}/predict/{name}", server
     finally:

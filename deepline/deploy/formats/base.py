@@ -119,3 +119,50 @@ def torch_engine(model: nn.Module, device: torch.device | None = None) -> Engine
             return model(x if device is None else x.to(device)).cpu().numpy()
 
     return run
+
+
+def metric_check(job: ExportJob, run: Runner, label: str) -> dict[str, Any]:
+    """A lossy format judged by the task's primary metric (the one that picks the best
+    checkpoint) on the test inputs: its score under ``label`` next to eager fp32's, and ``ok``
+    when it is worse by at most ``export.int8_max_drop``."""
+    name, mode = primary_metric(job.task)
+    eager = batched_outputs(job.model, job.test_x)
+    exported = batched_outputs(run, job.test_x)
+    fp32_score, exported_score = score(job, name, eager), score(job, name, exported)
+    change = exported_score - fp32_score
+    drop = -change if mode == "max" else change  # how much worse, in the metric's units
+    return {
+        "metric": name,
+        "higher_is_better": mode == "max",
+        "fp32": fp32_score,
+        label: exported_score,
+        "change": change,
+        "max_drop": job.config.int8_max_drop,
+        "ok": drop <= job.config.int8_max_drop,
+        "max_abs_diff": float((exported - eager).abs().max()),  # for information: not a check
+        "examples": len(job.test_x),
+    }
+
+
+def metric_failure(label: str, info: dict[str, Any]) -> str:
+    """Why a :func:`metric_check` failed, with its numbers."""
+    worse = "lower" if info["higher_is_better"] else "higher"
+    return (
+        f"{label} {info['metric']} is {info[label]:.4g} against {info['fp32']:.4g} in fp32 "
+        f"({worse} by {abs(info['change']):.4g} > export.int8_max_drop "
+        f"{info['max_drop']:g}) on {info['examples']} test inputs"
+    )
+
+
+def primary_metric(task: Task) -> tuple[str, str]:
+    """The metric lossy formats are judged by and 'max' or 'min': the one that picks the best
+    checkpoint."""
+    name, mode = task.monitor_default()
+    return name.removeprefix("val/"), mode
+
+
+def score(job: ExportJob, name: str, outputs: torch.Tensor) -> float:
+    """The task's metric ``name`` of ``outputs`` on the test examples."""
+    evaluator = job.task.evaluator()
+    evaluator.update(job.test_x, outputs, job.examples["test_y"])
+    return float(evaluator.compute()[name])

@@ -26,10 +26,10 @@ from deepline.deploy.formats.base import (
     Engine,
     ExportFormat,
     ExportJob,
-    batched_outputs,
+    metric_check,
+    metric_failure,
     on_tensors,
 )
-from deepline.deploy.formats.int8 import primary_metric, score
 from deepline.deploy.onnx_export import onnx_session
 from deepline.registry import EXPORTERS
 
@@ -50,27 +50,13 @@ class CompactFormat(ExportFormat):
         weights, graph = encode_model(onnx.load(str(source)), job.config.compact_bits)
         path.write_bytes(weights)
         (job.out / GRAPH_FILE).write_bytes(graph)
-        name, mode = primary_metric(job.task)
-        eager = batched_outputs(job.model, job.test_x)
-        compact = batched_outputs(on_tensors(self.engine(path)), job.test_x)
-        fp32_score, compact_score = score(job, name, eager), score(job, name, compact)
-        change = compact_score - fp32_score
-        drop = -change if mode == "max" else change
         size, fp32_bytes = path.stat().st_size, (job.out / "model.safetensors").stat().st_size
         total = sum(int(p.numel()) for p in job.model.parameters())
         nonzero = sum(int(p.count_nonzero()) for p in job.model.parameters())
         return {
             "path": path.name,
             "bits": job.config.compact_bits,
-            "metric": name,
-            "higher_is_better": mode == "max",
-            "fp32": fp32_score,
-            "compact": compact_score,
-            "change": change,
-            "max_drop": job.config.int8_max_drop,
-            "ok": drop <= job.config.int8_max_drop,
-            "max_abs_diff": float((compact - eager).abs().max()),  # for information
-            "examples": len(job.test_x),
+            **metric_check(job, on_tensors(self.engine(path)), "compact"),
             "parameters": total,
             "nonzero": nonzero,
             "bytes": size,
@@ -86,12 +72,7 @@ class CompactFormat(ExportFormat):
         return lambda batch: session.run(None, {"input": batch})[0]
 
     def failure(self, info: dict[str, Any]) -> str:
-        worse = "lower" if info["higher_is_better"] else "higher"
-        return (
-            f"compact {info['metric']} is {info['compact']:.4g} against {info['fp32']:.4g} in "
-            f"fp32 ({worse} by {abs(info['change']):.4g} > export.int8_max_drop "
-            f"{info['max_drop']:g}) on {info['examples']} test inputs"
-        )
+        return metric_failure("compact", info)
 
 
 def encode_model(model: onnx.ModelProto, bits: int) -> tuple[bytes, bytes]:

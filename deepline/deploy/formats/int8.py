@@ -12,13 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from deepline.deploy.formats.base import (
     Engine,
     ExportFormat,
     ExportJob,
-    batched_outputs,
+    metric_check,
+    metric_failure,
     on_tensors,
     torch_engine,
 )
@@ -32,7 +31,6 @@ from deepline.deploy.quantize import (
 )
 from deepline.deploy.torchscript_export import export_torchscript, load_torchscript
 from deepline.registry import EXPORTERS
-from deepline.tasks import Task
 
 
 @EXPORTERS.register("int8", order=30)
@@ -55,26 +53,12 @@ class Int8Format(ExportFormat):
                 job.model, job.test_x[:2], job.out / "model.int8.pt"
             )
             method, fp32_bytes = DYNAMIC_METHOD, _fp32_torchscript_bytes(job)
-        name, mode = primary_metric(job.task)
-        eager = batched_outputs(job.model, job.test_x)
-        int8 = batched_outputs(on_tensors(self.engine(path)), job.test_x)
-        fp32_score, int8_score = score(job, name, eager), score(job, name, int8)
-        change = int8_score - fp32_score
-        drop = -change if mode == "max" else change  # how much worse, in the metric's units
         size = path.stat().st_size
         return {
             "path": path.name,
             "runtime": runtime,
             "method": method,
-            "metric": name,
-            "higher_is_better": mode == "max",
-            "fp32": fp32_score,
-            "int8": int8_score,
-            "change": change,
-            "max_drop": job.config.int8_max_drop,
-            "ok": drop <= job.config.int8_max_drop,
-            "max_abs_diff": float((int8 - eager).abs().max()),  # for information: not a check
-            "examples": len(job.test_x),
+            **metric_check(job, on_tensors(self.engine(path)), "int8"),
             "bytes": size,
             "fp32_bytes": fp32_bytes,
             "size_ratio": size / fp32_bytes,
@@ -86,25 +70,7 @@ class Int8Format(ExportFormat):
         return torch_engine(load_torchscript(path))
 
     def failure(self, info: dict[str, Any]) -> str:
-        worse = "lower" if info["higher_is_better"] else "higher"
-        return (
-            f"int8 {info['metric']} is {info['int8']:.4g} against {info['fp32']:.4g} in fp32 "
-            f"({worse} by {abs(info['change']):.4g} > export.int8_max_drop "
-            f"{info['max_drop']:g}) on {info['examples']} test inputs"
-        )
-
-
-def primary_metric(task: Task) -> tuple[str, str]:
-    """The metric int8 is judged by and 'max' or 'min': the one that picks the best checkpoint."""
-    name, mode = task.monitor_default()
-    return name.removeprefix("val/"), mode
-
-
-def score(job: ExportJob, name: str, outputs: torch.Tensor) -> float:
-    """The task's metric ``name`` of ``outputs`` on the test examples."""
-    evaluator = job.task.evaluator()
-    evaluator.update(job.test_x, outputs, job.examples["test_y"])
-    return float(evaluator.compute()[name])
+        return metric_failure("int8", info)
 
 
 def _fp32_torchscript_bytes(job: ExportJob) -> int:
