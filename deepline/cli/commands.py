@@ -7,6 +7,7 @@ from deepline.cli import (
     demo_cmd,  # noqa: F401
     federate_cmd,  # noqa: F401
     lifecycle_cmd,  # noqa: F401
+    play_cmd,  # noqa: F401
     runs_cmd,  # noqa: F401
     serve_cmd,  # noqa: F401
     trust_cmd,  # noqa: F401

@@ -33,6 +33,10 @@ class EarlyStoppingConfig(Section):
     mode: Literal["min", "max"] = "min"
     patience: int = Field(3, ge=1)
     min_delta: float = Field(0.0, ge=0.0)
+    target: float | None = Field(
+        None, description="also stop as soon as the monitored metric reaches this value "
+        "(at least it for 'max', at most for 'min'), e.g. a policy's solved return",
+    )  # fmt: skip
 
 
 class NonFiniteConfig(Section):

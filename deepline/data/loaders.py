@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -36,6 +36,14 @@ class Loader(Protocol):
     def set_epoch(self, epoch: int) -> None: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class PlaysWithModel(Protocol):
+    """Training batches the model itself makes by acting (a policy's rollouts): given the
+    model before the first batch."""
+
+    def attach(self, model: Any) -> None: ...
 
 
 def batch_seed(seed: int, epoch: int, position: int, rank: int) -> int:

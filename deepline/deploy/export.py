@@ -233,7 +233,7 @@ def run_examples(run: TrainedRun) -> dict[str, torch.Tensor]:
     """
     data = run.data
     split = next((s for s in (data.test, data.val, data.train) if len(s.x)), data.train)
-    test_x, test_y = next(iter(run.task.batches(split.x, split.y, PARITY_EXAMPLES)))
+    test_x, test_y = run.task.example_batch(split, PARITY_EXAMPLES)
     calibration = run.task.example_inputs(data.train.x, CALIBRATION_EXAMPLES)
     # clones: tensors of their own (views of one token stream would share storage)
     return {

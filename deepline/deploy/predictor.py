@@ -174,6 +174,22 @@ class Predictor:
             )
         return self.task.recommend(self.run, user, history, k, include_seen)
 
+    def play(
+        self, env_id: str | None = None, episodes: int = 10, seed: int = 0, record: int = 0
+    ) -> dict[str, Any]:
+        """A policy's greedy episodes (seeds ``seed``, ``seed + 1``, ...) in ``env_id`` (the
+        environment it was trained in by default): returns, lengths and their mean.
+
+        >>> policy = Predictor("runs/cartpole_ppo/<time>/bundle")  # doctest: +SKIP
+        >>> policy.play(episodes=10)["mean_return"]  # doctest: +SKIP
+        500.0
+        """
+        if not self.task.plays:
+            raise DeeplineError(
+                f"bundle '{self.bundle.path}' is a {self.task.name} model: it does not act"
+            )
+        return self.task.play(self.run, env_id, episodes, seed, record)
+
     # -- internals ------------------------------------------------------------------------------
 
     def _engine(self, backend: str, threads: int | None) -> Engine:

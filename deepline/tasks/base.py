@@ -28,7 +28,7 @@ from deepline.config import DataConfig, ExperimentConfig, ModelConfig, TaskConfi
 from deepline.data.codecs import InputCodec, codec_for
 from deepline.data.load import load_data
 from deepline.data.loaders import BatchLoader, Loader
-from deepline.data.meta import DataMeta, DataSplits
+from deepline.data.meta import DataMeta, DataSplits, Split
 from deepline.data.transforms import BatchAugment, Geometry
 from deepline.errors import DeeplineError
 
@@ -103,6 +103,7 @@ class Task(ABC):
     generates: ClassVar[bool] = False  # answers a prompt with generated text (``stream``)
     generates_images: ClassVar[bool] = False  # makes images of seeds (and classes)
     recommends: ClassVar[bool] = False  # ranks items for a user or history (``recommend``)
+    plays: ClassVar[bool] = False  # acts in an environment, episode by episode (``play``)
     # its probabilities follow ``config.temperature`` (fitted by ``deepline calibrate``)
     calibratable: ClassVar[bool] = False
     # its decisions may follow ``config.thresholds`` (fitted by ``deepline fairness --mitigate``)
@@ -202,6 +203,12 @@ class Task(ABC):
         for i in range(0, len(x), batch_size):
             yield x[i : i + batch_size], y[i : i + batch_size]
 
+    def example_batch(self, split: Split, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Up to ``n`` examples of ``split`` as one (inputs, targets) batch, as the task
+        batches them: what exports are checked on and explanations explain."""
+        batch: tuple[torch.Tensor, torch.Tensor] = next(iter(self.batches(split.x, split.y, n)))
+        return batch
+
     def example_inputs(self, x: torch.Tensor, n: int) -> torch.Tensor:
         """Up to ``n`` model inputs from a split's ``x`` (export checks run on these)."""
         return x[:n]
@@ -277,6 +284,18 @@ class Task(ABC):
         """A recommending task's answer for one user and/or history, the model run by
         ``engine``: the ``k`` best items, and the history they follow."""
         raise DeeplineError(f"the {self.name} task does not recommend")
+
+    def play(
+        self,
+        engine: Callable[[np.ndarray], np.ndarray],
+        env_id: str | None,
+        episodes: int,
+        seed: int = 0,
+        record: int = 0,
+    ) -> dict[str, Any]:
+        """A policy's greedy episodes in an environment (its own when None), the model run by
+        ``engine``: each episode's return and length (and ``record`` frames of the first)."""
+        raise DeeplineError(f"the {self.name} task does not act in an environment")
 
     def answer_form(self) -> dict[str, Any]:
         """How answers are shown to people (the web page): ``{"type": ...}``."""

@@ -13,7 +13,7 @@ from torch import nn
 
 from deepline.config import ExperimentConfig, load_config
 from deepline.data import DataSplits
-from deepline.data.loaders import BatchLoader, CyclingLoader
+from deepline.data.loaders import BatchLoader, CyclingLoader, PlaysWithModel
 from deepline.errors import ConfigError
 from deepline.runs import environment_info, new_run_dir, write_json
 from deepline.tasks import Task, build_task, task_class
@@ -90,6 +90,8 @@ def build_experiment(
     torch.manual_seed(cfg.seed + env.rank)  # dropout differs between processes
     batch = per_process_batch(cfg.train.batch_size, env.world_size)
     train, val = task.loaders(cfg, data, batch, env.rank, env.world_size)
+    if isinstance(train, PlaysWithModel):  # a policy's rollouts are played by the model itself
+        train.attach(model)
     few_labels = cfg.data.labels_per_class is not None and cfg.train.method is None
     if few_labels and cfg.train.privacy is None and type(train) is BatchLoader:
         train = CyclingLoader(train, cfg.train.steps_per_epoch)  # an epoch: steps, not 2 batches
@@ -225,7 +227,7 @@ def default_callbacks(
         callbacks.append(AdversarialExamples(t.adversarial))
     if t.early_stopping is not None:
         es = t.early_stopping
-        callbacks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta))
+        callbacks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta, es.target))
     return callbacks
 
 

@@ -63,7 +63,7 @@ def load_subject(
 def run_source(run: TrainedRun) -> Source:
     """A loaded run's model with the first examples of its test split (else val)."""
     test = run.data.split("test") if len(run.data.test) else run.data.split("val")
-    x, y = next(iter(run.task.batches(test.x, test.y, max(SANITY_EXAMPLES, 512))))
+    x, y = run.task.example_batch(test, max(SANITY_EXAMPLES, 512))
     return Source(run.model, run.task, x, y, run.run_dir / "explanations", run.checkpoint.name)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from deepline.config import DataConfig, ExperimentConfig, load_config
 from deepline.data import DataSplits, read_data
 from deepline.registry import DATASETS
+from deepline.tasks import task_class
 from deepline.training.experiment import run_training
 
 # a few optimizer steps on one thread: contracts check that things work, not how well
@@ -37,6 +38,14 @@ def sample_data(config: DataConfig, folder: Path) -> tuple[DataConfig, DataSplit
     return config, read_data(config, sample.files)
 
 
+def example_data(config: ExperimentConfig, folder: Path) -> tuple[DataConfig, DataSplits]:
+    """The data of an example: its catalog entry's sample files, or what its task makes
+    without a dataset (a policy's environment)."""
+    if config.data.name in DATASETS:
+        return sample_data(config.data, folder)
+    return config.data, task_class(config.task.name).load_data(config.data)
+
+
 def example_config(example: dict[str, Any], name: str, kind: str) -> ExperimentConfig:
     """The example of the registered ``kind`` ("model" or "task") ``name`` as a quick config."""
     raw = copy.deepcopy(example)
@@ -53,7 +62,7 @@ def example_run(
 ) -> tuple[ExperimentConfig, Path]:
     """Train the example for a few steps in ``root``: (its config, the run folder)."""
     config = example_config(example, name, kind)
-    data_config, data = sample_data(config.data, root / "data")
+    data_config, data = example_data(config, root / "data")
     config = config.model_copy(update={"data": data_config})
     experiment = run_training(config, root / "runs", data=data)
     return config, experiment.run_dir

@@ -16,7 +16,7 @@ from deepline.registry import EXPLAINERS
 from deepline.training.experiment import run_training
 from deepline.trust.explain import get_explainer
 from deepline.trust.explanations import Source, sanity_checks
-from tests.contracts.conftest import QUICK_TRAIN, sample_data
+from tests.contracts.conftest import QUICK_TRAIN, example_data
 
 
 @pytest.mark.parametrize("name", EXPLAINERS.names())
@@ -24,7 +24,7 @@ def test_explains_its_example(name: str, tmp_path: Path) -> None:
     raw = copy.deepcopy(EXPLAINERS.meta(name)["example"])
     raw.update(name=name, train=QUICK_TRAIN)
     config = load_config(raw)
-    data_config, data = sample_data(config.data, tmp_path / "data")
+    data_config, data = example_data(config, tmp_path / "data")
     config = config.model_copy(update={"data": data_config})
     run = load_trained(run_training(config, tmp_path / "runs", data=data).run_dir, data=data)
     x, y = run.data.test.x[:6], run.data.test.y[:6]

@@ -14,7 +14,7 @@ from deepline.deploy.formats import format_names
 from deepline.deploy.predictor import Predictor
 from deepline.evaluate.loading import load_trained
 from deepline.registry import EXPORTERS, TASKS
-from tests.contracts.conftest import example_run, sample_data
+from tests.contracts.conftest import example_data, example_run
 
 # tasks whose example model every format must export (a generating task is checked by the task
 # contract and the int8 tests: its answers are samples, not numbers to compare)
@@ -25,7 +25,7 @@ TASKS_EXPORTED = ("image_classification", "regression")
 def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp(request.param)
     config, run_dir = example_run(TASKS.meta(request.param)["example"], request.param, "task", root)
-    _, data = sample_data(config.data, root / "data")
+    _, data = example_data(config, root / "data")
     return load_trained(run_dir, data=data)
 
 

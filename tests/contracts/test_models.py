@@ -13,14 +13,14 @@ from deepline.deploy.export import export_trained
 from deepline.evaluate.loading import load_trained
 from deepline.registry import MODELS
 from deepline.runs import read_json
-from tests.contracts.conftest import example_config, example_run, sample_data
+from tests.contracts.conftest import example_config, example_data, example_run
 
 
 @pytest.mark.parametrize("name", MODELS.names())
 def test_trains_and_exports_with_parity(name: str, tmp_path: Path) -> None:
     config, run_dir = example_run(MODELS.meta(name)["example"], name, "model", tmp_path)
     status = read_json(run_dir / "status.json")
-    _, data = sample_data(config.data, tmp_path / "data")
+    _, data = example_data(config, tmp_path / "data")
     run = load_trained(run_dir, data=data)
     closed_form = not any(p.requires_grad for p in run.model.parameters())
     assert status["steps"] == (0 if closed_form else 3), status  # counted, not stepped

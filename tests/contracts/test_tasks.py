@@ -24,7 +24,7 @@ from deepline.serve.protocols.kserve import V2_NAMES
 from deepline.serve.repository import add_bundle
 from deepline.serve.server import BackgroundServer
 from deepline.serve.settings import ServeSettings
-from tests.contracts.conftest import example_run, sample_data
+from tests.contracts.conftest import example_data, example_run
 
 SAMPLES = 3  # examples per request
 
@@ -36,7 +36,7 @@ def task_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str
     for name in TASKS.names():
         root = tmp_path_factory.mktemp(f"task-{name}")
         config, run_dir = example_run(TASKS.meta(name)["example"], name, "task", root)
-        _, data = sample_data(config.data, root / "data")
+        _, data = example_data(config, root / "data")
         run = load_trained(run_dir, data=data)
         evaluation = evaluate_trained(run, "test")
         report = export_trained(run)

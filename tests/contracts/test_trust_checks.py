@@ -18,7 +18,7 @@ from deepline.report import write_report
 from deepline.training.experiment import run_training
 from deepline.trust.audit import render_card
 from deepline.trust.checks import Subject, get_check
-from tests.contracts.conftest import QUICK_TRAIN, sample_data
+from tests.contracts.conftest import QUICK_TRAIN, example_data
 
 
 @pytest.mark.parametrize("name", TRUST_CHECKS.names())
@@ -26,7 +26,7 @@ def test_checks_its_example(name: str, tmp_path: Path) -> None:
     raw = copy.deepcopy(TRUST_CHECKS.meta(name)["example"])
     raw.update(name=name, train={**raw.get("train", {}), **QUICK_TRAIN})
     config = load_config(raw)
-    data_config, data = sample_data(config.data, tmp_path / "data")
+    data_config, data = example_data(config, tmp_path / "data")
     config = config.model_copy(update={"data": data_config})
     if config.federated is not None:  # trained by Flower clients on its simulation engine
         run_dir = federate(config, tmp_path / "runs", data=data, cpus=1)

@@ -123,7 +123,7 @@
   const ANSWERS = {
     // classes with probabilities, the likeliest first: bars
     ranking(answer) {
-      const label = (a) => String(a.class ?? a.token ?? a.label ?? a.index);
+      const label = (a) => String(a.class ?? a.action ?? a.token ?? a.label ?? a.index);
       $("bars").replaceChildren(...answer.map((a) => bar(label(a), a.probability)));
       showTop(answer.length ? label(answer[0]) : "");
     },

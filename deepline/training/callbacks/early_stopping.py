@@ -1,4 +1,4 @@
-"""Stop when the monitored validation metric stops improving."""
+"""Stop when the monitored validation metric stops improving, or reaches a target."""
 
 from __future__ import annotations
 
@@ -20,9 +20,16 @@ def is_better(value: float, best: float | None, mode: str, min_delta: float = 0.
 class EarlyStopping(Callback):
     order = 95  # after checkpointing, so the last epoch is saved before stopping
 
-    def __init__(self, monitor: str, mode: str, patience: int, min_delta: float = 0.0) -> None:
+    def __init__(
+        self,
+        monitor: str,
+        mode: str,
+        patience: int,
+        min_delta: float = 0.0,
+        target: float | None = None,
+    ) -> None:
         self.monitor, self.mode = monitor, mode
-        self.patience, self.min_delta = patience, min_delta
+        self.patience, self.min_delta, self.target = patience, min_delta, target
         self.best: float | None = None
         self.bad_epochs = 0
 
@@ -30,6 +37,10 @@ class EarlyStopping(Callback):
         value = trainer.logs.get(self.monitor)
         if value is None:
             return
+        if self.target is not None and (
+            value >= self.target if self.mode == "max" else value <= self.target
+        ):
+            raise StopTraining(f"{self.monitor} {value:.4g} reached its target {self.target:g}")
         if is_better(value, self.best, self.mode, self.min_delta):
             self.best, self.bad_epochs = value, 0
             return

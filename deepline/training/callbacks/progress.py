@@ -27,6 +27,7 @@ SHOWN = (
     "f1_macro",
     "fd",
     "class_accuracy",
+    "mean_return",
 )  # the rest is in metrics.jsonl and TensorBoard
 
 

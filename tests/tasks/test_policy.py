@@ -1,0 +1,166 @@
+"""The policy task: PPO on a Gymnasium environment, resumed exactly, served as trained, and clear
+errors for environments, observations and methods it cannot take."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from deepline.config import load_config
+from deepline.data.environments import EnvPool
+from deepline.deploy.export import export_run
+from deepline.deploy.predictor import Predictor
+from deepline.errors import ConfigError, DataError, InputError
+from deepline.evaluate.loading import load_trained
+from deepline.serve.app import create_app
+from deepline.serve.repository import add_bundle
+from deepline.serve.server import BackgroundServer
+from deepline.serve.settings import ServeSettings
+from deepline.tasks.policy import Policy, PolicyConfig
+from deepline.tasks.rollouts import generalised_advantages
+from deepline.training.checkpoint import list_checkpoints
+from deepline.training.experiment import run_training
+from tests.train.test_checkpoint import assert_same_weights, final_weights
+
+
+def policy_config(**train: Any) -> dict[str, Any]:
+    """A few PPO rollouts on CartPole: 2 environments x 16 steps, 4 batches a rollout."""
+    return {
+        "name": "cartpole",
+        "data": {"name": "CartPole-v1"},
+        "task": {"name": "policy", "n_envs": 2, "n_steps": 16, "ppo_epochs": 2,
+                 "eval_every_steps": 64, "eval_episodes": 3, "clip_anneal": True},
+        "model": {"name": "actor_critic", "hidden": [16]},
+        "train": {"epochs": 3, "batch_size": 16, "num_threads": 1, "tensorboard": False,
+                  "log_every_steps": 1, **train},
+        "eval": {"batch_size": 8},
+    }  # fmt: skip
+
+
+def val_returns(run_dir: Path) -> list[float]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["val/mean_return"] for r in rows if "val/mean_return" in r]
+
+
+def test_a_resumed_run_plays_and_learns_exactly_as_an_uninterrupted_one(tmp_path: Path) -> None:
+    # checkpoints every 3 updates: most fall inside a rollout (4 updates each)
+    raw = policy_config(checkpoint={"every_steps": 3, "keep_last": 50})
+    full = run_training(load_config(raw), tmp_path / "full")
+    part = run_training(load_config(raw), tmp_path / "part")
+    checkpoints = list_checkpoints(part.run_dir / "checkpoints")
+    kept = next(c for c in checkpoints if c.name == "step-00000021")  # the third epoch, mid-rollout
+    for later in checkpoints[checkpoints.index(kept) + 1 :]:
+        shutil.rmtree(later)
+    resumed = run_training(None, run_dir=part.run_dir)
+    assert resumed.trainer.step == full.trainer.step == 3 * 8
+    assert_same_weights(final_weights(full.run_dir), final_weights(part.run_dir))
+    assert val_returns(part.run_dir)[-1] == val_returns(full.run_dir)[-1]
+    assert resumed.trainer.logs == {**full.trainer.logs, **resumed.trainer.logs}
+
+
+def test_the_environment_pool_replays_to_the_same_state() -> None:
+    pool = EnvPool("CartPole-v1", 3, seed=5)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        pool.step(rng.integers(2, size=3))
+    again = EnvPool("CartPole-v1", 3, seed=5)
+    again.load_state_dict(json.loads(json.dumps(pool.state_dict())))
+    assert np.array_equal(again.observations, pool.observations)
+    assert np.array_equal(again.returns, pool.returns) and again.finished == pool.finished
+    actions = rng.integers(2, size=3)
+    assert np.array_equal(again.step(actions).rewards, pool.step(actions).rewards)
+    assert np.array_equal(again.observations, pool.observations)
+
+
+def test_advantages_follow_the_gae_recursion_and_stop_at_episode_ends() -> None:
+    rewards = torch.tensor([[1.0], [1.0], [1.0]])
+    values = torch.tensor([[0.5], [0.4], [0.3]])
+    dones = torch.tensor([[0.0], [1.0], [0.0]])  # the episode ends after step 1
+    last = torch.tensor([0.2])
+    gamma, lam = 0.9, 0.8
+    got = generalised_advantages(rewards, values, dones, last, gamma, lam)[:, 0]
+    d2 = 1 + gamma * 0.2 - 0.3
+    d1 = 1 - 0.4  # no value after the end
+    d0 = 1 + gamma * 0.4 - 0.5
+    want = [d0 + gamma * lam * d1, d1, d2]
+    torch.testing.assert_close(got, torch.tensor(want))
+
+
+def test_the_ppo_loss_is_the_clipped_objective(tmp_path: Path) -> None:
+    data = Policy.load_data(load_config(policy_config()).data)
+    task = Policy(PolicyConfig(ent_coef=0.0, vf_coef=0.0, normalize_advantages=False), data.meta)
+    logits = torch.log(torch.tensor([[0.9, 0.1], [0.5, 0.5]]))
+    outputs = torch.cat([logits, torch.zeros(2, 1)], dim=1)
+    # action 0 was played with probability 0.5 and now has 0.9: ratio 1.8, clipped to 1.2
+    old = torch.log(torch.tensor([0.5, 0.5]))
+    targets = torch.stack([torch.tensor([0.0, 1.0]), old, torch.tensor([2.0, -1.0]),
+                           torch.zeros(2), torch.full((2,), 0.2)], dim=1)  # fmt: skip
+    want = -(min(2.0 * 1.8, 2.0 * 1.2) + min(-1.0 * 1.0, -1.0 * 1.0)) / 2
+    assert float(task.loss(outputs, targets)) == pytest.approx(want)
+
+
+def test_the_data_are_the_environment_and_held_out_seeds() -> None:
+    data = Policy.load_data(load_config(policy_config()).data)
+    assert data.meta.codec == "features" and data.meta.input_shape == (4,)
+    assert data.meta.classes == ["push_left", "push_right"]
+    assert data.meta.feature_names[2] == "pole_angle"
+    assert len(data.val) == len(data.test) == 100
+    assert not set(data.val.y.tolist()) & set(data.test.y.tolist())
+
+
+def test_unknown_and_unsupported_environments_are_named(tmp_path: Path) -> None:
+    raw = policy_config()
+    raw["data"]["name"] = "CartPol-v1"
+    with pytest.raises(DataError, match=r"unknown environment 'CartPol-v1'.*CartPole-v1"):
+        run_training(load_config(raw), tmp_path)
+    raw["data"]["name"] = "Pendulum-v1"
+    with pytest.raises(DataError, match="Box actions: the policy task learns discrete"):
+        run_training(load_config(raw), tmp_path)
+
+
+@pytest.mark.parametrize(
+    "train",
+    [{"privacy": {"noise_multiplier": 1.0}}, {"adversarial": {"eps": 0.1}}, {"accumulate": 2}],
+)
+def test_methods_for_datasets_are_refused_by_name(train: dict[str, Any], tmp_path: Path) -> None:
+    field = next(iter(train))
+    with pytest.raises(ConfigError, match=f"train.{field} cannot be combined with task policy"):
+        run_training(load_config(policy_config(**train)), tmp_path)
+
+
+@pytest.fixture(scope="module")
+def policy_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("policy")
+    run = run_training(load_config(policy_config(epochs=2)), root / "runs")
+    return run.run_dir, Path(export_run(run.run_dir)["bundle"])
+
+
+def test_the_served_policy_acts_as_the_trained_model(policy_bundle: tuple[Path, Path]) -> None:
+    run_dir, bundle = policy_bundle
+    run = load_trained(run_dir)
+    test = run.data.test
+    with torch.no_grad():
+        offline = run.model(test.x[:20])[:, :-1].argmax(-1).tolist()
+    names = run.data.meta.classes
+    raw = test.x[:20] * torch.tensor(run.data.meta.std) + torch.tensor(run.data.meta.mean)
+    observations = [dict(zip(run.data.meta.feature_names, row)) for row in raw.tolist()]
+    repository = bundle.parent / "repository"
+    add_bundle(bundle, repository, "cartpole")
+    with BackgroundServer(create_app(repository, ServeSettings())) as server:
+        answer = httpx.post(f"{server.url}/predict/cartpole", json={"inputs": observations})
+        assert answer.status_code == 200, answer.text
+        served = [a[0]["action"] for a in answer.json()["predictions"]]
+        assert served == [names[i] for i in offline]
+        assert sum(p["probability"] for p in answer.json()["predictions"][0]) == pytest.approx(1)
+        wrong = httpx.post(f"{server.url}/predict/cartpole", json={"inputs": [[0.1, 0.2]]})
+        assert wrong.status_code == 400 and "must hold 4 numbers" in wrong.text
+        assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200  # still up
+    with pytest.raises(InputError, match="must hold 4 numbers"):
+        Predictor(bundle).predict([[0.0, 0.0, 0.0]])
