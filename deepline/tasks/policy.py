@@ -306,29 +306,27 @@ def _total_rollouts(train: TrainConfig, loader: RolloutLoader) -> int:
 
 class ReturnEvaluator(Evaluator):
     """Plays the episodes its batches come from with the model's greedy action; the mean,
-    spread and extremes of their returns and lengths (reduced over processes)."""
+    spread and extremes of their returns and lengths (gathered over processes)."""
 
     def __init__(self) -> None:
         super().__init__()
-        from torchmetrics.aggregation import CatMetric
-
-        self.returns, self.lengths = CatMetric(), CatMetric()
+        self.ended: list[tuple[float, int]] = []
         self.frames: list[np.ndarray] = []
 
     @torch.no_grad()
     def update(self, x: torch.Tensor, outputs: torch.Tensor, targets: Any) -> None:
         run = targets.run
-        ended = run.act(outputs[:, :-1].argmax(-1).cpu().numpy())
-        for total, length in ended:
-            self.returns.update(torch.tensor([total], dtype=torch.float64))
-            self.lengths.update(torch.tensor([float(length)], dtype=torch.float64))
+        self.ended += run.act(outputs[:, :-1].argmax(-1).cpu().numpy())
         self.frames = run.frames
 
     def _values(self) -> tuple[np.ndarray, np.ndarray]:
-        if not self.returns.update_count:
-            return np.zeros(0), np.zeros(0)
-        returns = self.returns.compute().reshape(-1).cpu().numpy()
-        return returns, self.lengths.compute().reshape(-1).cpu().numpy()
+        ended = self.ended
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            every: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(every, ended)
+            ended = [e for part in every for e in part]
+        returns = np.array([r for r, _ in ended], dtype=np.float64)
+        return returns, np.array([n for _, n in ended], dtype=np.float64)
 
     def compute(self) -> dict[str, float]:
         returns, lengths = self._values()
