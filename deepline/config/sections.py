@@ -43,6 +43,34 @@ class SyntheticConfig(Section):
     seed: int = Field(0, ge=0, description="the first image's seed; image i uses seed + i")
 
 
+class SeriesConfig(Section):
+    """Time series: the columns read, and how forecasting windows and backtest origins are cut.
+
+    Test origins are the latest ``test_origins``, ``stride`` apart, their horizons ending at
+    the series' end; validation origins come just before, their horizons ending at the first
+    test origin; training windows end before the first validation origin (no look-ahead)."""
+
+    time_column: str | None = Field(
+        None, description="CSV/Parquet: the column of times the rows are sorted by (none: in order)"
+    )
+    target: str | None = Field(
+        None, description="CSV/Parquet: the column forecast (default: the first numeric one)"
+    )
+    covariates: list[str] = Field(
+        default_factory=list, description="other columns whose past the model reads too"
+    )
+    horizon: int = Field(12, ge=1, le=10_000, description="values forecast from each origin")
+    test_origins: int = Field(6, ge=1, le=10_000, description="forecast origins of the test")
+    val_origins: int = Field(3, ge=1, le=10_000, description="origins of the validation")
+    stride: int | None = Field(
+        None, ge=1, description="steps between origins (default: the horizon)"
+    )
+    season: int | None = Field(
+        None, ge=1, description="the seasonal period (12 for monthly values; default: the "
+        "dataset's, else 1): seasonal naive and MASE use it",
+    )  # fmt: skip
+
+
 class DataConfig(Section):
     name: str = Field("digits", description="catalog name (see `deepline data list`)")
     path: str | None = Field(None, description="file or folder, for the generic readers")
@@ -76,7 +104,7 @@ class DataConfig(Section):
         ge=1,
         le=1_000_000,
         description="text: language-model window / max tokens per text; interactions: the "
-        "most recent items a model reads of a history",
+        "most recent items a model reads of a history; series: the past values a forecast reads",
     )
     text_column: str = Field("text", description="text-csv: column holding the text")
     columns: dict[str, Literal["numeric", "categorical"]] | None = Field(
@@ -105,6 +133,9 @@ class DataConfig(Section):
         None, description="interactions: a CSV or Parquet file describing the items (an item "
         "column, a title, optionally genres separated by '|'), shown in answers"
     )  # fmt: skip
+    series: SeriesConfig = Field(
+        default_factory=SeriesConfig, description="time series: columns, horizon and origins"
+    )
     k_core: int = Field(
         0, ge=0, description="interactions: drop users and items with fewer interactions, "
         "repeatedly, until none is left (0: keep all)"

@@ -72,6 +72,9 @@ class DataMeta:
     # interactions: items (ids, titles, genres), training counts, users' whole histories (each
     # a string of item indices, "3 17 5")
     interactions: dict[str, Any] = field(default_factory=dict)
+    # series: the whole target series (times, values), its season, horizon, context and the
+    # backtest's origins per split (indices of each origin's first forecast value)
+    series: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -59,6 +59,7 @@ def evaluate_trained(run: TrainedRun, split: str, keep_mistakes: int = 32) -> di
         "checkpoint": run.checkpoint.name,
         "metrics": evaluator.compute(),
         **evaluator.details(),
+        **run.task.baselines(run.data, split),
     }
     _write_mistakes(run, evaluator.mistakes)
     plots = run.run_dir / "plots"

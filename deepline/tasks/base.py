@@ -196,6 +196,11 @@ class Task(ABC):
     @abstractmethod
     def evaluator(self, keep_mistakes: int = 0) -> Evaluator: ...
 
+    def baselines(self, data: DataSplits, split: str) -> dict[str, Any]:
+        """What the evaluation of ``split`` compares the model with, beyond its own metrics
+        (a forecaster's statistical baselines on the same origins); JSON-able, into eval.json."""
+        return {}
+
     def batches(
         self, x: torch.Tensor, y: torch.Tensor, batch_size: int
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -28,6 +28,7 @@ SHOWN = (
     "fd",
     "class_accuracy",
     "mean_return",
+    "mase",
 )  # the rest is in metrics.jsonl and TensorBoard
 
 
