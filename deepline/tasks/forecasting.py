@@ -13,7 +13,7 @@ refitted on the whole history before each origin and scored on the same horizons
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ class ForecastingConfig(TaskConfig):
         "mae", description="on values standardised by each window's own past"
     )
     baselines: list[BaselineName] = Field(
-        default_factory=lambda: ["seasonal_naive", "ets", "arima"],
+        default_factory=lambda: list(get_args(BaselineName)),
         description="statistical forecasters evaluated on the same origins (refitted at each)",
     )
 
