@@ -119,13 +119,13 @@ def test_the_table_is_read_in_time_order_with_its_covariate(tmp_path: Path) -> N
 
 def test_a_series_too_short_for_its_windows_is_named(tmp_path: Path) -> None:
     config = load_config(forecast_config(write_series(tmp_path / "a.csv", n=40))).data
-    with pytest.raises(DataError, match="has 40 values: too few for data.context 24"):
+    with pytest.raises(DataError, match=r"has 40 values: too few for data\.context 24"):
         load_data(config)
 
 
 def test_dataset_methods_are_refused_by_name(tmp_path: Path) -> None:
     raw = forecast_config(write_series(tmp_path / "a.csv"), privacy={"noise_multiplier": 1.0})
-    with pytest.raises(ConfigError, match="train.privacy cannot be combined with task forecast"):
+    with pytest.raises(ConfigError, match=r"train\.privacy cannot be combined with task forecast"):
         run_training(load_config(raw), tmp_path)
 
 
