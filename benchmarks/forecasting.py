@@ -29,6 +29,7 @@ from rich.table import Table
 from deepline.config import load_config
 from deepline.evaluate.evaluate import score
 from deepline.evaluate.loading import load_trained
+from deepline.tasks import build_task, task_class
 from deepline.training.experiment import run_training
 
 SERIES = {  # context, horizon: four cycles or seasons read, one forecast
@@ -97,13 +98,12 @@ def main() -> None:
                     "test_mase_per_seed": [r["test"]["mase"] for r in runs],
                     "wall_s": statistics.mean(r["wall_s"] for r in runs),
                 }
-                console.print(f"{series} {model}: val MASE {entry['models'][model]['val_mase']:.3f}")
+                val = entry["models"][model]["val_mase"]
+                console.print(f"{series} {model}: val MASE {val:.3f}")
             chosen = min(entry["models"], key=lambda m: entry["models"][m]["val_mase"])
             entry["chosen"] = chosen
             start = time.perf_counter()
             probe = load_config(config(series, chosen, seeds[0], 1))
-            from deepline.tasks import build_task, task_class
-
             data = task_class("forecasting").load_data(probe.data)
             task = build_task(probe.task, data.meta)
             entry["baselines"] = task.baselines(data, "test")["baselines"]
