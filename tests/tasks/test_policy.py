@@ -164,3 +164,19 @@ def test_the_served_policy_acts_as_the_trained_model(policy_bundle: tuple[Path, 
         assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200  # still up
     with pytest.raises(InputError, match="must hold 4 numbers"):
         Predictor(bundle).predict([[0.0, 0.0, 0.0]])
+
+
+def test_play_reports_each_episode_and_writes_a_gif(
+    policy_bundle: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.cli.test_cli import deepline
+
+    _, bundle = policy_bundle
+    gif = tmp_path / "episode.gif"
+    code, out, err = deepline(["play", str(bundle), "--episodes", "3", "--gif", str(gif)], capsys)
+    assert code == 0, err
+    assert "mean return over 3 episodes" in out and gif.stat().st_size > 1000
+    again = Predictor(bundle, "torch").play(episodes=3)  # the same seeds: the same episodes
+    assert f"{again['mean_return']:.2f}" in out
+    code, _, err = deepline(["play", str(bundle), "--env", "Acrobot-v1"], capsys)
+    assert code == 2 and "observes 6 numbers and has 3 actions" in err
