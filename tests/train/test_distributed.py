@@ -218,3 +218,16 @@ def test_few_label_methods_train_on_two_processes(tmp_path: Path, method: str) -
     assert status["status"] == "completed" and status["steps"] == 6
     last = status["last"]
     assert ("val/knn_accuracy" in last) if method == "simclr" else ("val/accuracy" in last)
+
+
+def test_a_policy_trains_on_two_processes(tmp_path: Path) -> None:
+    """Each process plays its own environments; the validation episodes are shared out and
+    every process's returns count (gathered over gloo)."""
+    from tests.tasks.test_policy import policy_config
+
+    config = tmp_path / "policy.yaml"
+    config.write_text(yaml.safe_dump(policy_config(epochs=1)))
+    two = deepline("train", str(config), "--nproc", "2", "--run-dir", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr + two.stdout
+    status = json.loads((tmp_path / "two" / "status.json").read_text())
+    assert status["status"] == "completed" and status["last"]["val/episodes"] == 3
