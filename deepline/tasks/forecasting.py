@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from deepline.config import ModelConfig, TaskConfig, TrainConfig
@@ -36,12 +36,26 @@ class ForecastingConfig(TaskConfig):
     loss: Literal["mae", "mse", "huber"] = Field(
         "mae", description="on values standardised by each window's own past"
     )
+    quantiles: list[float] = Field(
+        default_factory=list, description="also forecast these quantiles (e.g. [0.1, 0.5, 0.9]) "
+        "with the pinball loss: the median is the forecast, the outermost two an interval",
+    )  # fmt: skip
     baselines: list[BaselineName] = Field(
         default_factory=lambda: list(get_args(BaselineName)),
         description="statistical forecasters evaluated on the same origins (refitted at each)",
     )
 
     checkpoint_monitor = ("val/mase", "min")
+
+    @field_validator("quantiles")
+    @classmethod
+    def _quantiles(cls, value: list[float]) -> list[float]:
+        inside = all(0 < q < 1 for q in value)
+        if value and (sorted(set(value)) != value or not inside or len(value) < 2):
+            raise ValueError(
+                f"quantiles must be at least two increasing values between 0 and 1, got {value}"
+            )
+        return value
 
 
 def window_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,15 +68,19 @@ def window_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 class WindowScaled(nn.Module):
     """``net`` reads each window standardised by its own past; its forecast of the target is
-    scaled back to the target's units. Input (B, T, F); output (B, H)."""
+    scaled back to the target's units. Input (B, T, F); output (B, H), or (B, H, Q) with
+    ``quantiles`` Q > 0 (``net`` then gives H * Q values)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, quantiles: int = 0) -> None:
         super().__init__()
-        self.net = net
+        self.net, self.quantiles = net, quantiles
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean, std = window_stats(x)
-        z = self.net((x - mean) / std)  # (B, H) in the window's standard units
+        z = self.net((x - mean) / std)  # (B, H[ * Q]) in the window's standard units
+        if self.quantiles:
+            z = z.unflatten(1, (-1, self.quantiles))  # (B, H, Q)
+            return z * std[:, :, :1] + mean[:, :, :1]
         return z * std[:, :, 0] + mean[:, :, 0]
 
 
@@ -70,7 +88,7 @@ class WindowScaled(nn.Module):
     "forecasting",
     config=ForecastingConfig,
     example={"data": {"name": "series-csv"},
-             "task": {"baselines": ["seasonal_naive", "ets"]},
+             "task": {"baselines": ["seasonal_naive", "ets"], "quantiles": [0.1, 0.5, 0.9]},
              "model": {"name": "gru", "hidden": 8, "layers": 1}},
 )  # fmt: skip
 class Forecasting(Task):
@@ -91,9 +109,17 @@ class Forecasting(Task):
         from deepline.models import build_model
 
         context, features = self.meta.input_shape
-        net = build_model(model_config, num_outputs=self.horizon, output="pooled",
+        q = len(self.config.quantiles)
+        net = build_model(model_config, num_outputs=self.horizon * max(q, 1), output="pooled",
                           in_features=features, vocab_size=None, max_len=context)  # fmt: skip
-        return WindowScaled(net)
+        return WindowScaled(net, q)
+
+    def point(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The forecast (B, H): the outputs, or their quantile nearest the median."""
+        if outputs.dim() == 2:
+            return outputs
+        median = int(np.argmin([abs(q - 0.5) for q in self.config.quantiles]))
+        return outputs[..., median]
 
     def check_training(self, train: TrainConfig) -> None:
         refused = {
@@ -110,8 +136,11 @@ class Forecasting(Task):
 
     def _scaled_loss(self, pred: torch.Tensor, true: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         mean, std = window_stats(x.float())
-        pred = (pred.float() - mean[:, :, 0]) / std[:, :, 0]
         true = (true.float() - mean[:, :, 0]) / std[:, :, 0]
+        if pred.dim() == 3:  # quantiles: the pinball loss of each
+            scaled = (pred.float() - mean[:, :, :1]) / std[:, :, :1]
+            return pinball(scaled, true, self.config.quantiles)
+        pred = (pred.float() - mean[:, :, 0]) / std[:, :, 0]
         if self.config.loss == "mse":
             return F.mse_loss(pred, true)
         if self.config.loss == "huber":
@@ -123,8 +152,8 @@ class Forecasting(Task):
         return self._scaled_loss(model(x), y, x)
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The absolute error in the target's units (what attacks and explanations read)."""
-        return F.l1_loss(outputs.float(), targets.float())
+        """The forecast's absolute error in the target's units (what attacks read)."""
+        return F.l1_loss(self.point(outputs).float(), targets.float())
 
     def monitor_default(self) -> tuple[str, str]:
         return "val/mase", "min"
@@ -180,25 +209,42 @@ class Forecasting(Task):
         return [f"t+{h + 1}" for h in range(self.horizon)]
 
     def signature(self) -> dict[str, Any]:
+        q = self.config.quantiles
+        shape = [-1, self.horizon, len(q)] if q else [-1, self.horizon]
         return {
             "inputs": [self.codec.input_spec()],
-            "outputs": [{"name": "forecast", "dtype": "float32", "shape": [-1, self.horizon]}],
+            "outputs": [{"name": "forecast", "dtype": "float32", "shape": shape}],
         }
 
     def outputs(self) -> list[OutputSpec]:
-        return [OutputSpec("forecast", "FP32", (-1, self.horizon))]
+        shape = (-1, self.horizon)
+        intervals = [OutputSpec("lower", "FP32", shape), OutputSpec("upper", "FP32", shape)]
+        point = [OutputSpec("forecast", "FP32", shape)]
+        return point + intervals if self.config.quantiles else point
 
     def named_outputs(
         self, raw: np.ndarray, inputs: np.ndarray | None = None
     ) -> dict[str, np.ndarray]:
-        return {"forecast": np.asarray(raw, dtype=np.float32).reshape(len(raw), -1)}
+        """The forecast; with quantiles, also the outermost two (the interval's bounds)."""
+        raw = np.asarray(raw, dtype=np.float32)
+        if raw.ndim == 3:
+            forecast = self.point(torch.from_numpy(raw)).numpy()
+            return {"forecast": forecast, "lower": raw[..., 0], "upper": raw[..., -1]}
+        return {"forecast": raw.reshape(len(raw), -1)}
 
     def answers(self, named: dict[str, np.ndarray], top_k: int | None = None) -> list[Any]:
-        """Each history's next values, one per step ahead."""
-        return [
-            [{"target": step, "value": float(v)} for step, v in zip(self.steps, row)]
-            for row in named["forecast"]
-        ]
+        """Each history's next values, one per step ahead (with the interval's bounds)."""
+        answers = []
+        for i, row in enumerate(named["forecast"]):
+            steps = [{"target": step, "value": float(v)} for step, v in zip(self.steps, row)]
+            if "lower" in named:
+                for step, low, high in zip(steps, named["lower"][i], named["upper"][i]):
+                    step.update(lower=float(low), upper=float(high))
+            answers.append(steps)
+        return answers
+
+    def drift_signal(self, raw: np.ndarray) -> np.ndarray:
+        return self.point(torch.from_numpy(np.asarray(raw, np.float32))).numpy()[:, 0]
 
     def answer_form(self) -> dict[str, Any]:
         return {"type": "values", "targets": self.steps}
@@ -217,11 +263,14 @@ class ForecastEvaluator(Evaluator):
         self.actuals: list[np.ndarray] = []
         self.scales: list[float] = []
         self.losses: list[tuple[float, int]] = []
+        self.quantiles: list[np.ndarray] = []  # (B, H, Q) per batch, with task.quantiles
 
     @torch.no_grad()
     def update(self, x: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         self.losses.append((float(self.task._scaled_loss(outputs, targets, x)), len(x)))
-        self.forecasts.append(outputs.float().cpu().numpy())
+        self.forecasts.append(self.task.point(outputs).float().cpu().numpy())
+        if outputs.dim() == 3:
+            self.quantiles.append(outputs.float().cpu().numpy())
         self.actuals.append(targets.float().cpu().numpy())
         context = x[:, :, 0].double().cpu().numpy()
         self.scales += [mase_scale(c, self.task.season) for c in context]
@@ -230,13 +279,38 @@ class ForecastEvaluator(Evaluator):
         if not self.forecasts:
             return {"loss": float("nan"), "mase": float("nan")}
         loss = sum(v * n for v, n in self.losses) / sum(n for _, n in self.losses)
-        metrics = forecast_metrics(np.concatenate(self.forecasts), np.concatenate(self.actuals),
-                                   self.scales)  # fmt: skip
+        actuals = np.concatenate(self.actuals)
+        metrics = forecast_metrics(np.concatenate(self.forecasts), actuals, self.scales)
+        if self.quantiles:
+            metrics.update(interval_metrics(np.concatenate(self.quantiles), actuals,
+                                            self.task.config.quantiles))  # fmt: skip
         return {"loss": loss, **metrics}
 
     def details(self) -> dict[str, Any]:
         forecasts = np.concatenate(self.forecasts) if self.forecasts else np.zeros((0, 0))
-        return {"n": len(forecasts), "forecasts": forecasts.tolist()}
+        out: dict[str, Any] = {"n": len(forecasts), "forecasts": forecasts.tolist()}
+        if self.quantiles:
+            made = np.concatenate(self.quantiles)
+            out["intervals"] = {"lower": made[..., 0].tolist(), "upper": made[..., -1].tolist()}
+        return out
+
+
+def pinball(predicted: torch.Tensor, true: torch.Tensor, quantiles: list[float]) -> torch.Tensor:
+    """Mean pinball (quantile) loss of predictions (B, H, Q) of ``true`` (B, H)."""
+    q = torch.tensor(quantiles, device=predicted.device, dtype=predicted.dtype)
+    error = true[..., None] - predicted
+    return torch.maximum(q * error, (q - 1) * error).mean()
+
+
+def interval_metrics(
+    predicted: np.ndarray, actuals: np.ndarray, quantiles: list[float]
+) -> dict[str, float]:
+    """The mean pinball loss, and how often the outermost quantiles hold the actual value
+    (``coverage``, against ``nominal_coverage``)."""
+    loss = pinball(torch.from_numpy(predicted), torch.from_numpy(actuals), quantiles)
+    inside = (predicted[..., 0] <= actuals) & (actuals <= predicted[..., -1])
+    return {"quantile_loss": float(loss), "coverage": float(inside.mean()),
+            "nominal_coverage": quantiles[-1] - quantiles[0]}  # fmt: skip
 
 
 def plot_forecasts(series: dict[str, Any], evaluation: dict[str, Any], path: Path) -> Path:
@@ -259,6 +333,10 @@ def plot_forecasts(series: dict[str, Any], evaluation: dict[str, Any], path: Pat
         ax.plot(future, values[future], color="black", linewidth=1.5, label="actual")
         ax.plot(future, evaluation["forecasts"][offset + i], color="#4c72b0", linewidth=1.5,
                 label="model")  # fmt: skip
+        if "intervals" in evaluation:
+            band = evaluation["intervals"]
+            ax.fill_between(future, band["lower"][offset + i], band["upper"][offset + i],
+                            color="#4c72b0", alpha=0.2, label="interval")  # fmt: skip
         for name, made in evaluation.get("baseline_forecasts", {}).items():
             ax.plot(future, made[offset + i], linestyle="--", linewidth=1, label=name)
         ax.set_title(f"origin {times[origin]}", fontsize=9)

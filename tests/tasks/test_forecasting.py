@@ -154,3 +154,30 @@ def test_the_served_forecaster_equals_the_offline_model(tmp_path: Path) -> None:
         assert short.status_code == 400 and "shorter than the model's context" in short.text
     with pytest.raises(InputError, match="a list of rows of 2 numbers"):
         Predictor(bundle).predict([[1.0] * 30])
+
+
+def test_quantile_forecasts_give_intervals_and_their_coverage(tmp_path: Path) -> None:
+    raw = forecast_config(write_series(tmp_path / "a.csv"))
+    raw["task"]["quantiles"] = [0.1, 0.5, 0.9]
+    run = run_training(load_config(raw), tmp_path)
+    trained = load_trained(run.run_dir)
+    from deepline.evaluate.evaluate import evaluate_trained
+
+    evaluation = evaluate_trained(trained, "test")
+    metrics = evaluation["metrics"]
+    assert metrics["nominal_coverage"] == pytest.approx(0.8) and 0 <= metrics["coverage"] <= 1
+    assert metrics["quantile_loss"] > 0 and np.array(evaluation["intervals"]["lower"]).shape == (
+        2,
+        6,
+    )
+    bundle = Path(export_run(run.run_dir)["bundle"])
+    x = load_data(run.config.data).test.x
+    with torch.no_grad():
+        offline = trained.model(x).numpy()  # (2, 6, 3)
+    answers = Predictor(bundle).predict(x.numpy().tolist())
+    np.testing.assert_allclose([[s["lower"] for s in a] for a in answers], offline[..., 0],
+                               rtol=1e-4, atol=1e-3)  # fmt: skip
+    np.testing.assert_allclose([[s["value"] for s in a] for a in answers], offline[..., 1],
+                               rtol=1e-4, atol=1e-3)  # fmt: skip
+    with pytest.raises(ConfigError, match="task.quantiles: quantiles must be at least two"):
+        load_config({**raw, "task": {"name": "forecasting", "quantiles": [0.9, 0.1]}})
