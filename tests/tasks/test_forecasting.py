@@ -179,5 +179,5 @@ def test_quantile_forecasts_give_intervals_and_their_coverage(tmp_path: Path) ->
                                rtol=1e-4, atol=1e-3)  # fmt: skip
     np.testing.assert_allclose([[s["value"] for s in a] for a in answers], offline[..., 1],
                                rtol=1e-4, atol=1e-3)  # fmt: skip
-    with pytest.raises(ConfigError, match="task.quantiles: quantiles must be at least two"):
+    with pytest.raises(ConfigError, match=r"task\.quantiles: quantiles must be at least two"):
         load_config({**raw, "task": {"name": "forecasting", "quantiles": [0.9, 0.1]}})
