@@ -41,9 +41,11 @@ class Loader(Protocol):
 @runtime_checkable
 class PlaysWithModel(Protocol):
     """Training batches the model itself makes by acting (a policy's rollouts): given the
-    model before the first batch."""
+    model before the first batch; what acting measured (the mean return of the episodes that
+    ended since the last call, ...) is logged at log steps."""
 
     def attach(self, model: Any) -> None: ...
+    def measurements(self) -> dict[str, float]: ...
 
 
 def batch_seed(seed: int, epoch: int, position: int, rank: int) -> int:

@@ -103,9 +103,14 @@ class RolloutLoader(ResumablePosition):
     def tensors(self) -> list[torch.Tensor]:
         return []
 
-    def take_finished(self) -> list[tuple[float, int]]:
-        """(return, length) of the training episodes ended since the last call."""
-        return self.pool.take_finished()
+    def measurements(self) -> dict[str, float]:
+        """Mean return and length of this process's training episodes ended since the last
+        call (none: nothing)."""
+        ended = self.pool.take_finished()
+        if not ended:
+            return {}
+        return {"episode_return": float(np.mean([r for r, _ in ended])),
+                "episode_length": float(np.mean([n for _, n in ended]))}  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from deepline.config import TrainConfig
-from deepline.data.loaders import BatchLoader, Loader
+from deepline.data.loaders import BatchLoader, Loader, PlaysWithModel
 from deepline.tasks.base import Evaluator, Task
 from deepline.training import distributed
 from deepline.training.device import Precision, Prefetcher, fits_on_device, resolve_device
@@ -181,6 +181,9 @@ class Trainer:
         self.step += 1
         if self.step % self.config.log_every_steps == 0:
             self.logs["train/loss"] = self._mean_over_processes(self.window_loss)
+            if isinstance(self.train_loader, PlaysWithModel):  # a policy's training episodes
+                measured = self.train_loader.measurements().items()
+                self.logs.update({f"train/{k}": v for k, v in measured})
         self.fire("step_end")
 
     @property

@@ -31,7 +31,10 @@ class TensorBoard(Callback):
 
     def step_end(self, trainer: Trainer) -> None:
         if trainer.step % self.every_steps == 0 and "train/loss" in trainer.logs:
-            self.writer.add_scalar("train/loss", trainer.logs["train/loss"], trainer.step)
+            # the loss and what training measures at this step (pseudo-labels, episodes, ...)
+            for key, value in trainer.logs.items():
+                if key.startswith("train/") and key != "train/loss_epoch":
+                    self.writer.add_scalar(key, value, trainer.step)
             self.writer.add_scalar("lr", trainer.lr, trainer.step)
 
     def epoch_end(self, trainer: Trainer) -> None:
