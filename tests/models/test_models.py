@@ -18,7 +18,10 @@ RECOMMENDERS = {"sasrec", "gru4rec", "bpr_mf", "popularity", "item_knn"}
 # a value per pixel or cell, not per image: tests/models/test_dense_models.py
 DENSE = {"unet", "resunet", "centernet"}
 GENERATORS = {"dcgan"}  # latents in, images out: below
-OTHER_INPUTS = SEQUENCE_MODELS | TABLE_MODELS | RECOMMENDERS | DENSE | GENERATORS
+POLICIES = {"actor_critic"}  # observations in, action logits and a value out: below
+FORECASTERS = {"nbeats"}  # series windows in, the next values out: below
+OTHER_INPUTS = SEQUENCE_MODELS | TABLE_MODELS | RECOMMENDERS | DENSE | GENERATORS | POLICIES
+OTHER_INPUTS |= FORECASTERS
 BUILT_IN = [name for name in MODELS.names() if name != "custom" and name not in OTHER_INPUTS]
 SIZES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
 SMALLEST = {"tempered_cnn": 14}  # models that need larger images say so in their error
@@ -100,3 +103,27 @@ def test_a_generator_makes_images_of_the_data_shape(
     with pytest.raises(ConfigError, match="multiples of 4"):
         build_model(DCGANConfig(width=4), latent_dim=6, num_classes=0, out_channels=1,
                     image_size=(30, 30))  # fmt: skip
+
+
+def test_an_actor_critic_gives_each_actions_logit_and_a_value() -> None:
+    torch.manual_seed(0)
+    model = build_model(MODELS.meta("actor_critic")["config"](), in_channels=4, num_classes=3)
+    x = torch.randn(5, 4)
+    out = model(x)
+    assert out.shape == (5, 3 + 1)
+    out.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    with torch.no_grad():  # each row alone as in a batch
+        torch.testing.assert_close(model(x), torch.cat([model(r[None]) for r in x]))
+
+
+def test_nbeats_forecasts_the_horizon_from_windows() -> None:
+    torch.manual_seed(0)
+    config = MODELS.meta("nbeats")["config"](blocks=2, width=16)
+    model = build_model(config, num_outputs=6, in_features=2, max_len=24).eval()
+    x = torch.randn(4, 24, 2)
+    with torch.no_grad():
+        out = model(x)
+        alone = torch.cat([model(x[i : i + 1]) for i in range(4)])
+    assert out.shape == (4, 6)
+    torch.testing.assert_close(out, alone, atol=1e-5, rtol=1e-5)
