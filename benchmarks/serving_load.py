@@ -156,10 +156,13 @@ def wrk(url: str, body: Body, concurrency: int, seconds: float, work: Path) -> d
     headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in body.headers.items())
     script = work / "post.lua"
     script.write_text(LUA.format(body=data, headers=headers))
-    command = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{concurrency}",
-               f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url + body.path]  # fmt: skip
-    subprocess.run([*command[:5], "-d1s", *command[6:]], check=True, capture_output=True)
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+    def command(duration: int) -> list[str]:
+        return ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{concurrency}", f"-d{duration}s",
+                "--timeout", "10s", "-s", str(script), url + body.path]  # fmt: skip
+
+    subprocess.run(command(1), check=True, capture_output=True)  # warm-up
+    out = subprocess.run(command(round(seconds)), check=True, capture_output=True, text=True).stdout
     stats = json.loads(out.split("JSON ", 1)[1].splitlines()[0])
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     return {"rps": rps, **stats}

@@ -15,6 +15,7 @@ from deepline.registry import PROTOCOLS
 from deepline.serve.batching import Arrivals
 from deepline.serve.dataplane import DataPlane
 from deepline.serve.errors import HANDLERS
+from deepline.serve.fast_lane import FastLane
 from deepline.serve.metrics import ServerMetrics
 from deepline.serve.middleware import BearerToken, BodyLimit, RequestMetrics
 from deepline.serve.openapi import install as install_openapi
@@ -69,6 +70,8 @@ def create_app(
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     # added innermost first: metrics see every answer, including 401 and 413
+    lane = [route for n in PROTOCOLS.names() for route in PROTOCOLS.meta(n).get("lane", ())]
+    app.add_middleware(FastLane, routes=lane, owner=app)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -6,6 +6,9 @@ the first request for others, joins requests whose rows have the same shape and 
 exactly its own rows back. Given the server's ``Arrivals``, it waits only while other requests
 are on their way, so a lone request runs at once. With ``max_batch_size`` 1 every request runs
 on its own, on a pool of ``workers`` threads.
+
+A model call expected to take less than ``inline_s`` (from the time per row its calls took so
+far) runs on the event loop itself: handing it to a thread and back costs more than that.
 """
 
 from __future__ import annotations
@@ -60,8 +63,11 @@ class Batcher:
         workers: int = 4,
         on_batch: OnBatch | None = None,
         arrivals: Arrivals | None = None,
+        inline_s: float = 0.0005,
     ) -> None:
         self.run = run
+        self.inline_s = inline_s
+        self.row_s: float | None = None  # moving average of a call's seconds per row
         self.arrivals = arrivals  # None: always wait up to max_delay_s for company
         self.max_batch_size = max(1, max_batch_size)
         self.max_delay_s = max_delay_s
@@ -80,7 +86,7 @@ class Batcher:
         """The model's outputs for ``batch`` (rows in, the same number of rows out)."""
         loop = asyncio.get_running_loop()
         if not self.batching:
-            out = await loop.run_in_executor(self.executor, self.run, batch)
+            out = await self._call(loop, batch)
             if self.on_batch:
                 self.on_batch(len(batch), [0.0])
             return out
@@ -152,7 +158,7 @@ class Batcher:
         started = time.perf_counter()
         joined = np.concatenate([p.batch for p in group]) if len(group) > 1 else group[0].batch
         try:
-            out = await loop.run_in_executor(self.executor, self.run, joined)
+            out = await self._call(loop, joined)
         except Exception as err:  # the model failed: every request in the batch gets the error
             for p in group:
                 if not p.future.done():
@@ -166,3 +172,14 @@ class Batcher:
             if not p.future.done():
                 p.future.set_result(out[offset : offset + n])
             offset += n
+
+    async def _call(self, loop: asyncio.AbstractEventLoop, batch: np.ndarray) -> np.ndarray:
+        """``run(batch)``: on the event loop when it is expected to be quick, else on a thread;
+        either way timed, to expect the next."""
+        inline = self.row_s is not None and self.row_s * len(batch) < self.inline_s
+        started = time.perf_counter()
+        out = self.run(batch) if inline else await loop.run_in_executor(self.executor, self.run,
+                                                                         batch)  # fmt: skip
+        per_row = (time.perf_counter() - started) / max(1, len(batch))
+        self.row_s = per_row if self.row_s is None else 0.9 * self.row_s + 0.1 * per_row
+        return out

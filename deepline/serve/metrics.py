@@ -74,6 +74,7 @@ class ServerMetrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
 
     def watch_drift(self, reports: Callable[[], Iterable[tuple[str, str, dict[str, Any]]]]) -> None:
         self.drift = _DriftCollector(reports)
@@ -108,5 +109,12 @@ class ServerMetrics:
     def record_request(
         self, model: str, version: str, protocol: str, status: int, seconds: float
     ) -> None:
-        self.requests.labels(model, version, protocol, str(status)).inc()
-        self.latency.labels(model, version, protocol).observe(seconds)
+        key = (model, version, protocol, status)
+        children = self._children.get(key)
+        if children is None:  # label lookups take a lock and join strings: once per series
+            children = self._children[key] = (
+                self.requests.labels(model, version, protocol, str(status)),
+                self.latency.labels(model, version, protocol),
+            )
+        children[0].inc()
+        children[1].observe(seconds)

@@ -86,6 +86,16 @@ class ServedModel:
         """The task's named outputs (computed once: a request reads them)."""
         return self.predictor.task.outputs()
 
+    @cached_property
+    def output_dicts(self) -> list[dict[str, Any]]:
+        """The named outputs as ``{"name", "datatype", "shape"}`` (V2's metadata form)."""
+        return [spec.to_dict() for spec in self.outputs]
+
+    @cached_property
+    def output_classes(self) -> dict[str, tuple[str, ...]]:
+        """Outputs that score classes, and their classes."""
+        return {spec.name: spec.classes for spec in self.outputs if spec.classes}
+
     async def infer(self, batch: np.ndarray) -> np.ndarray:
         """Model outputs for a model-ready batch, through the batcher, within the timeout."""
         return await self._within_timeout(self.batcher.submit(batch))

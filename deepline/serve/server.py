@@ -25,6 +25,9 @@ def uvicorn_config(
         log_level="warning",
         access_log=False,
         server_header=False,
+        # X-Forwarded-For is not trusted (and not parsed per request): put a proxy in front
+        # and let it log clients
+        proxy_headers=False,
         timeout_keep_alive=30,
         limit_concurrency=1024,
     )

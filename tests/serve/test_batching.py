@@ -35,7 +35,7 @@ async def _submit_all(batcher: Batcher, batches: list[np.ndarray]) -> list[np.nd
 
 def test_concurrent_requests_are_batched_and_never_mixed_up() -> None:
     model = Recorder()
-    batcher = Batcher(model, max_batch_size=16, max_delay_s=0.05)
+    batcher = Batcher(model, max_batch_size=16, max_delay_s=0.05, inline_s=0.0)  # all threaded
     rng = np.random.default_rng(0)
     batches = [rng.normal(size=(int(rng.integers(1, 4)), 3)) for _ in range(40)]
     outputs = asyncio.run(_submit_all(batcher, batches))
@@ -46,6 +46,34 @@ def test_concurrent_requests_are_batched_and_never_mixed_up() -> None:
     assert max(shape[0] for shape in model.calls) <= 16
     assert len(model.calls) < len(batches) / 2  # requests really were joined
     assert all(name.startswith("deepline-infer") for name in model.threads)  # off the loop
+
+
+class Slow(Recorder):
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        import time
+
+        time.sleep(0.002)
+        return super().__call__(batch)
+
+
+@pytest.mark.parametrize("batch_size", [1, 16])
+def test_quick_calls_stay_on_the_event_loop_and_slow_ones_go_to_a_thread(batch_size: int) -> None:
+    """The first call runs on a thread (its time is unknown); later ones run where their
+    expected time (per row, as measured) says: a hop to a thread costs more than a quick call."""
+    quick, slow = Recorder(), Slow()
+
+    async def three_in_turn(batcher: Batcher) -> None:
+        try:
+            for _ in range(3):
+                await batcher.submit(np.ones((1, 3)))
+        finally:
+            await batcher.close()
+
+    for model in (quick, slow):
+        asyncio.run(three_in_turn(Batcher(model, max_batch_size=batch_size, inline_s=0.001)))
+    assert any(name.startswith("deepline-infer") for name in quick.threads)  # the first
+    assert threading.current_thread().name in quick.threads  # then on the loop
+    assert all(name.startswith("deepline-infer") for name in slow.threads)
 
 
 def test_rows_of_different_shapes_or_dtypes_run_in_separate_calls() -> None:

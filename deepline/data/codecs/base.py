@@ -200,8 +200,12 @@ def as_numbers(value: Any) -> np.ndarray:
 
 def finite_float32(array: np.ndarray) -> np.ndarray:
     """``array`` as float32, or InputError when a value is NaN, infinite or too large."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        values = np.asarray(np.asarray(array).astype(np.float32))  # 0-d stays an array
+    array = np.asarray(array)
+    if array.dtype == np.float32:
+        values = array  # nothing to cast, nothing to overflow
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            values = np.asarray(array.astype(np.float32))  # 0-d stays an array
     if not np.isfinite(values).all():
         raise InputError("inputs contain NaN, infinity or numbers too large for float32")
     return values

@@ -16,12 +16,14 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deepline.errors import validation_problems
 from deepline.registry import PROTOCOLS
 from deepline.serve.dataplane import MAX_INPUTS, GenerateRequest, ImageRequest, plane
 from deepline.serve.errors import BadRequest, NotFound
+from deepline.serve.fast_lane import LaneRoute
 from deepline.serve.openapi import body_schema, errors
 
 Cell = float | str | None  # a named feature's or a table column's value (None: missing)
@@ -73,8 +75,11 @@ class ImagesResponse(BaseModel):
 
 
 router = APIRouter(tags=["deepline"])
+LANE = (  # inference skips FastAPI's route walk (deepline.serve.fast_lane)
+    LaneRoute("/predict/{name}", lambda request, p: _answers(request, p["name"], None)),
+)
 PROTOCOLS.register(
-    "deepline", prefixes=("/predict/", "/generate/", "/models", "/monitor/"), order=10
+    "deepline", prefixes=("/predict/", "/generate/", "/models", "/monitor/"), order=10, lane=LANE
 )(router)
 
 
@@ -152,9 +157,11 @@ async def model_card(
         }
     },
 )
-async def predict(
-    request: Request, name: str, version: int | None = Query(None, ge=1)
-) -> dict[str, Any]:
+async def predict(request: Request, name: str, version: int | None = Query(None, ge=1)) -> Response:
+    return await _answers(request, name, version)
+
+
+async def _answers(request: Request, name: str, version: int | None) -> Response:
     start = time.perf_counter()
     data = plane(request)
     model = data.model(request, name, version)
@@ -164,12 +171,12 @@ async def predict(
         body = _parse(PredictRequest, await request.body())
         inputs, top_k = [_raw(item) for item in body.inputs], body.top_k
     predictions = await data.predict(model, {"": inputs}, top_k)
-    return {
+    return JSONResponse({
         "model": model.name,
         "version": model.version,
         "predictions": predictions,
         "latency_ms": round((time.perf_counter() - start) * 1000, 3),
-    }
+    })  # fmt: skip
 
 
 @router.post(

@@ -40,6 +40,7 @@ from deepline import __version__
 from deepline.registry import PROTOCOLS
 from deepline.serve.dataplane import SAMPLING, DataPlane, generation_request, plane
 from deepline.serve.errors import BadRequest, ServeError
+from deepline.serve.fast_lane import LaneRoute
 from deepline.serve.openapi import body_schema, errors
 from deepline.serve.protocols.kserve_payload import (
     DATATYPES,
@@ -76,7 +77,7 @@ def input_specs(model: ServedModel) -> list[dict[str, Any]]:
 
 
 def output_specs(model: ServedModel) -> list[dict[str, Any]]:
-    return [spec.to_dict() for spec in model.outputs]
+    return model.output_dicts
 
 
 def accepted_datatypes(model: ServedModel) -> list[str]:
@@ -237,7 +238,12 @@ INFER_DOCS: dict[str, Any] = {
 # -- routes ----------------------------------------------------------------------------------
 
 router = APIRouter(tags=["KServe V2"])
-PROTOCOLS.register("kserve", prefixes=("/v2",), order=30)(router)
+LANE = (  # inference skips FastAPI's route walk (deepline.serve.fast_lane)
+    LaneRoute("/v2/models/{name}/infer", lambda request, p: _infer(request, p["name"], None)),
+    LaneRoute("/v2/models/{name}/versions/{version}/infer",
+              lambda request, p: _infer(request, p["name"], p["version"])),
+)  # fmt: skip
+PROTOCOLS.register("kserve", prefixes=("/v2",), order=30, lane=LANE)(router)
 
 
 @router.get("/v2", response_model=ServerMetadata, summary="V2 server metadata")
@@ -343,7 +349,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
 
 def classes_of(model: ServedModel) -> dict[str, tuple[str, ...]]:
     """Outputs of scores over classes, for the classification extension: name -> classes."""
-    return {spec.name: spec.classes for spec in model.outputs if spec.classes}
+    return model.output_classes
 
 
 @router.post("/v2/models/{name}/infer", summary="V2 inference (latest version)", **INFER_DOCS)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from deepline.serve import wire_json
 from deepline.serve.errors import BadRequest
 
 HEADER = "Inference-Header-Content-Length"
@@ -168,7 +169,7 @@ def parse_index_request(body: bytes) -> bool:
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        doc = json.loads(raw)
+        doc = wire_json.loads(raw)
     except (ValueError, RecursionError) as err:  # bad JSON or UTF-8, too deep, huge numbers
         raise ProtocolError(f"{what} is not valid JSON ({str(err)[:200]})") from None
     if not isinstance(doc, dict):
@@ -432,6 +433,7 @@ def encode_response(
     if request_id is not None:
         doc["id"] = request_id
     entries, chunks = [], []
+    finite = True
     for out in outputs:
         entry: dict[str, Any] = {
             "name": out.name,
@@ -444,9 +446,11 @@ def encode_response(
             chunks.append(raw)
         else:
             entry["data"] = _to_json(out.data, out.datatype)
+            if out.data.dtype.kind == "f":
+                finite = finite and bool(np.isfinite(out.data).all())
         entries.append(entry)
     doc["outputs"] = entries
-    header = json.dumps(doc, separators=(",", ":")).encode()
+    header = wire_json.dumps(doc, finite)
     if not chunks:
         return header, {"content-type": "application/json"}
     headers = {"content-type": "application/octet-stream", HEADER: str(len(header))}

@@ -23,7 +23,6 @@ Errors are ``{"error": "..."}``: 400 for a malformed request, 404 for an unknown
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import numpy as np
@@ -32,6 +31,7 @@ from fastapi.responses import Response
 from starlette.convertors import Convertor, register_url_convertor
 
 from deepline.registry import PROTOCOLS
+from deepline.serve import wire_json
 from deepline.serve.dataplane import (
     MAX_INPUTS,
     SAMPLING,
@@ -40,6 +40,7 @@ from deepline.serve.dataplane import (
     plane,
 )
 from deepline.serve.errors import BadRequest
+from deepline.serve.fast_lane import LaneRoute
 from deepline.serve.openapi import errors
 from deepline.serve.protocols.tfserving_payload import (
     PredictPayload,
@@ -73,7 +74,13 @@ SAMPLING_DTYPES = {
 }  # fmt: skip
 
 router = APIRouter(tags=["tensorflow-serving"])
-PROTOCOLS.register("tfserving", prefixes=("/v1/",), order=20)(router)
+LANE = (  # inference skips FastAPI's route walk (deepline.serve.fast_lane)
+    LaneRoute("/v1/models/{name:tfname}:{verb:tfname}",
+              lambda request, p: _predict(request, p["name"], None, p["verb"])),
+    LaneRoute("/v1/models/{name:tfname}/versions/{version:tfname}:{verb:tfname}",
+              lambda request, p: _predict(request, p["name"], p["version"], p["verb"])),
+)  # fmt: skip
+PROTOCOLS.register("tfserving", prefixes=("/v1/",), order=20, lane=LANE)(router)
 
 
 # -- routes -------------------------------------------------------------------------------------
@@ -203,16 +210,19 @@ async def _predict(request: Request, name: str, version: str | None, verb: str) 
             f"no signature '{payload.signature_name}' in model '{model.name}' "
             f"(signatures: {SIGNATURE})"
         )
+    finite = True
     if model.generates:
         texts = await data.generate(model, generation_requests(payload))
         outputs: dict[str, list[Any]] = {"text": texts}
     else:
         named = await data.infer(model, payload.inputs)
         outputs = {name: value.tolist() for name, value in named.items()}
+        finite = all(np.isfinite(v).all() for v in named.values() if v.dtype.kind == "f")
     if not payload.row:
-        return _json({"outputs": outputs})
+        return _json({"outputs": outputs}, finite)
     rows = len(next(iter(outputs.values())))
-    return _json({"predictions": [{k: v[i] for k, v in outputs.items()} for i in range(rows)]})
+    rows_of = [{k: v[i] for k, v in outputs.items()} for i in range(rows)]
+    return _json({"predictions": rows_of}, finite)
 
 
 # -- status and metadata ------------------------------------------------------------------------
@@ -320,6 +330,6 @@ def _prompts(value: Tensor | None) -> list[str]:
         raise BadRequest("a binary prompt is not UTF-8 text") from None
 
 
-def _json(content: dict[str, Any]) -> Response:
+def _json(content: dict[str, Any], finite: bool = False) -> Response:
     # TF Serving writes NaN and Infinity as bare tokens (its "JSON conformance" section)
-    return Response(json.dumps(content, allow_nan=True), media_type="application/json")
+    return Response(wire_json.dumps(content, finite), media_type="application/json")

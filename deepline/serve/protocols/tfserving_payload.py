@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from deepline.serve import wire_json
 from deepline.serve.dataplane import MAX_INPUTS
 from deepline.serve.errors import BadRequest
 
@@ -44,7 +45,7 @@ def parse_predict_request(body: bytes) -> PredictPayload:
     (2, 2)
     """
     try:
-        doc = json.loads(body)
+        doc = wire_json.loads(body)
     except (ValueError, RecursionError) as err:  # ValueError: also bytes that are not UTF-8
         raise BadRequest(f"the body is not valid JSON ({short(err)})") from None
     if not isinstance(doc, dict):
