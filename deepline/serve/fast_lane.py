@@ -58,6 +58,7 @@ class FastLane:
         scope["app"] = self.owner
         scope["path_params"] = params
         request = Request(scope, receive)
+        request._body = await _read_body(receive)  # what request.body() returns, read directly
         try:
             response = await call(request, params)
         except Exception as err:
@@ -66,3 +67,16 @@ class FastLane:
                 raise  # as the app would: a 500 from its outermost middleware
             response = await handler(request, err)
         await response(scope, receive, send)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The whole request body (the server's body cap, outside, counts it as it comes)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,6 +44,8 @@ class BodyLimit:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             return await _send_error(send, 413, message)
+        if length is not None:  # the HTTP parser reads exactly that many bytes: nothing to count
+            return await self.app(scope, receive, send)
         seen = 0
         started = False
 
@@ -93,6 +95,7 @@ class BearerToken:
         await self.app(scope, receive, send)
 
 
+@lru_cache(maxsize=4096)
 def protocol_of(path: str) -> str:
     """The registered protocol with the longest prefix of ``path`` ("/" only for "/")."""
     for prefix, name in _prefixes():

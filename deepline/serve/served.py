@@ -22,7 +22,7 @@ from deepline.serve.settings import ServeSettings
 from deepline.tasks import OutputSpec
 
 
-@dataclass
+@dataclass(eq=False)  # one object per served version: compared and hashed by identity
 class ServedModel:
     name: str
     version: int

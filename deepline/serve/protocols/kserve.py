@@ -28,6 +28,7 @@ Parsing and encoding are pure functions in ``kserve_payload`` (``parse_infer_req
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
@@ -49,6 +50,7 @@ from deepline.serve.protocols.kserve_payload import (
     MAX_TENSORS,
     InferInput,
     InferRequest,
+    RequestedOutput,
     build_outputs,
     encode_response,
     parse_header_length,
@@ -337,7 +339,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     else:
         parsed = parse_infer_request(body, length)
     specs, classes = output_specs(model), classes_of(model)
-    plan = plan_outputs(parsed, specs, classes)
+    plan = _plan(model, parsed, specs, classes)
     if model.generates:
         tensors = await generate_text(data, model, parsed)
     else:
@@ -345,6 +347,27 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     outputs = build_outputs(plan, tensors, specs, classes)
     body, headers = encode_response(model.name, model.version, outputs, parsed.id)
     return Response(body, headers=headers)
+
+
+_EVERY_OUTPUT: weakref.WeakKeyDictionary[ServedModel, dict[bool, list[RequestedOutput]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _plan(
+    model: ServedModel,
+    parsed: InferRequest,
+    specs: list[dict[str, Any]],
+    classes: dict[str, tuple[str, ...]],
+) -> list[RequestedOutput]:
+    """``plan_outputs``, kept per model for requests that name no outputs (most of them)."""
+    if parsed.outputs:
+        return plan_outputs(parsed, specs, classes)
+    plans = _EVERY_OUTPUT.setdefault(model, {})
+    binary = parsed.binary_output
+    if binary not in plans:
+        plans[binary] = plan_outputs(parsed, specs, classes)
+    return plans[binary]
 
 
 def classes_of(model: ServedModel) -> dict[str, tuple[str, ...]]:
