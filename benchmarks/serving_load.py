@@ -45,6 +45,12 @@ from rich.table import Table
 HOST = "127.0.0.1"
 HERE = Path(__file__).resolve().parent
 SERVER_CPU, LOAD_CPU = "0", "1"
+PINNED = True  # --unpinned: every process anywhere (the workers comparison)
+
+
+def pin(cpu: str) -> list[str]:
+    """``taskset -c CPU`` (nothing when unpinned)."""
+    return ["taskset", "-c", cpu] if PINNED else []
 
 
 # -- the bare ASGI ceiling -----------------------------------------------------------------------
@@ -158,7 +164,7 @@ def wrk(url: str, body: Body, concurrency: int, seconds: float, work: Path) -> d
     script.write_text(LUA.format(body=data, headers=headers))
 
     def command(duration: int) -> list[str]:
-        return ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{concurrency}", f"-d{duration}s",
+        return [*pin(LOAD_CPU), "wrk", "-t1", f"-c{concurrency}", f"-d{duration}s",
                 "--timeout", "10s", "-s", str(script), url + body.path]  # fmt: skip
 
     subprocess.run(command(1), check=True, capture_output=True)  # warm-up
@@ -192,7 +198,7 @@ def _wait(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
 
 @contextmanager
 def server(command: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
-    pinned = ["taskset", "-c", SERVER_CPU, *command]
+    pinned = [*pin(SERVER_CPU), *command]
     proc = subprocess.Popen(pinned, env={**os.environ, **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     try:
@@ -206,39 +212,112 @@ def server(command: list[str], port: int, env: dict[str, str] | None = None) -> 
             proc.kill()
 
 
-def command_for(kind: str, bundle: Path, port: int) -> list[str]:
+def grpc_body(bundle: Path, name: str) -> bytes:
+    """One ModelInfer request of the KServe V2 gRPC service, framed as gRPC sends it (a
+    flag byte and the message's length before it), raw FP32 contents."""
+    from tritonclient.grpc import service_pb2
+
+    x = digit(bundle)
+    request = service_pb2.ModelInferRequest(model_name=name)
+    tensor = request.inputs.add()
+    tensor.name, tensor.datatype = "input", "FP32"
+    tensor.shape.extend(x.shape)
+    request.raw_input_contents.append(x.astype("<f4").tobytes())
+    message = request.SerializeToString()
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+def h2load(port: int, data: bytes, concurrency: int, seconds: float, work: Path) -> dict:
+    """gRPC load from h2load (nghttp2's C client): one stream per connection, its per-request
+    log read for percentiles; a response counts as an error unless HTTP 200."""
+    body, log = work / "grpc.bin", work / "h2load.log"
+    body.write_bytes(data)
+    log.unlink(missing_ok=True)
+    url = f"http://{HOST}:{port}/inference.GRPCInferenceService/ModelInfer"
+    headers = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+    command = [*pin(LOAD_CPU), "h2load", "-c", str(concurrency), "-m", "1", "-D",
+               str(round(seconds)), "--warm-up-time", "1", *headers, "-d", str(body),
+               f"--log-file={log}", url]  # fmt: skip
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    rows = [line.split("\t") for line in log.read_text().splitlines() if line.strip()]
+    latency = np.array([int(r[2]) for r in rows]) / 1000.0  # ms
+    errors = sum(r[1] != "200" for r in rows)
+    rps = float(re.search(r"([\d.]+) req/s", out).group(1))  # type: ignore[union-attr]
+    return {"rps": rps, "p50": float(np.percentile(latency, 50)) * 1000,
+            "p99": float(np.percentile(latency, 99)) * 1000, "non200": errors, "socket": 0,
+            "requests": len(rows)}  # fmt: skip
+
+
+def command_for(kind: str, bundle: Path, port: int, workers: int, work: Path) -> list[str]:
     if kind == "ceiling":
         return [sys.executable, str(HERE / "serving_load.py"), "--serve-ceiling", str(port)]
     if kind == "naive":
         return [sys.executable, str(HERE / "serving.py"), "--serve", "naive", "--bundle",
                 str(bundle), "--port", str(port)]  # fmt: skip
+    if kind in PEERS:
+        from serving_peers import peer_server
+
+        argv, _ = peer_server(kind, bundle / "model.onnx", port, work)
+        return argv
     return [sys.executable, "-m", "deepline", "serve", str(bundle), "--port", str(port),
-            "--workers", "1"]  # fmt: skip
+            "--workers", str(workers), "--grpc-port", str(port + 1)]  # fmt: skip
 
 
+PEERS = ("litserve", "mlserver", "bentoml")
 SERVER_OF = {"ceiling": "ceiling", "v2-json": "deepline", "v2-binary": "deepline",
-             "predict": "deepline", "naive": "naive"}  # fmt: skip
+             "predict": "deepline", "grpc": "deepline", "naive": "naive",
+             **{peer: peer for peer in PEERS}}  # fmt: skip
 
 
-def measure(bundle: Path, contenders: list[str], levels: list[int], seconds: float) -> list[Point]:
+def request_for(contender: str, bundle: Path, name: str) -> Body:
+    if contender in PEERS:
+        from serving_peers import peer_request
+
+        path, data, headers = peer_request(contender, digit(bundle), name)
+        return Body(path, data, headers)
+    return bodies(bundle, name)[contender]
+
+
+def measure(
+    bundle: Path, contenders: list[str], levels: list[int], seconds: float, workers: int
+) -> list[Point]:
+    """Every contender at every concurrency; contenders of one server share its process."""
     name = json.loads((bundle / "bundle.json").read_text()).get("name") or "model"
     points: list[Point] = []
     by_server: dict[str, list[str]] = {}
     for contender in contenders:
         by_server.setdefault(SERVER_OF[contender], []).append(contender)
     with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
         for kind, served in by_server.items():
-            port = free_port()
-            with server(command_for(kind, bundle, port), port):
+            port = free_port_pair()
+            env = {}
+            if kind in PEERS:
+                from serving_peers import peer_server
+
+                env = peer_server(kind, bundle / "model.onnx", port, work)[1]
+            with server(command_for(kind, bundle, port, workers, work), port, env):
                 for contender in served:
-                    body = bodies(bundle, name)[contender]
                     for c in levels:
-                        r = wrk(f"http://{HOST}:{port}", body, c, seconds, Path(tmp))
+                        if contender == "grpc":
+                            r = h2load(port + 1, grpc_body(bundle, name), c, seconds, work)
+                        else:
+                            body = request_for(contender, bundle, name)
+                            r = wrk(f"http://{HOST}:{port}", body, c, seconds, work)
                         points.append(Point(contender, c, r["rps"], r["p50"] / 1000,
                                             r["p99"] / 1000, r["non200"] + r["socket"],
                                             r["requests"]))  # fmt: skip
                         print(points[-1], flush=True)
     return points
+
+
+def free_port_pair() -> int:
+    """A free port whose next port is free too (HTTP and gRPC)."""
+    while True:
+        port = free_port()
+        with socket.socket() as s:
+            if s.connect_ex((HOST, port + 1)) != 0:
+                return port
 
 
 def show(points: list[Point], title: str) -> None:
@@ -252,22 +331,59 @@ def show(points: list[Point], title: str) -> None:
 
 
 def main() -> None:
+    global PINNED
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bundle", type=Path, required=False)
-    parser.add_argument("--servers", default="ceiling,v2-json,v2-binary,predict,naive")
+    parser.add_argument("--servers", default="ceiling,v2-json,v2-binary,predict,grpc,naive")
     parser.add_argument("--concurrency", default="1,8,32,64")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--workers", type=int, default=1, help="deepline's worker processes")
+    parser.add_argument("--unpinned", action="store_true", help="no taskset")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="sweeps, the servers' order reversed every other one")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--serve-ceiling", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_ceiling is not None:
         return serve_ceiling(args.serve_ceiling)
+    PINNED = not args.unpinned
     levels = [int(c) for c in args.concurrency.split(",")]
-    points = measure(args.bundle, args.servers.split(","), levels, args.seconds)
-    show(points, f"{args.bundle} under wrk, server on CPU {SERVER_CPU}, wrk on CPU {LOAD_CPU} "
-                 f"({machine()})")  # fmt: skip
+    servers = args.servers.split(",")
+    sweeps = []
+    for repeat in range(args.repeats):
+        order = servers if repeat % 2 == 0 else servers[::-1]
+        sweeps.append(measure(args.bundle, order, levels, args.seconds, args.workers))
+    points = median_points(sweeps)
+    where = (f"server on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}" if PINNED
+             else "unpinned")  # fmt: skip
+    show(points, f"{args.bundle} under wrk/h2load, {where}, {args.workers} worker(s), median of "
+                 f"{args.repeats} ({machine()})")  # fmt: skip
+    ratios = ceiling_ratios(sweeps)
+    if ratios:
+        Console().print(f"v2-json / ceiling at each concurrency, per sweep: {ratios}")
     if args.out:
-        args.out.write_text(json.dumps([asdict(p) for p in points], indent=1))
+        args.out.write_text(json.dumps({"points": [asdict(p) for p in points],
+                                        "sweeps": [[asdict(p) for p in sw] for sw in sweeps],
+                                        "ratios": ratios}, indent=1))  # fmt: skip
+
+
+def median_points(sweeps: list[list[Point]]) -> list[Point]:
+    """Per (server, concurrency): the sweep with the median throughput."""
+    keyed: dict[tuple[str, int], list[Point]] = {}
+    for sweep in sweeps:
+        for p in sweep:
+            keyed.setdefault((p.server, p.concurrency), []).append(p)
+    return [sorted(ps, key=lambda p: p.rps)[len(ps) // 2] for ps in keyed.values()]
+
+
+def ceiling_ratios(sweeps: list[list[Point]]) -> dict[int, list[float]]:
+    out: dict[int, list[float]] = {}
+    for sweep in sweeps:
+        rps = {(p.server, p.concurrency): p.rps for p in sweep}
+        for (server_name, c), value in rps.items():
+            if server_name == "v2-json" and ("ceiling", c) in rps:
+                out.setdefault(c, []).append(round(value / rps[("ceiling", c)], 3))
+    return out
 
 
 if __name__ == "__main__":
