@@ -120,6 +120,10 @@ def bodies(bundle: Path, name: str) -> dict[str, Body]:
         "predict": Body(f"/predict/{name}", json.dumps({"inputs": x.tolist()}).encode(),
                         json_type),
         "ceiling": Body(infer, json_body, json_type),
+        # the naive app reads grey (N, H, W) pixels in 0..255
+        "naive": Body(f"/predict/{name}",
+                      json.dumps({"inputs": (x[:, 0] * 255).round().tolist()}).encode(),
+                      json_type),
     }  # fmt: skip
 
 
@@ -297,6 +301,10 @@ def measure(
 
                 env = peer_server(kind, bundle / "model.onnx", port, work)[1]
             with server(command_for(kind, bundle, port, workers, work), port, env):
+                if kind in PEERS:
+                    from serving_peers import peer_ready_path
+
+                    _wait_ready(port, peer_ready_path(kind, name))
                 for contender in served:
                     for c in levels:
                         if contender == "grpc":
@@ -311,13 +319,33 @@ def measure(
     return points
 
 
+def _wait_ready(port: int, path: str, timeout: float = 60.0) -> None:
+    """Until GET ``path`` answers 200 (a server that takes connections before it can answer)."""
+    import http.client
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection(HOST, port, timeout=2)
+            connection.request("GET", path)
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{path} did not answer 200")
+
+
 def free_port_pair() -> int:
-    """A free port whose next port is free too (HTTP and gRPC)."""
+    """A free port whose next port can be bound too (HTTP and gRPC)."""
     while True:
         port = free_port()
         with socket.socket() as s:
-            if s.connect_ex((HOST, port + 1)) != 0:
-                return port
+            try:
+                s.bind((HOST, port + 1))
+            except OSError:
+                continue
+            return port
 
 
 def show(points: list[Point], title: str) -> None:
