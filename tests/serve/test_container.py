@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 import tritonclient.grpc as triton
 import yaml
 
@@ -79,3 +80,24 @@ def test_the_inference_service_mounts_the_repository_read_only_and_probes_real_r
     for probe in ("readinessProbe", "livenessProbe"):
         check = container[probe]["httpGet"]
         assert check["port"] == port and client.get(check["path"]).status_code == 200
+
+
+KSERVE_PYTHON = Path(os.environ.get("DEEPLINE_KSERVE_PYTHON", "/work/bench_envs/kserve/bin/python"))
+
+
+@pytest.mark.skipif(
+    not KSERVE_PYTHON.is_file(), reason="no venv with the kserve SDK (.ci/run makes one)"
+)
+def test_the_kserve_sdk_reads_the_manifest_as_written(tmp_path: Path) -> None:
+    """The manifest round-trips through kserve's V1beta1InferenceService (and the kubernetes
+    models it holds) with no field lost or retyped; a misspelt field fails the same check."""
+    check = [str(KSERVE_PYTHON), str(ROOT / "benchmarks" / "kserve_manifest.py"), "--manifest"]
+    valid = subprocess.run([*check, str(MANIFEST)], capture_output=True, text=True)
+    assert valid.returncode == 0, valid.stdout + valid.stderr
+    assert "valid serving.kserve.io/v1beta1 InferenceService" in valid.stdout
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(MANIFEST.read_text().replace("readOnlyRootFilesystem", "readOnlyRootFilesytem"))
+    wrong = subprocess.run([*check, str(typo)], capture_output=True, text=True)
+    assert wrong.returncode == 1 and "readOnlyRootFilesytem: unknown field" in wrong.stdout + (
+        wrong.stderr
+    )
