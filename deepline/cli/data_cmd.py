@@ -59,8 +59,8 @@ def info(name: str = NAME, data_dir: str | None = DATA_DIR) -> None:
         if value:
             console.print(f"[bold]{key}:[/] {escape(value)}", highlight=False)
     if not spec.files:
-        console.print("files: none (bundled with scikit-learn)" if not spec.needs_path else
-                      "files: yours, given as data.path")  # fmt: skip
+        shipped = "files: none (the data ship inside an installed package)"
+        console.print("files: yours, given as data.path" if spec.needs_path else shipped)
         return
     long = [_fold(h) for h in ("sha256", "url", "found at")]
     table = Table("file", "bytes", *long, title=f"folder '{spec.folder}'")
