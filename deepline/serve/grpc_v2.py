@@ -40,6 +40,7 @@ from deepline.serve.protocols.kserve import (
     infer_tensors,
     input_specs,
     output_specs,
+    plan_for,
 )
 from deepline.serve.protocols.kserve_payload import (
     DATATYPES,
@@ -52,7 +53,6 @@ from deepline.serve.protocols.kserve_payload import (
     RequestedOutput,
     binary_tensor,
     build_outputs,
-    plan_outputs,
     to_binary,
 )
 from deepline.serve.served import ServedModel
@@ -145,7 +145,7 @@ class InferenceService(rpc.GRPCInferenceServiceServicer):
         model = self.model(request.model_name, request.model_version)
         parsed = parse_request(request)
         specs, classes = output_specs(model), classes_of(model)
-        plan = plan_outputs(parsed, specs, classes)
+        plan = plan_for(model, parsed, specs, classes)
         if model.generates:
             tensors = await generate_text(self.plane, model, parsed)
         else:

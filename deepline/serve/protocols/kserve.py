@@ -339,7 +339,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     else:
         parsed = parse_infer_request(body, length)
     specs, classes = output_specs(model), classes_of(model)
-    plan = _plan(model, parsed, specs, classes)
+    plan = plan_for(model, parsed, specs, classes)
     if model.generates:
         tensors = await generate_text(data, model, parsed)
     else:
@@ -354,7 +354,7 @@ _EVERY_OUTPUT: weakref.WeakKeyDictionary[ServedModel, dict[bool, list[RequestedO
 )
 
 
-def _plan(
+def plan_for(
     model: ServedModel,
     parsed: InferRequest,
     specs: list[dict[str, Any]],
