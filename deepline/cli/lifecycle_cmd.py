@@ -152,10 +152,14 @@ def evaluate(
         title=f"{result['split']} split, checkpoint {result['checkpoint']}, "
         f"{result.get('n', '?')} examples"
     )
+    baselines: dict[str, dict[str, float]] = result.get("baselines") or {}
     table.add_column("metric")
-    table.add_column("value", justify="right")
+    table.add_column("model" if baselines else "value", justify="right")
+    for name in baselines:  # what the task compares the model with, on the same examples
+        table.add_column(name, justify="right")
     for key, value in result["metrics"].items():
-        table.add_row(key, f"{value:.4f}")
+        others = [f"{b[key]:.4f}" if key in b else "" for b in baselines.values()]
+        table.add_row(key, f"{value:.4f}", *others)
     console.print(table)
     console.print(f"wrote {run_dir / 'eval.json'}, {run_dir / 'plots'}/, {write_report(run_dir)}")
 

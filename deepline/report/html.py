@@ -175,12 +175,16 @@ def _metrics_table(evaluation: dict | None, records: list[dict]) -> dict[str, An
         order += sorted(k for k in metrics if k not in _DISPLAY_METRICS)
         split, ckpt = evaluation.get("split", "?"), evaluation.get("checkpoint", "?")
         source = f"{split} split, checkpoint {ckpt}"
-        return {"source": source, "rows": [(k, metrics[k]) for k in order]}
+        # what the task compares the model with on the same examples (a forecaster's baselines)
+        baselines = evaluation.get("baselines") or {}
+        rows = [(k, metrics[k], [b.get(k) for b in baselines.values()]) for k in order]
+        return {"source": source, "rows": rows, "baselines": list(baselines)}
     for rec in reversed(records):
         val = {k: v for k, v in rec.items() if k.startswith("val/")}
         if val:
             source = f"last validation (epoch {rec.get('epoch', '?')}, step {rec.get('step', '?')})"
-            return {"source": source, "rows": sorted(val.items())}
+            return {"source": source, "rows": [(k, v, []) for k, v in sorted(val.items())],
+                    "baselines": []}  # fmt: skip
     return None
 
 

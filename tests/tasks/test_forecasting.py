@@ -181,3 +181,17 @@ def test_quantile_forecasts_give_intervals_and_their_coverage(tmp_path: Path) ->
                                rtol=1e-4, atol=1e-3)  # fmt: skip
     with pytest.raises(ConfigError, match=r"task\.quantiles: quantiles must be at least two"):
         load_config({**raw, "task": {"name": "forecasting", "quantiles": [0.9, 0.1]}})
+
+
+def test_evaluate_shows_the_baselines_beside_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.cli.test_cli import deepline
+
+    run = run_training(load_config(forecast_config(write_series(tmp_path / "a.csv"))), tmp_path)
+    code, out, err = deepline(["evaluate", str(run.run_dir)], capsys)
+    assert code == 0, err
+    assert "model" in out and "seasonal_naive" in out and "mase" in out
+    report = (run.run_dir / "report.html").read_text()
+    assert "<th>model</th><th>seasonal_naive</th>" in report
+    assert (run.run_dir / "plots" / "forecasts.png").stat().st_size > 1000
