@@ -98,9 +98,15 @@ class Body:
 
 
 def digit(bundle: Path) -> np.ndarray:
-    """One input the bundle's model reads, as floats in [0, 1] shaped like its signature."""
+    """One input the bundle's model reads, as floats in [0, 1]: shaped like the bundle's own
+    test example (so a sequence has its real length), or like its signature."""
+    from safetensors.numpy import load_file
+
     spec = json.loads((bundle / "bundle.json").read_text())["signature"]["inputs"][0]
     shape = [1 if d == -1 else d for d in spec["shape"]]
+    examples = bundle / "examples.safetensors"
+    if examples.is_file():
+        shape = [1, *load_file(str(examples))["test_x"].shape[1:]]
     rng = np.random.default_rng(0)
     return rng.random(shape).astype(np.float32)
 
