@@ -30,7 +30,7 @@ from deepline.data.load import load_data
 from deepline.data.loaders import BatchLoader, Loader
 from deepline.data.meta import DataMeta, DataSplits, Split
 from deepline.data.transforms import BatchAugment, Geometry
-from deepline.errors import DeeplineError
+from deepline.errors import ConfigError, DeeplineError
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,14 @@ class Task(ABC):
     def check_training(self, train: TrainConfig) -> None:
         """A ConfigError naming the pair for a training method this task cannot take."""
         return None  # every method, by default
+
+    def refuse_methods(self, train: TrainConfig, reasons: dict[str, str]) -> None:
+        """A ConfigError for the first ``train`` field of ``reasons`` that is set, naming the
+        pair and saying why (what ``check_training`` usually raises)."""
+        for field, reason in reasons.items():
+            if getattr(train, field) is not None:
+                raise ConfigError(f"train.{field} cannot be combined with task {self.name}: "
+                                  f"{reason}")  # fmt: skip
 
     @abstractmethod
     def build_model(self, model_config: ModelConfig) -> nn.Module: ...

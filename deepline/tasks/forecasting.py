@@ -23,7 +23,6 @@ from torch import nn
 
 from deepline.config import ModelConfig, TaskConfig, TrainConfig
 from deepline.data.meta import DataSplits
-from deepline.errors import ConfigError
 from deepline.registry import TASKS
 from deepline.tasks.base import Evaluator, Figure, OutputSpec, Task
 from deepline.tasks.forecast_baselines import BASELINES, forecast_metrics, mase_scale
@@ -122,19 +121,16 @@ class Forecasting(Task):
         return outputs[..., median]
 
     def check_training(self, train: TrainConfig) -> None:
-        refused = {
+        self.refuse_methods(train, {
             "privacy": "the windows of one series overlap: DP-SGD's guarantee per example would "
             "not protect a value, which many windows hold",
             "adversarial": "adversarial training attacks classified examples",
             "method": "semi- and self-supervised methods learn from unlabelled images",
             "distill": "distillation matches a teacher's class scores",
-        }
-        for field, reason in refused.items():
-            if getattr(train, field) is not None:
-                raise ConfigError(f"train.{field} cannot be combined with task forecasting: "
-                                  f"{reason}")  # fmt: skip
+        })  # fmt: skip
 
-    def _scaled_loss(self, pred: torch.Tensor, true: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def scaled_loss(self, pred: torch.Tensor, true: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The training loss: forecasts and actuals standardised by the window ``x``'s past."""
         mean, std = window_stats(x.float())
         true = (true.float() - mean[:, :, 0]) / std[:, :, 0]
         if pred.dim() == 3:  # quantiles: the pinball loss of each
@@ -149,7 +145,7 @@ class Forecasting(Task):
 
     def step_loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         x, y = batch
-        return self._scaled_loss(model(x), y, x)
+        return self.scaled_loss(model(x), y, x)
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The forecast's absolute error in the target's units (what attacks read)."""
@@ -267,7 +263,7 @@ class ForecastEvaluator(Evaluator):
 
     @torch.no_grad()
     def update(self, x: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
-        self.losses.append((float(self.task._scaled_loss(outputs, targets, x)), len(x)))
+        self.losses.append((float(self.task.scaled_loss(outputs, targets, x)), len(x)))
         self.forecasts.append(self.task.point(outputs).float().cpu().numpy())
         if outputs.dim() == 3:
             self.quantiles.append(outputs.float().cpu().numpy())

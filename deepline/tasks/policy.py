@@ -134,15 +134,12 @@ class Policy(Task):
         return Observations(self.meta.mean, self.meta.std)
 
     def check_training(self, train: TrainConfig) -> None:
-        refused = {
+        self.refuse_methods(train, {
             "privacy": "DP-SGD protects training examples; a policy learns from an environment",
             "adversarial": "adversarial training attacks labelled examples",
             "method": "semi- and self-supervised methods learn from unlabelled images",
             "distill": "distillation matches a teacher's class scores on a dataset",
-        }
-        for field, reason in refused.items():
-            if getattr(train, field) is not None:
-                raise ConfigError(f"train.{field} cannot be combined with task policy: {reason}")
+        })  # fmt: skip
         if train.accumulate != 1:
             raise ConfigError(
                 "train.accumulate cannot be combined with task policy: each PPO minibatch is "
