@@ -48,6 +48,15 @@ class PlaysWithModel(Protocol):
     def measurements(self) -> dict[str, float]: ...
 
 
+@runtime_checkable
+class KeepsTensors(Protocol):
+    """Training batches whose state holds tensors (a replay buffer): a checkpoint keeps them
+    in ``loader.safetensors`` beside ``state_dict``'s JSON, and gives them back after it."""
+
+    def state_tensors(self) -> dict[str, torch.Tensor]: ...
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None: ...
+
+
 def batch_seed(seed: int, epoch: int, position: int, rank: int) -> int:
     """A 64-bit seed that is a pure function of the four integers (no nearby collisions)."""
     digest = hashlib.sha256(f"deepline-windows:{seed}:{epoch}:{position}:{rank}".encode())

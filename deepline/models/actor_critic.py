@@ -25,7 +25,8 @@ class ActorCriticConfig(ModelConfig):
     )  # fmt: skip
 
 
-def _body(width: int, hidden: list[int], activation: str) -> nn.Sequential:
+def mlp(width: int, hidden: list[int], activation: str) -> nn.Sequential:
+    """Linear layers of the ``hidden`` widths, each followed by the activation."""
     layers: list[nn.Module] = []
     for out in hidden:
         layers += [nn.Linear(width, out), ACTIVATIONS[activation]()]
@@ -59,8 +60,8 @@ class ActorCritic(nn.Module):
         super().__init__()
         width = in_channels * image_size[0] * image_size[1]
         hidden = list(hidden)
-        self.policy_body = _body(width, hidden, activation)
-        self.value_body = None if shared else _body(width, hidden, activation)
+        self.policy_body = mlp(width, hidden, activation)
+        self.value_body = None if shared else mlp(width, hidden, activation)
         features = hidden[-1] if hidden else width
         self.logits = nn.Linear(features, num_classes)
         self.value = nn.Linear(features, 1)

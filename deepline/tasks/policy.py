@@ -1,11 +1,17 @@
-"""A policy: an observation in, a discrete action (and its probability) out, learned by PPO.
+"""A policy: an observation in, a discrete action out, learned by PPO or DQN.
 
-The data is a Gymnasium environment (``data.name: CartPole-v1``). Training plays it: PPO
-(Schulman et al. 2017) with a clipped objective, GAE, value and entropy terms, on rollouts of
-``n_envs`` environments (:mod:`deepline.tasks.rollouts`). Validation and evaluation play whole
-episodes with the greedy action (held-out seeds: 100 for ``val``, 100 others for ``test``) and
-report their mean return. The model is any module giving (B, A + 1): the actions' logits and the
-observation's value (``actor_critic``).
+The data is a Gymnasium environment (``data.name: CartPole-v1``). Training plays it, with
+``task.algorithm``:
+
+- ``ppo`` (Schulman et al. 2017): a clipped objective, GAE, value and entropy terms, on rollouts
+  of ``n_envs`` environments (:mod:`deepline.tasks.rollouts`). The model gives (B, A + 1): the
+  actions' logits and the observation's value (``actor_critic``).
+- ``dqn`` (Mnih et al. 2015): epsilon-greedy play into a replay buffer, a target network and
+  the Huber loss on TD targets (:mod:`deepline.tasks.replay`). The model gives (B, A + 1): the
+  actions' values and their maximum (``q_network``).
+
+Validation and evaluation play whole episodes with the greedy action (held-out seeds: 100 for
+``val``, 100 others for ``test``) and report their mean return.
 
 Splits: ``train`` holds observations of a random policy (their mean and standard deviation
 standardise observations, as the codec does in serving, and they are drift's reference);
@@ -24,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from deepline.config import DataConfig, ExperimentConfig, ModelConfig, TaskConfig, TrainConfig
@@ -33,33 +39,72 @@ from deepline.data.meta import DataMeta, DataSplits, Split
 from deepline.errors import ConfigError, DataError
 from deepline.registry import TASKS
 from deepline.tasks.base import Evaluator, Figure, OutputSpec, Task
-from deepline.tasks.rollouts import EpisodeLoader, Observations, RolloutLoader
+from deepline.tasks.replay import ReplayLoader
+from deepline.tasks.rollouts import ActingLoader, EpisodeLoader, Observations, RolloutLoader
 
 EPISODES = 100  # evaluation episodes of each of val and test (Gymnasium's "solved" averages 100)
 RANDOM_STEPS = 4096  # random-policy steps whose observations standardise the model's inputs
 FRAMES = 400  # frames of the first test episode kept for the report's strip
 
 
+PPO_ONLY = frozenset({"n_steps", "ppo_epochs", "gae_lambda", "clip_range", "clip_anneal",
+                      "vf_coef", "ent_coef", "normalize_advantages"})  # fmt: skip
+MODELS_OF = {"ppo": "actor_critic", "dqn": "q_network"}  # what each algorithm learns
+DQN_ONLY = frozenset({"buffer_size", "learning_starts", "train_freq", "gradient_steps",
+                      "target_update_interval", "exploration_fraction", "exploration_initial_eps",
+                      "exploration_final_eps", "double_q"})  # fmt: skip
+
+
 class PolicyConfig(TaskConfig):
     name: Literal["policy"] = "policy"
-    algorithm: Literal["ppo"] = "ppo"
+    algorithm: Literal["ppo", "dqn"] = Field(
+        "ppo", description="ppo (an actor_critic model) or dqn (a q_network model)"
+    )
     n_envs: int = Field(8, ge=1, le=1024, description="environments played at once, per process")
-    n_steps: int = Field(128, ge=1, description="steps of each environment per rollout")
-    ppo_epochs: int = Field(10, ge=1, description="passes over each rollout")
     gamma: float = Field(0.99, gt=0.0, le=1.0, description="discount of future rewards")
-    gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="GAE's bias-variance trade-off")
-    clip_range: float = Field(0.2, gt=0.0, lt=1.0, description="PPO's ratio clip")
-    clip_anneal: bool = Field(False, description="clip range falls linearly to 0 over training")
-    vf_coef: float = Field(0.5, ge=0.0, description="weight of the value loss")
-    ent_coef: float = Field(0.0, ge=0.0, description="weight of the entropy bonus")
-    normalize_advantages: bool = True
     eval_every_steps: int = Field(
         10_000, ge=1, description="environment steps (over all processes) per epoch: each "
         "epoch ends with the validation episodes",
     )  # fmt: skip
     eval_episodes: int = Field(EPISODES, ge=1, le=EPISODES, description="validation episodes")
+    # PPO
+    n_steps: int = Field(128, ge=1, description="ppo: steps of each environment per rollout")
+    ppo_epochs: int = Field(10, ge=1, description="ppo: passes over each rollout")
+    gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="ppo: GAE's bias-variance balance")
+    clip_range: float = Field(0.2, gt=0.0, lt=1.0, description="ppo: the ratio clip")
+    clip_anneal: bool = Field(False, description="ppo: the clip falls linearly to 0 over training")
+    vf_coef: float = Field(0.5, ge=0.0, description="ppo: weight of the value loss")
+    ent_coef: float = Field(0.0, ge=0.0, description="ppo: weight of the entropy bonus")
+    normalize_advantages: bool = True
+    # DQN
+    buffer_size: int = Field(100_000, ge=1, description="dqn: transitions kept for replay")
+    learning_starts: int = Field(100, ge=0, description="dqn: random steps before learning")
+    train_freq: int = Field(4, ge=1, description="dqn: steps of each environment per phase")
+    gradient_steps: int = Field(1, ge=1, description="dqn: updates after each phase's steps")
+    target_update_interval: int = Field(
+        10_000, ge=1, description="dqn: environment steps between copies to the target network"
+    )
+    exploration_fraction: float = Field(
+        0.1, gt=0.0, le=1.0, description="dqn: share of training over which epsilon falls"
+    )
+    exploration_initial_eps: float = Field(1.0, ge=0.0, le=1.0, description="dqn: first epsilon")
+    exploration_final_eps: float = Field(0.05, ge=0.0, le=1.0, description="dqn: last epsilon")
+    double_q: bool = Field(False, description="dqn: the online network picks the next action")
 
     checkpoint_monitor = ("val/mean_return", "max")
+
+    @model_validator(mode="after")
+    def _settings_of_the_algorithm(self) -> PolicyConfig:
+        foreign = PPO_ONLY if self.algorithm == "dqn" else DQN_ONLY
+        fields = type(self).model_fields
+        stray = sorted(f for f in foreign if getattr(self, f) != fields[f].default)
+        if stray:
+            other = "ppo" if self.algorithm == "dqn" else "dqn"
+            raise ValueError(
+                f"task.{stray[0]} is a setting of algorithm {other}, and this task's algorithm "
+                f"is {self.algorithm} (set task.algorithm: {other}, or remove it)"
+            )
+        return self
 
 
 @TASKS.register(
@@ -116,16 +161,26 @@ class Policy(Task):
 
     def loaders(
         self, cfg: ExperimentConfig, data: DataSplits, batch_size: int, rank: int, world: int
-    ) -> tuple[RolloutLoader, Any]:  # validation: episodes (an EpisodeLoader)
+    ) -> tuple[ActingLoader, Any]:  # validation: episodes (an EpisodeLoader)
         c = self.config
         pool = EnvPool(self.meta.name, c.n_envs, cfg.seed, rank)
-        per_rollout = c.n_envs * c.n_steps * world
-        rollouts_per_epoch = max(1, round(c.eval_every_steps / per_rollout))
-        train = RolloutLoader(
-            pool, self.observe, c.n_steps, batch_size, c.ppo_epochs, rollouts_per_epoch, 0,
-            c.gamma, c.gae_lambda, c.clip_range, c.clip_anneal, cfg.seed,
-        )  # fmt: skip
-        train.total_rollouts = _total_rollouts(cfg.train, train)
+        per_phase = c.n_envs * (c.n_steps if c.algorithm == "ppo" else c.train_freq) * world
+        phases = max(1, round(c.eval_every_steps / per_phase))
+        train: ActingLoader
+        if c.algorithm == "ppo":
+            train = RolloutLoader(
+                pool, self.observe, c.n_steps, batch_size, c.ppo_epochs, phases, c.gamma,
+                c.gae_lambda, c.clip_range, c.clip_anneal, cfg.seed,
+            )  # fmt: skip
+        else:
+            exploration = (c.exploration_initial_eps, c.exploration_final_eps,
+                           c.exploration_fraction)  # fmt: skip
+            train = ReplayLoader(
+                pool, self.observe, len(self.actions), batch_size, phases, c.train_freq,
+                c.gradient_steps, c.buffer_size, c.learning_starts // world,
+                c.target_update_interval, exploration, c.gamma, c.double_q, cfg.seed,
+            )  # fmt: skip
+        train.total_phases = _total_phases(cfg.train, train)
         seeds = data.val.y.tolist()[: c.eval_episodes][rank::world]
         return train, EpisodeLoader(self.meta.name, seeds, cfg.eval.batch_size, self.observe)
 
@@ -142,18 +197,30 @@ class Policy(Task):
         })  # fmt: skip
         if train.accumulate != 1:
             raise ConfigError(
-                "train.accumulate cannot be combined with task policy: each PPO minibatch is "
-                "one update (raise train.batch_size instead)"
+                "train.accumulate cannot be combined with task policy: each minibatch is one "
+                f"{self.config.algorithm.upper()} update (raise train.batch_size instead)"
             )
 
     def build_model(self, model_config: ModelConfig) -> nn.Module:
         from deepline.models import build_model
 
+        algorithm = self.config.algorithm
+        learner = MODELS_OF[algorithm]
+        if model_config.name in MODELS_OF.values() and model_config.name != learner:
+            raise ConfigError(
+                f"model.name {model_config.name} cannot be combined with task.algorithm "
+                f"{algorithm}: {algorithm} learns a {learner}"
+            )
         features = self.meta.input_shape[0]
         return build_model(model_config, in_channels=features, num_classes=len(self.actions))
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """PPO's clipped surrogate + ``vf_coef`` x value error - ``ent_coef`` x entropy."""
+        """PPO's clipped surrogate + ``vf_coef`` x value error - ``ent_coef`` x entropy; for
+        DQN, the Huber loss of the taken action's value against its TD target."""
+        if self.config.algorithm == "dqn":
+            action, td_target = targets.unbind(-1)
+            taken = outputs[:, :-1].float().gather(1, action.long()[:, None])[:, 0]
+            return F.smooth_l1_loss(taken, td_target)
         logits, values = outputs[:, :-1].float(), outputs[:, -1].float()
         action, old_log_prob, advantage, returns, clip = targets.unbind(-1)
         log_probs = logits.log_softmax(-1)
@@ -241,51 +308,67 @@ class Policy(Task):
 
     def signature(self) -> dict[str, Any]:
         width = len(self.actions) + 1
+        name = "logits_value" if self.config.algorithm == "ppo" else "q_values_max"
         return {
             "inputs": [self.codec.input_spec()],
-            "outputs": [{"name": "logits_value", "dtype": "float32", "shape": [-1, width]}],
+            "outputs": [{"name": name, "dtype": "float32", "shape": [-1, width]}],
         }
+
+    @property
+    def _scores(self) -> str:
+        """What the model says of each action: PPO's probabilities or DQN's values."""
+        return "probabilities" if self.config.algorithm == "ppo" else "q_values"
 
     def outputs(self) -> list[OutputSpec]:
         k, actions = len(self.actions), tuple(self.actions)
         return [
             OutputSpec("action", "BYTES", (-1,)),
-            OutputSpec("probabilities", "FP32", (-1, k), actions),
+            OutputSpec(self._scores, "FP32", (-1, k), actions),
             OutputSpec("value", "FP32", (-1,)),
         ]
 
     def named_outputs(
         self, raw: np.ndarray, inputs: np.ndarray | None = None
     ) -> dict[str, np.ndarray]:
-        """The greedy action's name, every action's probability and the observation's value."""
+        """The greedy action's name, every action's probability (PPO) or value (DQN) and the
+        observation's value."""
         raw = np.asarray(raw, dtype=np.float32)
-        logits = raw[:, :-1]
-        shifted = np.exp(logits - logits.max(-1, keepdims=True))
-        probabilities = (shifted / shifted.sum(-1, keepdims=True)).astype(np.float32)
+        scores = raw[:, :-1]
+        if self.config.algorithm == "ppo":
+            shifted = np.exp(scores - scores.max(-1, keepdims=True))
+            scores = (shifted / shifted.sum(-1, keepdims=True)).astype(np.float32)
         names = np.asarray(self.actions, dtype=object)
         return {
-            "action": names[logits.argmax(-1)],
-            "probabilities": probabilities,
+            "action": names[raw[:, :-1].argmax(-1)],
+            self._scores: scores.copy(),
             "value": raw[:, -1].copy(),
         }
 
     def answers(self, named: dict[str, np.ndarray], top_k: int | None = None) -> list[Any]:
-        """Every action with its probability, the greedy one first, and the value."""
+        """Every action, the greedy one first, with its probability (for DQN's greedy policy:
+        1 for the chosen action) and, for DQN, its value; and the observation's value."""
         index = {a: i for i, a in enumerate(self.actions)}
         answers = []
-        for row, action, value in zip(named["probabilities"], named["action"], named["value"]):
+        for row, action, value in zip(named[self._scores], named["action"], named["value"]):
             chosen = index[action]
             order = [chosen, *(i for i in np.argsort(-row, kind="stable") if i != chosen)]
-            answers.append(
-                [{"action": self.actions[i], "index": int(i), "probability": float(row[i]),
-                  "value": float(value)} for i in order[: top_k or len(order)]]
-            )  # fmt: skip
+            answer = []
+            for i in order[: top_k or len(order)]:
+                entry = {"action": self.actions[i], "index": int(i)}
+                if self.config.algorithm == "ppo":
+                    entry["probability"] = float(row[i])
+                else:
+                    entry |= {"probability": float(i == chosen), "q_value": float(row[i])}
+                answer.append({**entry, "value": float(value)})
+            answers.append(answer)
         return answers
 
     def answer_form(self) -> dict[str, Any]:
         return {"type": "ranking", "classes": len(self.actions)}
 
     def answer_cells(self, answer: Any) -> list[str]:
+        if self.config.algorithm == "dqn":
+            return [f"{a['action']} (Q {a['q_value']:.2f})" for a in answer]
         return [f"{a['action']} ({a['probability']:.1%})" for a in answer]
 
     def drift_signal(self, raw: np.ndarray) -> np.ndarray:
@@ -295,10 +378,10 @@ class Policy(Task):
         return len(self.actions)
 
 
-def _total_rollouts(train: TrainConfig, loader: RolloutLoader) -> int:
+def _total_phases(train: TrainConfig, loader: ActingLoader) -> int:
     if train.max_steps is not None:
-        return math.ceil(train.max_steps / loader.batches_per_rollout)
-    return (train.epochs or 1) * loader.rollouts_per_epoch
+        return max(1, math.ceil(train.max_steps / loader.batches_per_phase))
+    return max(1, (train.epochs or 1) * loader.phases_per_epoch)
 
 
 class ReturnEvaluator(Evaluator):

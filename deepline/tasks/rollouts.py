@@ -42,8 +42,90 @@ class Observations:
         return torch.from_numpy(((observations - self.mean) / self.std).astype(np.float32))
 
 
-class RolloutLoader(ResumablePosition):
-    """PPO's training batches, collected with the policy given to :meth:`attach`."""
+class ActingLoader(ResumablePosition):
+    """Training batches the model makes by acting: at the start of every phase the loader plays
+    its environments with the attached model (:meth:`_collect`), then yields
+    ``batches_per_phase`` batches made of what was played (:meth:`_batch`). An epoch is
+    ``phases_per_epoch`` phases; ``total_phases`` (set by the task from the training length)
+    drives the schedules that anneal over the whole run."""
+
+    batches_per_phase: int
+
+    def __init__(
+        self, pool: EnvPool, observe: Observations, phases_per_epoch: int, seed: int = 0
+    ) -> None:
+        self.pool, self.observe = pool, observe
+        self.phases_per_epoch, self.total_phases = phases_per_epoch, 1
+        self.seed, self.epoch, self.position = seed, 0, 0
+        self.env_steps = 0  # this process's environment steps (every environment counted)
+        self.device = torch.device("cpu")
+        self.policy: nn.Module | None = None
+        self.collected: int | None = None  # the phase whose play is held
+
+    def attach(self, model: nn.Module) -> None:
+        """The model that acts (the one being trained)."""
+        self.policy = model
+
+    def __len__(self) -> int:
+        return self.phases_per_epoch * self.batches_per_phase
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while self.position < len(self):
+            k, within = divmod(self.position, self.batches_per_phase)
+            phase = self.epoch * self.phases_per_epoch + k
+            if self.collected != phase:
+                self._collect(phase)
+                self.collected = phase
+            x, y = self._batch(phase, within)
+            self.position += 1
+            yield x.to(self.device), y.to(self.device)
+
+    def to(self, device: torch.device) -> ActingLoader:
+        self.device = device
+        return self
+
+    def tensors(self) -> list[torch.Tensor]:
+        return []
+
+    def measurements(self) -> dict[str, float]:
+        """This process's environment steps so far and the mean return and length of its
+        training episodes ended since the last call (if any)."""
+        ended = self.pool.take_finished()
+        measured = {"env_steps": float(self.env_steps)}
+        if ended:
+            measured["episode_return"] = float(np.mean([r for r, _ in ended]))
+            measured["episode_length"] = float(np.mean([n for _, n in ended]))
+        return measured
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "env_steps": self.env_steps, "pool": self.pool.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.env_steps = int(state["env_steps"])
+        self.pool.load_state_dict(state["pool"])
+
+    def _collect(self, phase: int) -> None:
+        raise NotImplementedError
+
+    def _batch(self, phase: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def _generator(self, phase: int, stream: int) -> torch.Generator:
+        return torch.Generator().manual_seed(batch_seed(self.seed, phase, stream, self.pool.rank))
+
+    @torch.no_grad()
+    def _outputs(self, observations: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
+        """The model's outputs (the attached one unless given), on the host."""
+        model = model or self.policy
+        assert model is not None, f"{type(self).__name__}.attach(model) before iterating"
+        device = next(model.parameters()).device
+        return model(observations.to(device)).float().cpu()
+
+
+class RolloutLoader(ActingLoader):
+    """PPO's training batches: a phase is one rollout of ``n_steps`` in every environment,
+    sampled from the attached policy, then ``ppo_epochs`` shuffled passes of minibatches."""
 
     def __init__(
         self,
@@ -53,98 +135,46 @@ class RolloutLoader(ResumablePosition):
         batch_size: int,
         ppo_epochs: int,
         rollouts_per_epoch: int,
-        total_rollouts: int,
         gamma: float,
         gae_lambda: float,
         clip_range: float,
         clip_anneal: bool,
         seed: int = 0,
     ) -> None:
-        self.pool, self.observe, self.n_steps = pool, observe, n_steps
-        self.batch_size, self.ppo_epochs = batch_size, ppo_epochs
-        self.rollouts_per_epoch, self.total_rollouts = rollouts_per_epoch, max(1, total_rollouts)
+        super().__init__(pool, observe, rollouts_per_epoch, seed)
+        self.n_steps, self.batch_size, self.ppo_epochs = n_steps, batch_size, ppo_epochs
         self.gamma, self.gae_lambda = gamma, gae_lambda
         self.clip_range, self.clip_anneal = clip_range, clip_anneal
-        self.seed, self.epoch, self.position = seed, 0, 0
         self.minibatches = math.ceil(n_steps * len(pool) / batch_size)
-        self.device = torch.device("cpu")
-        self.policy: nn.Module | None = None
-        self.rollout: int | None = None  # index of the rollout in ``x``/``y``
+        self.batches_per_phase = ppo_epochs * self.minibatches
         self.x = torch.zeros(0)
         self.y = torch.zeros(0)
 
-    @property
-    def batches_per_rollout(self) -> int:
-        return self.ppo_epochs * self.minibatches
-
-    def attach(self, model: nn.Module) -> None:
-        """The policy that plays the rollouts (the model being trained)."""
-        self.policy = model
-
-    def __len__(self) -> int:
-        return self.rollouts_per_epoch * self.batches_per_rollout
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        while self.position < len(self):
-            k, within = divmod(self.position, self.batches_per_rollout)
-            rollout = self.epoch * self.rollouts_per_epoch + k
-            if self.rollout != rollout:
-                self._collect(rollout)
-            ppo_epoch, minibatch = divmod(within, self.minibatches)
-            order = torch.randperm(len(self.x), generator=self._generator(rollout, 1 + ppo_epoch))
-            index = order[minibatch * self.batch_size : (minibatch + 1) * self.batch_size]
-            self.position += 1
-            yield self.x[index].to(self.device), self.y[index].to(self.device)
-
-    def to(self, device: torch.device) -> RolloutLoader:
-        self.device = device
-        return self
-
-    def tensors(self) -> list[torch.Tensor]:
-        return []
-
-    def measurements(self) -> dict[str, float]:
-        """Mean return and length of this process's training episodes ended since the last
-        call (none: nothing)."""
-        ended = self.pool.take_finished()
-        if not ended:
-            return {}
-        return {"episode_return": float(np.mean([r for r, _ in ended])),
-                "episode_length": float(np.mean([n for _, n in ended]))}  # fmt: skip
-
     def state_dict(self) -> dict[str, Any]:
-        return {
-            **super().state_dict(),
-            "rollout": self.rollout,
-            "x": self.x.tolist(),
-            "y": self.y.tolist(),
-            "pool": self.pool.state_dict(),
-        }
+        return {**super().state_dict(), "rollout": self.collected, "x": self.x.tolist(),
+                "y": self.y.tolist()}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.rollout = state["rollout"]
+        self.collected = state["rollout"]
         self.x = torch.tensor(state["x"], dtype=torch.float32)
         self.y = torch.tensor(state["y"], dtype=torch.float32)
-        self.pool.load_state_dict(state["pool"])
 
-    # -- collecting ---------------------------------------------------------------------------
+    def _batch(self, phase: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ppo_epoch, minibatch = divmod(index, self.minibatches)
+        order = torch.randperm(len(self.x), generator=self._generator(phase, 1 + ppo_epoch))
+        chosen = order[minibatch * self.batch_size : (minibatch + 1) * self.batch_size]
+        return self.x[chosen], self.y[chosen]
 
-    def _generator(self, rollout: int, stream: int) -> torch.Generator:
-        return torch.Generator().manual_seed(batch_seed(self.seed, rollout, stream, self.pool.rank))
-
-    @torch.no_grad()
     def _evaluate(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (B, A), values (B,)) of the policy, on the host."""
-        assert self.policy is not None, "RolloutLoader.attach(model) before iterating"
-        device = next(self.policy.parameters()).device
-        out = self.policy(observations.to(device)).float().cpu()
+        out = self._outputs(observations)
         return out[:, :-1], out[:, -1]
 
-    def _collect(self, rollout: int) -> None:
+    def _collect(self, phase: int) -> None:
         """Play ``n_steps`` in every environment; keep (observations, targets) of each step."""
         steps, n = self.n_steps, len(self.pool)
-        generator = self._generator(rollout, 0)
+        generator = self._generator(phase, 0)
         observations = torch.zeros(steps, n, self.pool.observations.shape[1])
         actions, log_probs = torch.zeros(steps, n, dtype=torch.long), torch.zeros(steps, n)
         values, rewards, dones = torch.zeros(steps, n), torch.zeros(steps, n), torch.zeros(steps, n)
@@ -161,16 +191,16 @@ class RolloutLoader(ResumablePosition):
                                                                 for i in cut])))  # fmt: skip
                 rewards[t, cut] += self.gamma * tail
             dones[t] = torch.from_numpy(step.terminated | step.truncated).float()
+        self.env_steps += steps * n
         _, last = self._evaluate(self.observe(self.pool.observations))
         advantages = generalised_advantages(rewards, values, dones, last, self.gamma,
                                             self.gae_lambda)  # fmt: skip
-        clip = self.clip_range * (1 - rollout / self.total_rollouts if self.clip_anneal else 1)
+        clip = self.clip_range * (1 - phase / self.total_phases if self.clip_anneal else 1)
         targets = torch.stack(
             [actions.float(), log_probs, advantages, advantages + values,
              torch.full_like(values, clip)], dim=-1,
         )  # fmt: skip
         self.x, self.y = observations.flatten(0, 1), targets.flatten(0, 1)
-        self.rollout = rollout
 
 
 def generalised_advantages(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from deepline.data.loaders import KeepsTensors
 from deepline.errors import DeeplineError
 from deepline.training import distributed
 from deepline.training.seed import rng_state, set_rng_state
@@ -53,6 +54,8 @@ def trainer_state(trainer: Trainer) -> tuple[dict[str, dict[str, torch.Tensor]],
     if trainer.ema is not None:  # the averaged weights, which inference loads (``weights``)
         groups["ema"] = trainer.ema.module.state_dict()
         state["ema_updates"] = int(trainer.ema.n_averaged)
+    if isinstance(trainer.train_loader, KeepsTensors):  # a replay buffer, this process's
+        groups["loader"] = trainer.train_loader.state_tensors()
     # CPU copies: a checkpoint loads on any device
     return {g: {k: v.detach().cpu() for k, v in t.items()} for g, t in groups.items()}, state
 
@@ -90,6 +93,8 @@ def load_trainer_state(
     trainer.lr_scale = values.get("lr_scale", 1.0)
     trainer.logs = dict(values["logs"])
     trainer.train_loader.load_state_dict(values["loader"])
+    if isinstance(trainer.train_loader, KeepsTensors):
+        trainer.train_loader.load_state_tensors(tensors.get("loader", {}))
     _load_rng(trainer, state, values)
     for cb in trainer.callbacks:
         cb.load_state_dict(values["callbacks"].get(cb.name, {}))

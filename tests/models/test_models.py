@@ -18,7 +18,7 @@ RECOMMENDERS = {"sasrec", "gru4rec", "bpr_mf", "popularity", "item_knn"}
 # a value per pixel or cell, not per image: tests/models/test_dense_models.py
 DENSE = {"unet", "resunet", "centernet"}
 GENERATORS = {"dcgan"}  # latents in, images out: below
-POLICIES = {"actor_critic"}  # observations in, action logits and a value out: below
+POLICIES = {"actor_critic", "q_network"}  # observations in, a score per action and a value out
 FORECASTERS = {"nbeats"}  # series windows in, the next values out: below
 OTHER_INPUTS = SEQUENCE_MODELS | TABLE_MODELS | RECOMMENDERS | DENSE | GENERATORS | POLICIES
 OTHER_INPUTS |= FORECASTERS
@@ -105,9 +105,10 @@ def test_a_generator_makes_images_of_the_data_shape(
                     image_size=(30, 30))  # fmt: skip
 
 
-def test_an_actor_critic_gives_each_actions_logit_and_a_value() -> None:
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_a_policy_model_gives_a_score_per_action_and_a_value(name: str) -> None:
     torch.manual_seed(0)
-    model = build_model(MODELS.meta("actor_critic")["config"](), in_channels=4, num_classes=3)
+    model = build_model(MODELS.meta(name)["config"](), in_channels=4, num_classes=3)
     x = torch.randn(5, 4)
     out = model(x)
     assert out.shape == (5, 3 + 1)
@@ -115,6 +116,14 @@ def test_an_actor_critic_gives_each_actions_logit_and_a_value() -> None:
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     with torch.no_grad():  # each row alone as in a batch
         torch.testing.assert_close(model(x), torch.cat([model(r[None]) for r in x]))
+
+
+@pytest.mark.parametrize("dueling", [False, True])
+def test_a_q_network_gives_the_largest_action_value_as_the_value(dueling: bool) -> None:
+    torch.manual_seed(0)
+    config = MODELS.meta("q_network")["config"](dueling=dueling)
+    out = build_model(config, in_channels=4, num_classes=3)(torch.randn(6, 4))
+    torch.testing.assert_close(out[:, -1], out[:, :-1].max(1).values)
 
 
 def test_nbeats_forecasts_the_horizon_from_windows() -> None:

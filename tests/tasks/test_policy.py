@@ -3,6 +3,7 @@ errors for environments, observations and methods it cannot take."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -19,12 +20,14 @@ from deepline.deploy.export import export_run
 from deepline.deploy.predictor import Predictor
 from deepline.errors import ConfigError, DataError, InputError
 from deepline.evaluate.loading import load_trained
+from deepline.models.q_network import QNetwork
 from deepline.serve.app import create_app
 from deepline.serve.repository import add_bundle
 from deepline.serve.server import BackgroundServer
 from deepline.serve.settings import ServeSettings
 from deepline.tasks.policy import Policy, PolicyConfig
-from deepline.tasks.rollouts import generalised_advantages
+from deepline.tasks.replay import ReplayLoader
+from deepline.tasks.rollouts import Observations, generalised_advantages
 from deepline.training.checkpoint import list_checkpoints
 from deepline.training.experiment import run_training
 from tests.train.test_checkpoint import assert_same_weights, final_weights
@@ -44,14 +47,29 @@ def policy_config(**train: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def dqn_config(**train: Any) -> dict[str, Any]:
+    """DQN on CartPole: 2 environments x 8 steps a phase, 4 updates a phase, a buffer of 50
+    transitions (overwritten from the second epoch), the target copied every 24 steps."""
+    raw = policy_config(**train)
+    raw["task"] = {"name": "policy", "algorithm": "dqn", "n_envs": 2, "train_freq": 8,
+                   "gradient_steps": 4, "learning_starts": 20, "buffer_size": 50,
+                   "target_update_interval": 24, "eval_every_steps": 32, "eval_episodes": 3,
+                   "double_q": True}  # fmt: skip
+    raw["model"] = {"name": "q_network", "hidden": [16]}
+    return raw
+
+
 def val_returns(run_dir: Path) -> list[float]:
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [r["val/mean_return"] for r in rows if "val/mean_return" in r]
 
 
-def test_a_resumed_run_plays_and_learns_exactly_as_an_uninterrupted_one(tmp_path: Path) -> None:
-    # checkpoints every 3 updates: most fall inside a rollout (4 updates each)
-    raw = policy_config(checkpoint={"every_steps": 3, "keep_last": 50})
+@pytest.mark.parametrize("make", [policy_config, dqn_config], ids=["ppo", "dqn"])
+def test_a_resumed_run_plays_and_learns_exactly_as_an_uninterrupted_one(
+    make: Any, tmp_path: Path
+) -> None:
+    # checkpoints every 3 updates: most fall inside a rollout or phase (4 updates each)
+    raw = make(checkpoint={"every_steps": 3, "keep_last": 50})
     full = run_training(load_config(raw), tmp_path / "full")
     part = run_training(load_config(raw), tmp_path / "part")
     checkpoints = list_checkpoints(part.run_dir / "checkpoints")
@@ -64,6 +82,8 @@ def test_a_resumed_run_plays_and_learns_exactly_as_an_uninterrupted_one(tmp_path
     assert val_returns(part.run_dir)[-1] == val_returns(full.run_dir)[-1]
     assert resumed.trainer.logs == full.trainer.logs  # returns of training episodes too
     assert "train/episode_return" in full.trainer.logs
+    replays = raw["task"].get("algorithm") == "dqn"  # its buffer and target network as tensors
+    assert (kept / "loader.safetensors").is_file() == replays
 
 
 def test_the_environment_pool_replays_to_the_same_state() -> None:
@@ -107,6 +127,67 @@ def test_the_ppo_loss_is_the_clipped_objective(tmp_path: Path) -> None:
     assert float(task.loss(outputs, targets)) == pytest.approx(want)
 
 
+def replay_loader(pool: EnvPool, model: torch.nn.Module, **settings: Any) -> ReplayLoader:
+    options: dict[str, Any] = {
+        "batch_size": 32, "phases_per_epoch": 1, "train_freq": 40, "gradient_steps": 1,
+        "buffer_size": 1000, "learning_starts": 0, "target_update_interval": 10**6,
+        "exploration": (1.0, 1.0, 1.0), "gamma": 0.9, "double": False, **settings,
+    }  # fmt: skip
+    loader = ReplayLoader(pool, Observations([0.0] * 4, [1.0] * 4), 2, **options)
+    loader.attach(model)
+    return loader
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_dqn_targets_are_the_target_networks_bellman_backup(double: bool) -> None:
+    torch.manual_seed(0)
+    model = QNetwork(4, 2, hidden=[8])
+    frozen = copy.deepcopy(model)  # the target network: copied at the start, not since
+    loader = replay_loader(EnvPool("CartPole-v1", 2, seed=0), model, double=double)
+    loader._collect(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))  # the online network moves on
+    x, y = loader._batch(0, 0)
+    stored = loader.buffer.data
+    rows = [int((stored["observation"][: loader.buffer.size] == row).all(1).nonzero()[0])
+            for row in x]  # fmt: skip
+    following = stored["next_observation"][rows]
+    with torch.no_grad():
+        q_next = frozen(following)[:, :2]
+        pick = model(following)[:, :2].argmax(-1) if double else q_next.argmax(-1)
+    best = q_next.gather(1, pick[:, None])[:, 0]
+    want = stored["reward"][rows] + 0.9 * (1 - stored["terminal"][rows]) * best
+    assert torch.equal(y[:, 0], stored["action"][rows].float())
+    torch.testing.assert_close(y[:, 1], want)
+
+
+def test_the_replay_buffer_keeps_every_transition_and_episode_end() -> None:
+    pool = EnvPool("CartPole-v1", 2, seed=1)
+    loader = replay_loader(pool, QNetwork(4, 2, hidden=[8]), buffer_size=64)
+    loader._collect(0)  # 2 x 40 steps into 64 places: the oldest 16 overwritten
+    buffer = loader.buffer
+    assert (buffer.size, buffer.next, loader.env_steps) == (64, 16, 80)
+    assert int(buffer.data["terminal"].sum()) <= len(pool.finished)
+    assert torch.equal(buffer.data["reward"], torch.ones(64))  # CartPole: 1 a step
+    # a transition's next observation is the following one of the same environment
+    newest = (buffer.next - 2) % 64
+    assert torch.equal(buffer.data["next_observation"][newest], torch.from_numpy(
+        pool.observations[0]))  # fmt: skip
+
+
+def test_epsilon_falls_linearly_and_the_target_is_copied_on_schedule() -> None:
+    pool = EnvPool("CartPole-v1", 2, seed=2)
+    loader = replay_loader(pool, QNetwork(4, 2, hidden=[8]), exploration=(1.0, 0.1, 0.5),
+                           target_update_interval=24, train_freq=8)  # fmt: skip
+    loader.total_phases = 10  # 160 steps: epsilon reaches 0.1 after 80
+    assert [loader.epsilon(s) for s in (0, 40, 80, 160)] == pytest.approx([1.0, 0.55, 0.1, 0.1])
+    loader._collect(0)  # 16 steps: copied at the start only
+    assert loader.synced_at == 0
+    loader._collect(1)  # steps 16 to 32: copied at 24
+    assert loader.synced_at == 24
+
+
 def test_the_data_are_the_environment_and_held_out_seeds() -> None:
     data = Policy.load_data(load_config(policy_config()).data)
     assert data.meta.codec == "features" and data.meta.input_shape == (4,)
@@ -134,6 +215,27 @@ def test_methods_for_datasets_are_refused_by_name(train: dict[str, Any], tmp_pat
     field = next(iter(train))
     with pytest.raises(ConfigError, match=f"train.{field} cannot be combined with task policy"):
         run_training(load_config(policy_config(**train)), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("task", "model", "message"),
+    [
+        ({"buffer_size": 10}, None, "task.buffer_size is a setting of algorithm dqn"),
+        ({"algorithm": "dqn", "clip_range": 0.1}, None,
+         "task.clip_range is a setting of algorithm ppo"),
+        ({"algorithm": "dqn"}, "actor_critic",
+         "model.name actor_critic cannot be combined with task.algorithm dqn"),
+        ({}, "q_network", "model.name q_network cannot be combined with task.algorithm ppo"),
+    ],
+)  # fmt: skip
+def test_each_algorithm_takes_its_own_settings_and_model(
+    task: dict[str, Any], model: str | None, message: str, tmp_path: Path
+) -> None:
+    raw = policy_config()
+    raw["task"] = {"name": "policy", "n_envs": 2, **task}
+    raw["model"] = {"name": model or "actor_critic"}
+    with pytest.raises(ConfigError, match=message):
+        run_training(load_config(raw), tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +267,31 @@ def test_the_served_policy_acts_as_the_trained_model(policy_bundle: tuple[Path, 
         assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200  # still up
     with pytest.raises(InputError, match="must hold 4 numbers"):
         Predictor(bundle).predict([[0.0, 0.0, 0.0]])
+
+
+def test_a_served_dqn_gives_each_actions_value(tmp_path: Path) -> None:
+    run = run_training(load_config(dqn_config(epochs=1)), tmp_path / "runs")
+    bundle = Path(export_run(run.run_dir)["bundle"])
+    x = run.data.test.x[:6]
+    with torch.no_grad():
+        q = run.trainer.eval_model(x)[:, :-1]
+    raw = x * torch.tensor(run.data.meta.std) + torch.tensor(run.data.meta.mean)
+    repository = tmp_path / "repository"
+    add_bundle(bundle, repository, "dqn")
+    with BackgroundServer(create_app(repository, ServeSettings())) as server:
+        answer = httpx.post(f"{server.url}/predict/dqn", json={"inputs": raw.tolist()})
+        assert answer.status_code == 200, answer.text
+        first = [a[0] for a in answer.json()["predictions"]]
+        assert [a["index"] for a in first] == q.argmax(-1).tolist()
+        assert [a["probability"] for a in first] == [1.0] * 6  # the greedy policy
+        assert [a["q_value"] for a in first] == pytest.approx(q.max(-1).values.tolist(), abs=1e-4)
+        v2 = httpx.post(f"{server.url}/v2/models/dqn/infer", json={"inputs": [
+            {"name": "input", "datatype": "FP32", "shape": [6, 4], "data": raw.flatten().tolist()}
+        ]})  # fmt: skip
+        assert v2.status_code == 200, v2.text
+        outputs = {o["name"]: o for o in v2.json()["outputs"]}
+        assert {"action", "q_values", "value"} <= set(outputs)
+        assert outputs["q_values"]["data"] == pytest.approx(q.flatten().tolist(), abs=1e-4)
 
 
 def test_play_reports_each_episode_and_writes_a_gif(
