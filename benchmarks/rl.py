@@ -1,16 +1,25 @@
-"""PPO on CartPole-v1: deepline against Stable-Baselines3 with RL Zoo's tuned hyper-parameters.
+"""PPO or DQN on CartPole-v1: deepline against Stable-Baselines3 with RL Zoo's tuned
+hyper-parameters.
 
 Both sides train until the greedy policy's mean return over 100 evaluation episodes reaches 475
-(Gymnasium's threshold for CartPole-v1), evaluating every 10,240 environment steps, with the
-same hyper-parameters (8 environments x 32 steps, 20 passes of batch 256, gamma 0.98, GAE
-lambda 0.8, lr 0.001 and clip 0.2 falling linearly to 0 over 100,000 steps, two 64-unit tanh
-networks) on one thread. Stable-Baselines3 runs in its own venv (``benchmarks/rl_sb3.py``,
-``--sb3-python``) with its EvalCallback over 10 evaluation environments; deepline runs
-``configs/cartpole_ppo.yaml``. For each seed the two run one after the other, alternating which
-goes first; wall time counts from building the environments to the stop (``wall s``), and
-the whole process with Python's start-up and imports (``process s``), on both sides.
+(Gymnasium's threshold for CartPole-v1), evaluated at the same environment steps (every 10,240
+after DQN's 768 steps of warm-up; on Stable-Baselines3's side just after the update that
+follows that step, as deepline's epochs end), with the same hyper-parameters on one thread:
 
-Run: ``python benchmarks/rl.py --seeds 0,1,2,3,4 --out /tmp/rl.json``
+- PPO (``configs/cartpole_ppo.yaml``): 8 environments x 32 steps, 20 passes of batch 256,
+  gamma 0.98, GAE lambda 0.8, lr 0.001 and clip 0.2 falling linearly to 0 over 100,000 steps,
+  two 64-unit tanh networks.
+- DQN (``configs/cartpole_dqn.yaml``): one environment, 1,000 random steps, 128 updates of
+  batch 64 after every 256 steps, a buffer of 100,000, the target copied every 10 steps, epsilon
+  1 to 0.04 over 16% of training, two 256-unit ReLU layers, Adam 2.3e-3, gradients clipped at 10.
+
+Stable-Baselines3 runs in its own venv (``benchmarks/rl_sb3.py``, ``--sb3-python``) with its
+EvalCallback over 10 evaluation environments. For each seed the two run one after the other,
+alternating which goes first; wall time counts from building the environments to the stop
+(``wall s``), and the whole process with Python's start-up and imports (``process s``), on both
+sides.
+
+Run: ``python benchmarks/rl.py --algo dqn --seeds 0,1,2,3,4 --out /tmp/rl.json``
 """
 
 from __future__ import annotations
@@ -34,7 +43,11 @@ EVAL_EVERY = 10_240  # 40 rollouts of 8 x 32 steps
 TARGET = 475.0
 
 
-def ours_once(seed: int) -> dict:
+CONFIGS = {"ppo": "cartpole_ppo", "dqn": "cartpole_dqn"}
+WARMUP = {"ppo": 0, "dqn": 768}  # DQN's whole phases of random steps before the first update
+
+
+def ours_once(algo: str, seed: int) -> dict:
     """One deepline run in this process: steps and seconds to the target."""
     import torch
 
@@ -43,25 +56,27 @@ def ours_once(seed: int) -> dict:
 
     torch.set_num_threads(1)
     config = load_config(
-        "cartpole_ppo",
+        CONFIGS[algo],
         [f"seed={seed}", f"task.eval_every_steps={EVAL_EVERY}", "train.tensorboard=false"],
     )
     with tempfile.TemporaryDirectory() as runs:
         start = time.perf_counter()
         exp = run_training(config, runs)
         wall = time.perf_counter() - start
-    per_epoch = config.task.n_envs * config.task.n_steps * round(EVAL_EVERY / 256)  # type: ignore[attr-defined]
+    loader = exp.trainer.train_loader
+    assert getattr(loader, "warmup_steps", 0) == WARMUP[algo], "the evaluation grids differ"
     best = exp.trainer.logs.get("val/mean_return", float("nan"))
-    return {"seed": seed, "reached": best >= TARGET, "env_steps": exp.trainer.epoch * per_epoch,
+    return {"seed": seed, "reached": best >= TARGET, "env_steps": loader.env_steps,  # type: ignore[attr-defined]
             "best_mean_return": best, "wall_s": wall}  # fmt: skip
 
 
-def run_side(side: str, seed: int, sb3_python: str) -> dict:
+def run_side(side: str, algo: str, seed: int, sb3_python: str) -> dict:
     if side == "sb3":
-        command = [sb3_python, str(HERE / "rl_sb3.py"), "--seed", str(seed),
-                   "--eval-every", str(EVAL_EVERY), "--target", str(TARGET)]  # fmt: skip
+        command = [sb3_python, str(HERE / "rl_sb3.py"), "--algo", algo, "--seed", str(seed),
+                   "--first-eval", str(WARMUP[algo] + EVAL_EVERY), "--eval-every",
+                   str(EVAL_EVERY), "--target", str(TARGET)]  # fmt: skip
     else:
-        command = [sys.executable, str(HERE / "rl.py"), "--ours-once", str(seed)]
+        command = [sys.executable, str(HERE / "rl.py"), "--algo", algo, "--ours-once", str(seed)]
     start = time.perf_counter()
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     result: dict = json.loads(out.strip().splitlines()[-1])
@@ -71,24 +86,26 @@ def run_side(side: str, seed: int, sb3_python: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--algo", choices=sorted(CONFIGS), default="ppo")
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--sb3-python", default=SB3_PYTHON)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     parser.add_argument("--ours-once", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ours_once is not None:
-        print(json.dumps(ours_once(args.ours_once)))
+        print(json.dumps(ours_once(args.algo, args.ours_once)))
         return
     console = Console()
     results: dict[str, list[dict]] = {"deepline": [], "sb3": []}
     for i, seed in enumerate(int(s) for s in args.seeds.split(",")):
         order = ["deepline", "sb3"] if i % 2 == 0 else ["sb3", "deepline"]
         for side in order:
-            result = run_side(side, seed, args.sb3_python)
+            result = run_side(side, args.algo, seed, args.sb3_python)
             results[side].append(result)
             steps, wall, best = result["env_steps"], result["wall_s"], result["best_mean_return"]
             console.print(f"seed {seed} {side}: {steps} steps, {wall:.1f} s, best {best:.1f}")
-    table = Table(title=f"PPO on CartPole-v1 to a mean greedy return of {TARGET:g} ({machine()})")
+    title = f"{args.algo.upper()} on CartPole-v1 to a mean greedy return of {TARGET:g}"
+    table = Table(title=f"{title} ({machine()})")
     columns = ("", "seeds reaching", "median env steps", "median wall s", "median process s",
                "steps", "wall s")  # fmt: skip
     for column in columns:

@@ -155,6 +155,17 @@ class DistillConfig(Section):
     )  # fmt: skip
     temperature: float = Field(4.0, gt=0.0, allow_inf_nan=False, description="T, softening")
     alpha: float = Field(0.9, ge=0.0, le=1.0, description="weight of the soft targets")
+    features: float = Field(
+        0.0, ge=0.0, allow_inf_nan=False, description="weight of feature matching: the "
+        "student's features (the input of its output layer) learn the teacher's similarities "
+        "between the batch's examples (Tung & Mori 2019), whatever the two widths; 0 is off. "
+        "Needs a teacher run (a bundle's model.onnx gives only outputs)",
+    )  # fmt: skip
+    cache: bool = Field(
+        False, description="run the teacher once per training example before training and "
+        "keep its outputs (and features), instead of on every batch; not with data.augment, "
+        "whose views the cache has not seen",
+    )  # fmt: skip
 
 
 class PruneConfig(Section):

@@ -113,6 +113,7 @@ class BatchLoader(ResumablePosition):
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self.position = 0  # batches already yielded in this epoch
+        self.last_index = torch.zeros(0, dtype=torch.long)  # the examples of the last batch
 
     def tensors(self) -> list[torch.Tensor]:
         return [self.x, self.y]
@@ -149,6 +150,7 @@ class BatchLoader(ResumablePosition):
     def batch(self, epoch: int, position: int, order: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Batch ``position`` of ``epoch``, given the epoch's ``order``."""
         idx = order[position * self.batch_size : (position + 1) * self.batch_size]
+        self.last_index = idx
         x, y = self.x[idx], self.y[idx]
         if self.augment is not None:
             seed = batch_seed(self.seed, epoch, position, self.rank)
@@ -186,6 +188,7 @@ class WeightedLoader(BatchLoader):
         idx = torch.multinomial(
             self.weights, self.batch_size, True, generator=self.draws(epoch, position)
         )
+        self.last_index = idx
         return self.x[idx], self.y[idx]
 
 

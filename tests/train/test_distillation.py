@@ -11,8 +11,13 @@ import pytest
 import torch
 
 from deepline.config import load_config
+from deepline.deploy.export import export_run
 from deepline.errors import ConfigError
-from deepline.training.callbacks.distillation import distillation_loss, load_teacher
+from deepline.training.callbacks.distillation import (
+    distillation_loss,
+    load_teacher,
+    similarity_loss,
+)
 from deepline.training.experiment import build_experiment, run_training
 
 
@@ -30,6 +35,57 @@ def test_the_distillation_loss_matches_a_hand_computation() -> None:
     expected = total / 2 * t * t  # KL averaged over the batch, times T^2
     assert distillation_loss(student, teacher, t).item() == pytest.approx(expected, rel=1e-6)
     assert distillation_loss(teacher, teacher, t).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_similarity_loss_matches_a_hand_computation() -> None:
+    student = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])  # width 2
+    teacher = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 3.0]])  # width 3
+
+    def rows(features: list[list[float]]) -> list[list[float]]:
+        gram = [[sum(a * b for a, b in zip(u, v)) for v in features] for u in features]
+        return [[g / math.sqrt(sum(h * h for h in row)) for g in row] for row in gram]
+
+    gs, gt = rows(student.tolist()), rows(teacher.tolist())
+    expected = sum((a - b) ** 2 for ra, rb in zip(gs, gt) for a, b in zip(ra, rb)) / 9
+    assert similarity_loss(student, teacher).item() == pytest.approx(expected, rel=1e-6)
+    assert similarity_loss(teacher * 5, teacher).item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.conftest import tiny_config
+
+    return run_training(load_config(tiny_config()), tmp_path_factory.mktemp("t")).run_dir
+
+
+def test_features_and_a_cache_give_the_same_objective_as_the_live_teacher(
+    tiny: dict[str, Any], teacher_run: Path, tmp_path: Path
+) -> None:
+    teacher, _ = load_teacher(teacher_run)
+    distill = {"teacher": str(teacher_run), "temperature": 2.0, "alpha": 0.5, "features": 3.0}
+    unaugmented = {"name": tiny["data"]["name"]}
+    student = {**tiny, "data": unaugmented, "model": {"name": "mlp", "hidden": [24]},
+               "train": {**tiny["train"], "distill": distill}}  # fmt: skip
+    live = run_training(load_config(student), tmp_path / "live")
+    student["train"] = {**student["train"], "distill": {**distill, "cache": True}}
+    cached = run_training(load_config(student), tmp_path / "cached")
+    distillation = next(c for c in cached.trainer.callbacks if type(c).__name__ == "Distillation")
+    outputs, features = distillation.cached
+    assert len(outputs) == len(features) == len(cached.data.train.x)  # one answer per example
+    # the same seed, data and objective: the cache changes where the teacher's answers come from
+    for a, b in zip(live.model.parameters(), cached.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    # by hand: soft and hard targets, plus 3 x the similarity of the output layers' inputs
+    x, y = live.data.train.x[:32], live.data.train.y[:32]
+    live.model.eval()
+    with torch.no_grad():
+        out = live.model(x)
+        hidden = live.model.net[:-1](x)  # the inputs of the two output layers
+        reference = teacher(x)
+        teacher_hidden = teacher.classifier[:-1](teacher.pool(teacher.features(x)))
+    expected = 0.5 * distillation_loss(out, reference, 2.0) + 0.5 * live.task.loss(out, y)
+    expected = expected + 3.0 * similarity_loss(hidden, teacher_hidden)
+    assert live.trainer.objective(live.model, (x, y)).item() == pytest.approx(expected.item())
 
 
 def test_a_student_learns_from_a_teacher_run(tiny: dict[str, Any], tmp_path: Path) -> None:
@@ -53,8 +109,6 @@ def test_a_student_learns_from_a_teacher_run(tiny: dict[str, Any], tmp_path: Pat
 def test_an_exported_bundle_teaches_through_onnx_runtime(
     tiny: dict[str, Any], tmp_path: Path
 ) -> None:
-    from deepline.deploy.export import export_run
-
     teacher_dir = run_training(load_config(tiny), tmp_path / "teacher").run_dir
     bundle = Path(export_run(teacher_dir, formats=["onnx"])["bundle"])
     torch_teacher, classes = load_teacher(teacher_dir)
@@ -85,6 +139,16 @@ def test_bad_teachers_and_pairs_are_refused(tiny: dict[str, Any], tmp_path: Path
     both = {**student, "train": {**student["train"], "method": {"name": "fixmatch"}}}
     with pytest.raises(ConfigError, match=r"train.method .fixmatch. and train.distill both"):
         load_config(both)
+    teacher = run_training(load_config(tiny), tmp_path / "teacher").run_dir
+    student["train"]["distill"] = {"teacher": str(teacher), "cache": True}
+    exp = build_experiment(load_config(student), tmp_path / "s")  # tiny augments its digits
+    with pytest.raises(ConfigError, match=r"cache cannot be combined with data\.augment"):
+        exp.trainer.fit()
+    bundle = Path(export_run(teacher, formats=["onnx"])["bundle"])
+    student["train"]["distill"] = {"teacher": str(bundle), "features": 1.0}
+    exp = build_experiment(load_config(student), tmp_path / "s")
+    with pytest.raises(ConfigError, match="features needs the teacher's features"):
+        exp.trainer.fit()
     private = {**student, "train": {**student["train"], "privacy": {"noise_multiplier": 1.0}}}
     with pytest.raises(ConfigError, match=r"train.privacy cannot be combined with train.distill"):
         load_config(private)
