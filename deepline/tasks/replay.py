@@ -50,7 +50,9 @@ class ReplayBuffer:
     def add(self, **transitions: torch.Tensor) -> None:
         """Append a batch of transitions (each field (n, ...)), overwriting the oldest."""
         n = len(transitions["action"])
-        slots = (self.next + torch.arange(n)) % self.capacity
+        slots: slice | torch.Tensor = slice(self.next, self.next + n)
+        if self.next + n > self.capacity:  # wraps around
+            slots = (self.next + torch.arange(n)) % self.capacity
         for name in FIELDS:
             self.data[name][slots] = transitions[name].to(self.data[name].dtype)
         self.next = int((self.next + n) % self.capacity)

@@ -60,6 +60,7 @@ class ActingLoader(ResumablePosition):
         self.env_steps = 0  # this process's environment steps (every environment counted)
         self.device = torch.device("cpu")
         self.policy: nn.Module | None = None
+        self._model_device: torch.device | None = None
         self.collected: int | None = None  # the phase whose play is held
 
     def attach(self, model: nn.Module) -> None:
@@ -119,8 +120,9 @@ class ActingLoader(ResumablePosition):
         """The model's outputs (the attached one unless given), on the host."""
         model = model or self.policy
         assert model is not None, f"{type(self).__name__}.attach(model) before iterating"
-        device = next(model.parameters()).device
-        return model(observations.to(device)).float().cpu()
+        if self._model_device is None:  # placed by the trainer after attach; fixed from then
+            self._model_device = next(model.parameters()).device
+        return model(observations.to(self._model_device)).float().cpu()
 
 
 class RolloutLoader(ActingLoader):
