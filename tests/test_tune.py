@@ -11,7 +11,7 @@ import yaml
 from deepline.config import load_config
 from deepline.errors import ConfigError, DeeplineError
 from deepline.tune.space import load_space
-from deepline.tune.study import TuneSettings, open_study, run_study
+from deepline.tune.study import TuneSettings, make_pruner, open_study, run_study
 from tests.conftest import tiny_config
 
 SPACE = {
@@ -121,3 +121,19 @@ def test_cli_reports_space_errors(tmp_path: Path, capsys: pytest.CaptureFixture[
     )
     assert code == 2 and "Traceback" not in err
     assert "empty range" in " ".join(err.split())
+
+
+@pytest.mark.parametrize(("epochs", "warmup"), [(3, 1), (10, 1), (200, 20)])
+def test_the_median_pruner_waits_a_tenth_of_the_epochs(epochs: int, warmup: int) -> None:
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("median", epochs))
+    for value in (0.5, 0.6, 0.7):  # three complete trials set the medians
+        trial = study.ask()
+        for epoch in range(epochs):
+            trial.report(value, epoch)
+        study.tell(trial, value)
+    slow = study.ask()
+    for epoch in range(warmup):
+        slow.report(0.0, epoch)
+        assert not slow.should_prune()  # far below every median, but still warming up
+    slow.report(0.0, warmup)
+    assert slow.should_prune()
