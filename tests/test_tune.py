@@ -137,3 +137,24 @@ def test_the_median_pruner_waits_a_tenth_of_the_epochs(epochs: int, warmup: int)
         assert not slow.should_prune()  # far below every median, but still warming up
     slow.report(0.0, warmup)
     assert slow.should_prune()
+
+
+def test_a_resumed_study_does_not_repeat_its_first_draws(tmp_path: Path) -> None:
+    space = load_space(write(tmp_path, "space.yaml", SPACE), load_config(tiny_config()))
+
+    def settings(name: str) -> TuneSettings:
+        return TuneSettings(trials=4, storage=f"sqlite:///{tmp_path / name}", study_name="t")
+
+    def draw(study: optuna.Study) -> float:
+        trial = study.ask()
+        value = trial.suggest_float("x", 0.0, 1.0)
+        study.tell(trial, value)
+        return value
+
+    first = open_study(settings("study.db"), space, 2)
+    before = [draw(first) for _ in range(2)]
+    resumed = open_study(settings("study.db"), space, 2)  # the command run again
+    after = [draw(resumed) for _ in range(2)]
+    assert not set(before) & set(after)
+    fresh = open_study(settings("other.db"), space, 2)
+    assert draw(fresh) == before[0]  # a new study starts as reproducibly as before

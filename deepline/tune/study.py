@@ -75,7 +75,7 @@ def open_study(settings: TuneSettings, space: Space, epochs: int) -> optuna.Stud
             "Check the URL, that the database server is up and reachable, and "
             "that its driver is installed."
         ) from None
-    return optuna.create_study(
+    study = optuna.create_study(
         storage=storage,
         study_name=settings.study_name,
         load_if_exists=True,
@@ -83,6 +83,10 @@ def open_study(settings: TuneSettings, space: Space, epochs: int) -> optuna.Stud
         sampler=make_sampler(settings.sampler, space, settings.seed),
         pruner=make_pruner(settings.pruner, epochs),
     )
+    if study.trials:  # resumed or joined: a sampler seeded afresh would repeat its first draws
+        seed = settings.seed + 7919 * len(study.trials)
+        study.sampler = make_sampler(settings.sampler, space, seed)
+    return study
 
 
 def run_worker(
