@@ -12,8 +12,10 @@ pruning's speed-up on the Fashion-MNIST ResNet, and a student a tenth the teache
    trained. Target: >= 2x ONNX Runtime speed-up at batch 64 for at most 0.3 point of accuracy.
 3. ``distill``: a LeNet of 14,002 weights (8 and 16 filters, 16 hidden units; the ResNet
    teacher has 174,970) trained 10 epochs on Fashion-MNIST with and without the teacher's soft
-   targets (T = 4, alpha = 0.9, Hinton et al.'s usual setting; and T = 2, alpha = 0.5), the same
-   seed.
+   targets (T = 4, alpha = 0.9, Hinton et al.'s usual setting; and T = 2, alpha = 0.5), and with
+   feature matching added (``train.distill.features: 3000``, Tung & Mori 2019's weight for
+   their similarity-preserving loss), the same seed. ``--teacher RUN`` gives another teacher
+   (default: the ``--resnet`` run).
 
 4. ``qat``: quantization-aware fine-tuning where post-training int8 loses more than 0.3 point:
    the Kvasir-SEG residual U-Net (``configs/kvasir_resunet.yaml``; Dice). ``deepline compress
@@ -43,6 +45,7 @@ from rich.table import Table
 from deepline.compress import compress_run, read_compression
 from deepline.config import load_config
 from deepline.evaluate.evaluate import evaluate_run
+from deepline.evaluate.loading import load_trained
 
 console = Console(width=150)
 CHANNEL_EPOCHS = 10
@@ -167,6 +170,7 @@ def distill(teacher: Path, runs: Path, data_dir: str) -> None:
         "alone": [],
         "distilled": [f"train.distill={{teacher: {teacher}}}"],
         "distilled_t2": [f"train.distill={{teacher: {teacher}, temperature: 2, alpha: 0.5}}"],
+        "distilled_features": [f"train.distill={{teacher: {teacher}, features: 3000}}"],
     }
     for name, extra in variants.items():
         run_dir = runs / f"student_{name}"
@@ -179,9 +183,11 @@ def distill(teacher: Path, runs: Path, data_dir: str) -> None:
         if (teacher / "eval.json").is_file()
         else evaluate_run(teacher, data_dir=data_dir)
     )
-    table.add_row("teacher (174,970 weights)", "-", f"{teacher_eval['metrics']['accuracy']:.4f}")
+    weights = sum(p.numel() for p in load_trained(teacher, data_dir=data_dir).model.parameters())
+    accuracy = teacher_eval["metrics"]["accuracy"]
+    table.add_row(f"teacher ({weights:,} weights)", "-", f"{accuracy:.4f}")
     console.print(table)
-    for name in ("distilled", "distilled_t2"):
+    for name in ("distilled", "distilled_t2", "distilled_features"):
         gain = (scores[name] - scores["alone"]) * 100
         console.print(f"{name}: the teacher's soft targets give {gain:+.2f} points")
 
@@ -217,6 +223,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("DEEPLINE_DATA_DIR", "../shared/data"))
     parser.add_argument("--lenet", type=Path, help="a trained mnist_lenet run")
     parser.add_argument("--resnet", type=Path, help="a trained fashion_resnet run")
+    parser.add_argument("--teacher", type=Path, help="the distillation teacher (default --resnet)")
     parser.add_argument("--segmenter", type=Path, help="a trained kvasir_resunet run")
     parser.add_argument("--runs", type=Path, default=Path("runs/compression"))
     parser.add_argument("--parts", default="lenet,channels,distill,qat")
@@ -227,7 +234,7 @@ def main() -> None:
     if "channels" in parts:
         channels(args.resnet.resolve(), args.data_dir)
     if "distill" in parts:
-        distill(args.resnet.resolve(), args.runs, args.data_dir)
+        distill((args.teacher or args.resnet).resolve(), args.runs, args.data_dir)
     if "qat" in parts:
         qat(args.segmenter.resolve(), args.data_dir)
     console.print(f"{datetime.date.today()} {machine()}")
