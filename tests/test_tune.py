@@ -123,16 +123,16 @@ def test_cli_reports_space_errors(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "empty range" in " ".join(err.split())
 
 
-@pytest.mark.parametrize(("epochs", "warmup"), [(3, 1), (10, 1), (200, 20)])
+@pytest.mark.parametrize(("epochs", "warmup"), [(3, 2), (10, 2), (200, 20)])
 def test_the_median_pruner_waits_a_tenth_of_the_epochs(epochs: int, warmup: int) -> None:
     study = optuna.create_study(direction="maximize", pruner=make_pruner("median", epochs))
     for value in (0.5, 0.6, 0.7):  # three complete trials set the medians
         trial = study.ask()
-        for epoch in range(epochs):
+        for epoch in range(1, epochs + 1):  # epochs are reported from 1, as training does
             trial.report(value, epoch)
         study.tell(trial, value)
     slow = study.ask()
-    for epoch in range(warmup):
+    for epoch in range(1, warmup):
         slow.report(0.0, epoch)
         assert not slow.should_prune()  # far below every median, but still warming up
     slow.report(0.0, warmup)

@@ -100,9 +100,10 @@ class PolicyConfig(TaskConfig):
         stray = sorted(f for f in foreign if getattr(self, f) != fields[f].default)
         if stray:
             other = "ppo" if self.algorithm == "dqn" else "dqn"
+            names = ", ".join(f"task.{f}" for f in stray)
             raise ValueError(
-                f"task.{stray[0]} is a setting of algorithm {other}, and this task's algorithm "
-                f"is {self.algorithm} (set task.algorithm: {other}, or remove it)"
+                f"{names}: settings of algorithm {other}, and this task's algorithm is "
+                f"{self.algorithm} (set task.algorithm: {other}, or remove them)"
             )
         return self
 
@@ -207,9 +208,11 @@ class Policy(Task):
         algorithm = self.config.algorithm
         learner = MODELS_OF[algorithm]
         if model_config.name in MODELS_OF.values() and model_config.name != learner:
+            other = next(a for a, m in MODELS_OF.items() if m == model_config.name)
             raise ConfigError(
                 f"model.name {model_config.name} cannot be combined with task.algorithm "
-                f"{algorithm}: {algorithm} learns a {learner}"
+                f"{algorithm}: {algorithm} trains a {learner} model (use model.name: {learner}, "
+                f"or task.algorithm: {other})"
             )
         features = self.meta.input_shape[0]
         return build_model(model_config, in_channels=features, num_classes=len(self.actions))

@@ -28,6 +28,7 @@ from torch import nn
 
 from deepline.data.environments import EnvPool
 from deepline.data.loaders import batch_seed
+from deepline.errors import CheckpointError
 from deepline.tasks.rollouts import ActingLoader, Observations
 
 TARGETS = ("action", "td_target")  # columns of a batch's targets
@@ -133,6 +134,11 @@ class ReplayLoader(ActingLoader):
         return tensors
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        if self._pending["size"] and "buffer.observation" not in tensors:
+            raise CheckpointError(
+                "this DQN checkpoint holds no replay buffer (loader.safetensors): it cannot "
+                "continue exactly; train anew"
+            )
         self.buffer.load_state_tensors(tensors, self._pending["size"], self._pending["next"])
         target = {k[len("target.") :]: v for k, v in tensors.items() if k.startswith("target.")}
         if target:

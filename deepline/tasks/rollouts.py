@@ -103,7 +103,7 @@ class ActingLoader(ResumablePosition):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.env_steps = int(state["env_steps"])
+        self.env_steps = int(state.get("env_steps", 0))  # not kept by checkpoints before DQN
         self.pool.load_state_dict(state["pool"])
 
     def _collect(self, phase: int) -> None:

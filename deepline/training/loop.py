@@ -232,6 +232,8 @@ class Trainer:
         batch copied there ahead of use."""
         if self.device.type == "cpu":
             return loader
+        if isinstance(loader, PlaysWithModel):  # makes its batches by acting: nothing to copy
+            return loader.to(self.device)
         fits = setting == "auto" and fits_on_device(loader.tensors(), self.device)
         keep = setting is True or fits
         return loader.to(self.device) if keep else Prefetcher(loader, self.device)

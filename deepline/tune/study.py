@@ -49,10 +49,10 @@ def make_sampler(name: str, space: Space, seed: int) -> optuna.samplers.BaseSamp
 
 def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     """``median`` stops a trial whose validation metric is below the median of earlier trials
-    at the same epoch, once a tenth of the epochs (at least 1) has passed: the first epochs
-    favour small batches and high rates, which a longer run may not."""
+    at the same epoch (reported from 1), once a tenth of the epochs (at least 2) has passed: the
+    first epochs favour small batches and high rates, which a longer run may not."""
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(1, epochs // 10))
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(2, epochs // 10))
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 2))
     if name == "none":

@@ -220,9 +220,9 @@ def test_methods_for_datasets_are_refused_by_name(train: dict[str, Any], tmp_pat
 @pytest.mark.parametrize(
     ("task", "model", "message"),
     [
-        ({"buffer_size": 10}, None, "task.buffer_size is a setting of algorithm dqn"),
-        ({"algorithm": "dqn", "clip_range": 0.1}, None,
-         "task.clip_range is a setting of algorithm ppo"),
+        ({"buffer_size": 10}, None, "task.buffer_size: settings of algorithm dqn"),
+        ({"algorithm": "dqn", "clip_range": 0.1, "n_steps": 8}, None,
+         "task.clip_range, task.n_steps: settings of algorithm ppo"),
         ({"algorithm": "dqn"}, "actor_critic",
          "model.name actor_critic cannot be combined with task.algorithm dqn"),
         ({}, "q_network", "model.name q_network cannot be combined with task.algorithm ppo"),

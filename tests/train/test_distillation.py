@@ -13,7 +13,9 @@ import torch
 from deepline.config import load_config
 from deepline.deploy.export import export_run
 from deepline.errors import ConfigError
+from deepline.models.parts import output_layer
 from deepline.training.callbacks.distillation import (
+    Distillation,
     distillation_loss,
     load_teacher,
     similarity_loss,
@@ -75,9 +77,12 @@ def test_features_and_a_cache_give_the_same_objective_as_the_live_teacher(
     # the same seed, data and objective: the cache changes where the teacher's answers come from
     for a, b in zip(live.model.parameters(), cached.model.parameters(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert not output_layer(live.model)._forward_pre_hooks  # the hooks went with training
     # by hand: soft and hard targets, plus 3 x the similarity of the output layers' inputs
     x, y = live.data.train.x[:32], live.data.train.y[:32]
     live.model.eval()
+    again = Distillation(live.config.train.distill)  # type: ignore[arg-type]
+    again.fit_start(live.trainer)  # hooks on again, to read the features by hand
     with torch.no_grad():
         out = live.model(x)
         hidden = live.model.net[:-1](x)  # the inputs of the two output layers
@@ -86,6 +91,7 @@ def test_features_and_a_cache_give_the_same_objective_as_the_live_teacher(
     expected = 0.5 * distillation_loss(out, reference, 2.0) + 0.5 * live.task.loss(out, y)
     expected = expected + 3.0 * similarity_loss(hidden, teacher_hidden)
     assert live.trainer.objective(live.model, (x, y)).item() == pytest.approx(expected.item())
+    again.fit_end(live.trainer)
 
 
 def test_a_student_learns_from_a_teacher_run(tiny: dict[str, Any], tmp_path: Path) -> None:
@@ -143,6 +149,10 @@ def test_bad_teachers_and_pairs_are_refused(tiny: dict[str, Any], tmp_path: Path
     student["train"]["distill"] = {"teacher": str(teacher), "cache": True}
     exp = build_experiment(load_config(student), tmp_path / "s")  # tiny augments its digits
     with pytest.raises(ConfigError, match=r"cache cannot be combined with data\.augment"):
+        exp.trainer.fit()
+    attacked = {**student, "train": {**student["train"], "adversarial": {"eps": 0.1}}}
+    exp = build_experiment(load_config(attacked), tmp_path / "s")
+    with pytest.raises(ConfigError, match=r"cache cannot be combined with train\.adversarial"):
         exp.trainer.fit()
     bundle = Path(export_run(teacher, formats=["onnx"])["bundle"])
     student["train"]["distill"] = {"teacher": str(bundle), "features": 1.0}

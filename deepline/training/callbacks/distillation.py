@@ -34,6 +34,7 @@ from deepline.models.parts import output_layer
 from deepline.models.shapes import fit_to_weights
 from deepline.tasks import build_task
 from deepline.training.checkpoint import find_checkpoint, load_checkpoint, weights
+from deepline.training.device import Prefetcher
 from deepline.training.events import Callback
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ class _Features:
 
     def __init__(self, model: nn.Module) -> None:
         self.value = torch.zeros(0)
-        output_layer(model).register_forward_pre_hook(self._keep)
+        self.handle = output_layer(model).register_forward_pre_hook(self._keep)
 
     def _keep(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
         self.value = inputs[0]
@@ -160,10 +161,22 @@ class Distillation(Callback):
         """The teacher's answers for every training example, in the loader's order of x."""
         loader = self.loader
         examples = getattr(loader, "x", None)
+        if isinstance(loader, Prefetcher):
+            raise ConfigError(
+                "train.distill.cache needs the training examples kept on the device "
+                "(train.data_on_device: true): batches copied one ahead cannot be matched to "
+                "their cached rows"
+            )
         if examples is None or not hasattr(loader, "last_index"):
             raise ConfigError(
                 f"train.distill.cache needs training examples held in memory; the "
                 f"{trainer.task.name} task's training batches are made as it trains"
+            )
+        if trainer.config.adversarial is not None:
+            raise ConfigError(
+                "train.distill.cache cannot be combined with train.adversarial: the cache "
+                "holds the teacher's answers for the clean examples, and the student learns "
+                "from attacked ones (remove one)"
             )
         if getattr(loader, "augment", None) is not None:
             raise ConfigError(
@@ -175,6 +188,12 @@ class Distillation(Callback):
         outputs = torch.cat([o for o, _ in parts])
         features = torch.cat([f for _, f in parts]) if self.config.features else None  # type: ignore[misc]
         return outputs, features
+
+    def fit_end(self, trainer: Trainer) -> None:
+        """The hooks come off: the trained model is left as it was (for evaluation, export)."""
+        if self.config.features:
+            self.student_features.handle.remove()
+            self.teacher_features.handle.remove()
 
     def objective(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         x, y = batch[0], batch[1]
