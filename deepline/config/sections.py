@@ -30,6 +30,13 @@ class AugmentConfig(Section):
     shift: int = Field(0, ge=0, le=16, description="random translation, in pixels, each axis")
     flip: bool = Field(False, description="random horizontal flip")
     vflip: bool = Field(False, description="random vertical flip (not for digits or text)")
+    rotate: float = Field(
+        0.0, ge=0.0, le=180.0, description="random rotation about the centre, up to this many "
+        "degrees either way",
+    )  # fmt: skip
+    scale: float = Field(
+        0.0, ge=0.0, lt=1.0, description="random zoom by a factor in [1 - scale, 1 + scale]"
+    )
 
 
 class SyntheticConfig(Section):

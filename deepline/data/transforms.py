@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal, overload
 
 import torch
@@ -14,14 +15,15 @@ Geometry = Literal["masks", "boxes"]
 
 
 class BatchAugment:
-    """Random shift (pad, then crop at a random offset per image) and optional horizontal and
-    vertical flips.
+    """Random shift (pad, then crop at a random offset per image), optional horizontal and
+    vertical flips, then a random rotation and zoom about the centre (one affine warp each).
 
-    Input and output: (B, C, H, W), on any device. With a ``target``, the same shift and flips
-    move it too, so pixels and labels stay aligned: (B, H, W) masks (padded with 0, the
-    background), or (B, M, 5) box rows ``[x1, y1, x2, y2, class]`` (see
-    ``deepline.data.boxes``; a box shifted out of the picture becomes padding, one partly out
-    is clipped). ``fill`` is the images' padding value (the normalised background).
+    Input and output: (B, C, H, W), on any device. With a ``target``, the same moves apply to
+    it, so pixels and labels stay aligned: (B, H, W) masks (padded with 0, the background;
+    warped by nearest neighbour), or (B, M, 5) box rows ``[x1, y1, x2, y2, class]`` (see
+    ``deepline.data.boxes``; a warped box becomes the box enclosing its moved corners; a box
+    moved out of the picture becomes padding, one partly out is clipped). ``fill`` is the
+    images' padding value (the normalised background).
     Randomness comes only from the (CPU) ``generator`` passed in, so a resumed run repeats it
     exactly; the few random numbers a batch needs move to its device.
     """
@@ -30,11 +32,17 @@ class BatchAugment:
         self.shift = config.shift
         self.flip = config.flip
         self.vflip = config.vflip
-        self.fill = fill
+        self.rotate = config.rotate
+        self.scale = config.scale
+        self._fills = [fill] if isinstance(fill, (int, float)) else list(fill)
 
     @property
     def active(self) -> bool:
-        return self.shift > 0 or self.flip or self.vflip
+        return self.shift > 0 or self.flip or self.vflip or self.warps
+
+    @property
+    def warps(self) -> bool:
+        return self.rotate > 0 or self.scale > 0
 
     @overload
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
@@ -75,15 +83,54 @@ class BatchAugment:
                                          target)  # fmt: skip
                 elif target is not None:
                     target = torch.where(chosen[:, None, None], target.flip(axis), target)
+        if self.warps:
+            x, target = self._warped(x, generator, target, geometry)
         return x if target is None else (x, target)
+
+    def _fill(self, x: torch.Tensor) -> torch.Tensor:
+        """The padding value per channel, shaped (1, C, 1, 1) for ``x``."""
+        return torch.tensor(self._fills, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
+
+    def _warped(
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator,
+        target: torch.Tensor | None,
+        geometry: Geometry,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Each image rotated and zoomed about its centre, its target alike."""
+        b, _, h, w = x.shape
+        angle = (torch.rand(b, generator=generator) * 2 - 1) * math.radians(self.rotate)
+        zoom = 1 + (torch.rand(b, generator=generator) * 2 - 1) * self.scale
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        # where each point goes, in pixels about the centre: p -> zoom R p
+        forward = zoom.view(-1, 1, 1) * torch.stack(
+            [torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2
+        )
+        # affine_grid asks where each output point comes from, in coordinates normalised by
+        # each side's half-length: S^-1 A^-1 S with S = diag(w / 2, h / 2)
+        inverse = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2)
+        inverse = inverse / zoom.view(-1, 1, 1)
+        half = torch.tensor([w / 2, h / 2])
+        theta = torch.cat([inverse * half.view(1, 1, 2) / half.view(1, 2, 1),
+                           torch.zeros(b, 2, 1)], -1)  # fmt: skip
+        grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+        fill = self._fill(x)  # warp (image - fill): the zeros padded in become the fill
+        x = F.grid_sample(x - fill, grid, padding_mode="zeros", align_corners=False) + fill
+        if target is None:
+            return x, None
+        if geometry == "boxes":
+            return x, _warped_boxes(target, forward.to(target.device, target.dtype), w, h)
+        moved = F.grid_sample(target[:, None].to(grid.dtype), grid, mode="nearest",
+                              padding_mode="zeros", align_corners=False)  # fmt: skip
+        return x, moved[:, 0].to(target.dtype)
 
     def _shifted(self, x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         s = self.shift
         padded = F.pad(x, (s, s, s, s))  # (B, C, H + 2s, W + 2s), zeros
-        fills = [self.fill] if isinstance(self.fill, (int, float)) else list(self.fill)
-        if any(f != 0 for f in fills):  # pad with the background value, not 0
-            fill = torch.tensor(fills, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
+        if any(f != 0 for f in self._fills):  # pad with the background value, not 0
+            fill = self._fill(x)
             border = torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device)
             border = F.pad(border, (s, s, s, s)) == 0
             padded = torch.where(border, fill.expand(b, c, 1, 1), padded)
@@ -108,8 +155,25 @@ def _shifted_boxes(
     """(B, M, 5) rows moved by (mx, my) per image, clipped to the picture; a box moved wholly
     out of it becomes padding."""
     move = torch.stack([mx, my, mx, my], -1).to(boxes.dtype)[:, None, :]  # (B, 1, 4)
+    return _clipped(boxes, boxes[..., :4] + move, w, h)
+
+
+def _warped_boxes(boxes: torch.Tensor, forward: torch.Tensor, w: int, h: int) -> torch.Tensor:
+    """(B, M, 5) rows as the boxes enclosing their corners moved by ``forward`` (B, 2, 2),
+    a linear map about the picture's centre, clipped to the picture."""
+    x1, y1, x2, y2 = boxes[..., :4].unbind(-1)
+    corners = torch.stack([torch.stack([x1, y1], -1), torch.stack([x2, y1], -1),
+                           torch.stack([x1, y2], -1), torch.stack([x2, y2], -1)], -2)  # fmt: skip
+    centre = torch.tensor([w / 2, h / 2], dtype=boxes.dtype, device=boxes.device)
+    moved = (corners - centre) @ forward.transpose(-1, -2)[:, None] + centre  # (B, M, 4, 2)
+    return _clipped(boxes, torch.cat([moved.amin(-2), moved.amax(-2)], -1), w, h)
+
+
+def _clipped(boxes: torch.Tensor, moved: torch.Tensor, w: int, h: int) -> torch.Tensor:
+    """(B, M, 5) rows with their boxes ``moved`` (B, M, 4) clipped to the picture; a box wholly
+    outside it, like padding, becomes padding."""
     limit = torch.tensor([w, h, w, h], dtype=boxes.dtype, device=boxes.device)
-    xy = torch.minimum((boxes[..., :4] + move).clamp_min(0), limit)
+    xy = torch.minimum(moved.clamp_min(0), limit)
     label = boxes[..., 4]
     gone = (xy[..., 2] <= xy[..., 0]) | (xy[..., 3] <= xy[..., 1])  # wholly outside
     label = torch.where(gone, torch.full_like(label, PADDING), label)

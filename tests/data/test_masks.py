@@ -49,6 +49,20 @@ def test_every_augmentation_moves_masks_with_their_images(augment: AugmentConfig
     assert moved  # the augmentation did change something
 
 
+def test_rotation_and_zoom_move_masks_with_their_images() -> None:
+    x, y = boxes(64)
+    augment = BatchAugment(AugmentConfig(rotate=45, scale=0.3))
+    moved_x, moved_y = augment(x, torch.Generator().manual_seed(0), y, "masks")
+    assert moved_y.dtype == torch.uint8 and not torch.equal(moved_y, y)
+    assert torch.equal(moved_x[:, 0], moved_x[:, 2])
+    # the mask is warped by nearest neighbour, the image by interpolation: they may differ
+    # only on the object's edge
+    drawn = (moved_x[:, 0] > 0.5).to(torch.uint8)
+    differ = (drawn != moved_y).sum().item()
+    assert differ <= 0.1 * moved_y.sum().item(), (differ, moved_y.sum().item())
+    assert moved_y.sum() > 0.6 * y.sum()  # zoomed in or out, the objects stay
+
+
 def test_masks_are_thresholded_then_resized_by_area(tmp_path: Path) -> None:
     mask = np.zeros((40, 40), np.uint8)
     mask[:20] = 128  # > 127: foreground

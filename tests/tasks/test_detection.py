@@ -77,6 +77,33 @@ def test_every_augmentation_keeps_boxes_on_their_objects(augment: AugmentConfig)
         assert dropped < 48  # most boxes survive a shift
 
 
+def test_rotation_and_zoom_keep_boxes_around_their_objects() -> None:
+    """Rotated and zoomed, each box encloses its object's moved corners: the drawn pixels'
+    extent, to the pixel that interpolation blurs; padding stays padding."""
+    x, y = drawn(48, size=48)
+    x = torch.nn.functional.pad(x, (0, 24))  # wider than high: 72 x 48
+    augment = BatchAugment(AugmentConfig(rotate=30, scale=0.2))
+    moved_x, moved_y = augment(x, torch.Generator().manual_seed(0), y, "boxes")
+    assert not torch.equal(moved_y, y)
+    checked = 0
+    for image, rows in zip(moved_x, moved_y, strict=True):
+        assert rows[2, 4] == -1
+        for j in range(2):
+            seen = box_of(image[j])
+            if seen is None or rows[j, 4] == -1:
+                assert seen is None or (rows[j, :4] == 0).all()  # no box kept without pixels
+                continue
+            box = rows[j, :4].tolist()
+            assert rows[j, 4] == j
+            if min(box[:2]) > 0 and box[2] < 72 and box[3] < 48:  # not clipped
+                assert np.allclose(box, seen, atol=1.5), (box, seen)
+                checked += 1
+            else:  # clipped: the moved corners outside the picture widen the box
+                assert box[0] - 1.5 <= seen[0] and seen[2] <= box[2] + 1.5
+                assert box[1] - 1.5 <= seen[1] and seen[3] <= box[3] + 1.5
+    assert checked > 60  # most boxes stay wholly in the picture
+
+
 def ap_by_hand(found: list[tuple[int, float, list[float]]], truth: dict[int, list[list[float]]],
                iou: float = 0.5) -> float:  # fmt: skip
     """Average precision of one class as COCO defines it, written from its description:
