@@ -8,6 +8,7 @@ attack, so its step is swapped for the normalised one.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from abc import ABC, abstractmethod
@@ -26,13 +27,18 @@ Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 @dataclass(frozen=True)
 class AttackSpec:
     """An attack's budget: the ``eps``-ball in ``norm``, ``steps`` of size ``alpha`` (None: the
-    attack's default for ``eps``), from a random point of the ball when ``random_start``."""
+    attack's default for ``eps``), from a random point of the ball when ``random_start``.
+
+    Single-step training variants only (FGSM in L-inf): ``noise`` widens the random start to
+    that many times ``eps``, and ``project=False`` keeps the step off the ball (N-FGSM)."""
 
     eps: float
     norm: Literal["linf", "l2"] = "linf"
     alpha: float | None = None
     steps: int = 1
     random_start: bool = False
+    noise: float = 1.0
+    project: bool = True
 
     def __post_init__(self) -> None:
         if self.eps < 0:
@@ -45,7 +51,7 @@ class AttackSpec:
     def scaled(self, factor: float) -> AttackSpec:
         """The same attack with ``eps`` and ``alpha`` times ``factor`` (an epsilon ramp)."""
         alpha = None if self.alpha is None else self.alpha * factor
-        return AttackSpec(self.eps * factor, self.norm, alpha, self.steps, self.random_start)
+        return dataclasses.replace(self, eps=self.eps * factor, alpha=alpha)
 
 
 class Attack(ABC):

@@ -9,6 +9,10 @@ the result is clipped to it. Clipping the start first, as a projected attack doe
 the noise on such pixels; fast FGSM training on MNIST then had no robustness at all while the
 learning rate was high (PGD-10 validation accuracy 0-1% in epochs 2-5, against 74-85% with
 the start as drawn).
+
+N-FGSM (de Jorge et al. 2022) is the same step with a wider start (``noise``: 2 eps) and no
+projection (``project=False``): the training input may lie up to ``(noise + alpha / eps)``
+eps away, which they found keeps single-step training from collapsing at large eps.
 """
 
 from __future__ import annotations
@@ -44,9 +48,12 @@ class FGSMAttack(Attack):
         if not spec.random_start or spec.norm != "linf" or spec.eps == 0:
             return super().perturb(forward, loss, x, y, spec, low, high)
         alpha = spec.alpha if spec.alpha is not None else self.default_alpha(spec)
-        delta = torch.empty_like(x).uniform_(-spec.eps, spec.eps).requires_grad_(True)
+        radius = spec.noise * spec.eps
+        delta = torch.empty_like(x).uniform_(-radius, radius).requires_grad_(True)
         with torch.enable_grad():
             grad = torch.autograd.grad(loss(forward(x.detach() + delta), y).sum(), delta)[0]
-        delta = (delta.detach() + alpha * grad.sign()).clamp(-spec.eps, spec.eps)
+        delta = delta.detach() + alpha * grad.sign()
+        if spec.project:
+            delta = delta.clamp(-spec.eps, spec.eps)
         low_, high_ = -torch.inf if low is None else low, torch.inf if high is None else high
         return (x.detach() + delta).clamp(low_, high_).detach()

@@ -74,6 +74,14 @@ class AdversarialConfig(Section):
     )  # fmt: skip
     steps: int = Field(10, ge=1, description="pgd steps per batch")
     random_start: bool = Field(True, description="start from a uniform point of the ball")
+    noise: float = Field(
+        1.0, gt=0.0, le=4.0, allow_inf_nan=False,
+        description="fgsm: the random start's radius in multiples of eps (N-FGSM, de Jorge et "
+        "al. 2022: 2, with alpha = eps and project false)",
+    )  # fmt: skip
+    project: bool = Field(
+        True, description="fgsm: project the step back onto the eps ball (false: N-FGSM)"
+    )
     ramp_epochs: float = Field(
         0.0, ge=0.0, description="epsilon (and alpha) grow linearly from 0 over these epochs"
     )
@@ -90,6 +98,20 @@ class AdversarialConfig(Section):
         if value not in ATTACKS:
             raise ValueError(ATTACKS.unknown_message(value))
         return value
+
+    @model_validator(mode="after")
+    def _single_step_options(self) -> AdversarialConfig:
+        wider, unprojected = self.noise != 1.0, not self.project
+        if (wider or unprojected) and not (
+            self.attack == "fgsm" and self.norm == "linf" and self.random_start
+        ):
+            field = "noise" if wider else "project"
+            raise ValueError(
+                f"train.adversarial.{field} shapes the random start of fast FGSM (attack fgsm, "
+                f"norm linf, random_start true); this attack is {self.attack}, norm "
+                f"{self.norm}, random_start {str(self.random_start).lower()}"
+            )
+        return self
 
 
 class PrivacyConfig(Section):

@@ -57,6 +57,31 @@ def test_attacks_stay_in_their_ball_and_the_pixel_range(
                        AttackSpec(0.0, norm), 0.0, 1.0), pixels)  # fmt: skip
 
 
+def test_noise_fgsm_reaches_beyond_the_ball_by_its_noise_and_step(trained) -> None:  # type: ignore[no-untyped-def]
+    """N-FGSM: the start is uniform in 2 eps and the step of eps is not projected, so the
+    perturbation reaches past eps (up to 3 eps) but no further; pixels stay in range."""
+    run, x, y = trained
+    space = run.task.codec.unit_space()
+    pixels, model = space.to_unit(x), PixelModel(run.model, space)
+    spec = AttackSpec(0.1, alpha=0.1, random_start=True, noise=2.0, project=False)
+    adversarial = get_attack("fgsm").perturb(model, run.task.loss, pixels, y, spec, 0.0, 1.0)
+    size = (adversarial - pixels).abs().amax(1 if adversarial.dim() == 2 else (1, 2, 3))
+    assert float(size.max()) > 0.2 and float(size.max()) <= 0.3 + 1e-5
+    assert float(adversarial.min()) >= 0.0 and float(adversarial.max()) <= 1.0
+
+
+def test_the_wider_start_is_only_for_fast_fgsm() -> None:
+    from pydantic import ValidationError
+
+    from deepline.config import AdversarialConfig
+
+    AdversarialConfig(attack="fgsm", eps=0.3, alpha=0.3, noise=2.0, project=False)
+    with pytest.raises(ValidationError, match=r"train\.adversarial\.noise .* this attack is pgd"):
+        AdversarialConfig(attack="pgd", eps=0.3, noise=2.0)
+    with pytest.raises(ValidationError, match="random_start false"):
+        AdversarialConfig(attack="fgsm", eps=0.3, project=False, random_start=False)
+
+
 def test_an_epsilon_below_zero_is_refused() -> None:
     with pytest.raises(ValueError, match="eps must be >= 0"):
         AttackSpec(-0.1)

@@ -32,9 +32,8 @@ class AdversarialExamples(Callback):
 
         self.config = config
         self.attack = get_attack(config.attack)
-        self.spec = AttackSpec(
-            config.eps, config.norm, config.alpha, config.steps, config.random_start
-        )
+        self.spec = AttackSpec(config.eps, config.norm, config.alpha, config.steps,
+                               config.random_start, config.noise, config.project)  # fmt: skip
 
     def fit_start(self, trainer: Trainer) -> None:
         space = trainer.task.codec.unit_space()
