@@ -1,11 +1,14 @@
 """The trainer's full state as (tensor groups, JSON values): what a checkpoint holds.
 
-Random number generators are saved per process, so a resume on the same number of processes
-continues exactly; on a different number, each process reseeds (and says so).
+Random number generators and the training loader's place are saved per process (each process
+plays its own environments and fills its own replay buffer), so a resume on the same number of
+processes continues exactly; on a different number, each process reseeds (and says so) and
+takes the loader of the saved process its rank falls on.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +30,12 @@ def trainer_state(trainer: Trainer) -> tuple[dict[str, dict[str, torch.Tensor]],
     opt = trainer.optimizer.state_dict()
     opt_tensors, opt_values = _split_tensors(opt["state"], "optimizer")
     tensors, values = rng_state()
-    per_rank = distributed.gather_to_main((tensors, values)) or []
+    loader = trainer.train_loader
+    kept = loader.state_tensors() if isinstance(loader, KeepsTensors) else {}  # a replay buffer
+    kept = {k: v.detach().cpu() for k, v in kept.items()}
+    per_rank = distributed.gather_to_main((tensors, values, loader.state_dict(), kept)) or []
     epoch_loss_sum, epoch_batches = trainer.epoch_loss.tolist()
-    rng_tensors = {f"rank{r}.{k}": v for r, (ts, _) in enumerate(per_rank) for k, v in ts.items()}
+    rng_tensors = {f"rank{r}.{k}": v for r, (ts, *_) in enumerate(per_rank) for k, v in ts.items()}
     state = {
         "epoch": trainer.epoch,
         "step": trainer.step,
@@ -45,8 +51,8 @@ def trainer_state(trainer: Trainer) -> tuple[dict[str, dict[str, torch.Tensor]],
             **trainer.scheduler.state_dict(),
             "lr_lambdas": [None] * len(trainer.optimizer.param_groups),
         },
-        "loader": trainer.train_loader.state_dict(),
-        "rng": [v for _, v in per_rank],
+        "loaders": [state for _, _, state, _ in per_rank],  # every process's place
+        "rng": [v for _, v, *_ in per_rank],
         "scaler": trainer.precision.scaler.state_dict(),  # fp16's loss scale ({} otherwise)
         "callbacks": {cb.name: cb.state_dict() for cb in trainer.callbacks},
     }
@@ -54,8 +60,10 @@ def trainer_state(trainer: Trainer) -> tuple[dict[str, dict[str, torch.Tensor]],
     if trainer.ema is not None:  # the averaged weights, which inference loads (``weights``)
         groups["ema"] = trainer.ema.module.state_dict()
         state["ema_updates"] = int(trainer.ema.n_averaged)
-    if isinstance(trainer.train_loader, KeepsTensors):  # a replay buffer, this process's
-        groups["loader"] = trainer.train_loader.state_tensors()
+    if isinstance(loader, KeepsTensors):
+        groups["loader"] = {
+            f"rank{r}.{k}": v for r, (*_, ts) in enumerate(per_rank) for k, v in ts.items()
+        }
     # CPU copies: a checkpoint loads on any device
     return {g: {k: v.detach().cpu() for k, v in t.items()} for g, t in groups.items()}, state
 
@@ -92,13 +100,26 @@ def load_trainer_state(
         trainer.precision.scaler.load_state_dict(values["scaler"])
     trainer.lr_scale = values.get("lr_scale", 1.0)
     trainer.logs = dict(values["logs"])
-    trainer.train_loader.load_state_dict(values["loader"])
-    if isinstance(trainer.train_loader, KeepsTensors):
-        trainer.train_loader.load_state_tensors(tensors.get("loader", {}))
+    _load_loader(trainer, tensors.get("loader", {}), values)
     _load_rng(trainer, state, values)
     for cb in trainer.callbacks:
         cb.load_state_dict(values["callbacks"].get(cb.name, {}))
     trainer.start_time -= values.get("elapsed", 0.0)
+
+
+def _load_loader(
+    trainer: Trainer, tensors: dict[str, torch.Tensor], values: dict[str, Any]
+) -> None:
+    """This process's loader state, or (on another number of processes) that of the saved
+    process its rank falls on. Checkpoints from before per-process loaders kept one."""
+    states = values.get("loaders") or [values["loader"]]
+    source = trainer.dist.rank % len(states)
+    trainer.train_loader.load_state_dict(states[source])
+    if isinstance(trainer.train_loader, KeepsTensors):
+        prefix = f"rank{source}."
+        if any(re.match(r"rank\d+\.", k) for k in tensors):  # per process
+            tensors = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        trainer.train_loader.load_state_tensors(tensors)
 
 
 def _load_rng(trainer: Trainer, state: dict[str, torch.Tensor], values: dict[str, Any]) -> None:

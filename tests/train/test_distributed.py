@@ -231,3 +231,29 @@ def test_a_policy_trains_on_two_processes(tmp_path: Path) -> None:
     assert two.returncode == 0, two.stderr + two.stdout
     status = json.loads((tmp_path / "two" / "status.json").read_text())
     assert status["status"] == "completed" and status["last"]["val/episodes"] == 3
+
+
+def test_a_replay_run_resumed_on_two_processes_continues_exactly(tmp_path: Path) -> None:
+    """Each process plays its own environments into its own replay buffer, and the checkpoint
+    keeps every process's: a DQN run cut mid-training and resumed on two processes ends with
+    the weights of the uninterrupted one."""
+    import shutil
+
+    from tests.tasks.test_policy import dqn_config
+    from tests.train.test_checkpoint import assert_same_weights, final_weights
+
+    config = tmp_path / "dqn.yaml"
+    raw = dqn_config(epochs=2, checkpoint={"every_steps": 3, "keep_last": 50})
+    config.write_text(yaml.safe_dump(raw))
+    for name in ("full", "part"):
+        run = deepline("train", str(config), "--nproc", "2", "--run-dir", str(tmp_path / name))
+        assert run.returncode == 0, run.stderr + run.stdout
+    checkpoints = list_checkpoints(tmp_path / "part" / "checkpoints")
+    kept = checkpoints[len(checkpoints) // 2]  # after the buffer of 50 has wrapped
+    assert 3 < int(kept.name.split("-")[1]) < int(checkpoints[-1].name.split("-")[1])
+    for later in checkpoints[checkpoints.index(kept) + 1 :]:
+        shutil.rmtree(later)
+    resumed = deepline("train", "--resume", str(tmp_path / "part"), "--nproc", "2")
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    assert "resumed from" in resumed.stderr
+    assert_same_weights(final_weights(tmp_path / "full"), final_weights(tmp_path / "part"))
