@@ -5,9 +5,15 @@ PGD, 50 steps of 0.01 at eps 0.3, 10 random restarts). This runs that attack, th
 unchanged on the CPU, and deepline's (``deepline attack``'s ``worst_case``) on their models and
 on ours, on the same test images.
 
+``--train-seeds 0,1,2`` also trains their fast-FGSM recipe once per seed with their
+``train_mnist.py`` (unchanged: 10 epochs on all 60,000 training images, their cyclic rate, the
+last epoch's weights; MNIST handed to it from deepline's catalog instead of downloaded) and
+attacks those models too: how much the anchor's own recipe varies with the seed.
+
 Run: ``git clone https://github.com/locuslab/fast_adversarial`` somewhere, then
 ``python benchmarks/adversarial_anchor.py --anchor-repo PATH --data-dir ../shared/data
---ours RUN_DIR[,RUN_DIR]`` (``--limit N``: the first N test images).
+--ours RUN_DIR[,RUN_DIR]`` (``--limit N``: the first N test images; ``--skip-released``;
+``--attacks theirs|deepline|both``).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ def anchor_module(repo: Path, name: str) -> Any:
     only to download MNIST in ``main()``, stands in as empty modules when it is not installed
     (the images come from deepline's catalog)."""
     torch.Tensor.cuda = lambda self, *args, **kwargs: self  # type: ignore[method-assign]
+    nn.Module.cuda = lambda self, *args, **kwargs: self  # type: ignore[method-assign]
     stubbed = importlib.util.find_spec("torchvision") is None
     if stubbed:
         stub = types.ModuleType("torchvision")
@@ -92,12 +99,40 @@ def their_attack(evaluate: Any, model: nn.Module, pixels: torch.Tensor, y: torch
     return right / len(y)
 
 
+def train_theirs(repo: Path, pixels: torch.Tensor, labels: torch.Tensor, seed: int,
+                 out: Path) -> Path:  # fmt: skip
+    """Their ``train_mnist.py`` run as it is with ``--seed``, its MNIST download replaced by
+    the 60,000 training images given (pixels in [0, 1], as ``ToTensor`` gives them). Kept in
+    ``out`` and reused when there."""
+    weights = out / f"anchor_fgsm_seed{seed}.pth"
+    if weights.exists():
+        return weights
+    train = anchor_module(repo, "train_mnist")
+    images = torch.utils.data.TensorDataset(pixels, labels)
+    train.datasets = types.SimpleNamespace(MNIST=lambda *args, **kwargs: images)
+    train.transforms = types.SimpleNamespace(ToTensor=lambda: None)
+    out.mkdir(parents=True, exist_ok=True)
+    argv, sys.argv = sys.argv, ["train_mnist.py", "--fname", str(weights), "--seed", str(seed)]
+    start = time.perf_counter()
+    try:
+        train.main()
+    finally:
+        sys.argv = argv
+    console.print(f"their recipe, seed {seed}: trained in {time.perf_counter() - start:.0f} s")
+    return weights
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--anchor-repo", type=Path, required=True)
     parser.add_argument("--data-dir", default=os.environ.get("DEEPLINE_DATA_DIR", "../shared/data"))
     parser.add_argument("--ours", default="", help="comma-separated deepline run folders")
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--train-seeds", default="", help="train their recipe with these seeds")
+    parser.add_argument("--trained", type=Path, default=Path("runs/anchor_fgsm"),
+                        help="where the models of --train-seeds are kept")  # fmt: skip
+    parser.add_argument("--skip-released", action="store_true")
+    parser.add_argument("--attacks", choices=["theirs", "deepline", "both"], default="both")
     args = parser.parse_args()
     torch.set_num_threads(max(1, (os.cpu_count() or 1)))
     evaluate = anchor_module(args.anchor_repo, "evaluate_mnist")
@@ -109,13 +144,22 @@ def main() -> None:
     n = args.limit or len(data.test.y)
     x, y = data.test.x[:n], data.test.y[:n]
     pixels = x * std + mean
+    files = {} if args.skip_released else {
+        f"released {name}": args.anchor_repo / "MNIST" / file for name, file in RELEASED.items()
+    }  # fmt: skip
+    if args.train_seeds:
+        train_pixels = torch.cat([data.train.x, data.val.x]) * std + mean  # all 60,000
+        train_labels = torch.cat([data.train.y, data.val.y])
+        for seed in map(int, args.train_seeds.split(",")):
+            files[f"their recipe, seed {seed}"] = train_theirs(
+                args.anchor_repo, train_pixels, train_labels, seed, args.trained
+            )
     models: dict[str, tuple[nn.Module, nn.Module]] = {}  # name: (on pixels, on normalised)
-    for name, file in RELEASED.items():
+    for name, file in files.items():
         theirs = net.mnist_net()
-        state = torch.load(args.anchor_repo / "MNIST" / file, map_location="cpu", weights_only=True)
-        theirs.load_state_dict(state)
+        theirs.load_state_dict(torch.load(file, map_location="cpu", weights_only=True))
         theirs.eval()
-        models[f"released {name}"] = (theirs, Normalised(theirs, mean, std, to_pixels=True))
+        models[name] = (theirs, Normalised(theirs, mean, std, to_pixels=True))
     for run_dir in filter(None, args.ours.split(",")):
         ours = load_trained(run_dir, None, args.data_dir).model.eval()
         models[f"ours: {Path(run_dir).name}"] = (Normalised(ours, mean, std, False), ours)
@@ -128,13 +172,14 @@ def main() -> None:
         start = time.perf_counter()
         with torch.no_grad():
             clean = float((on_pixels(pixels).argmax(1) == y).float().mean())
-        theirs = their_attack(evaluate, on_pixels, pixels, y)
-        attack = get_attack("pgd")
-        ours = float(
-            attacked_metrics(on_normalised, task, x, y, attack, spec, RESTARTS)["accuracy"]
-        )
-        table.add_row(name, f"{clean:.4f}", f"{theirs:.4f}", f"{ours:.4f}",
-                      f"{time.perf_counter() - start:.0f}")  # fmt: skip
+        theirs = ours = "-"
+        if args.attacks in ("theirs", "both"):
+            theirs = f"{their_attack(evaluate, on_pixels, pixels, y):.4f}"
+        if args.attacks in ("deepline", "both"):
+            attack = get_attack("pgd")
+            metrics = attacked_metrics(on_normalised, task, x, y, attack, spec, RESTARTS)
+            ours = f"{float(metrics['accuracy']):.4f}"
+        table.add_row(name, f"{clean:.4f}", theirs, ours, f"{time.perf_counter() - start:.0f}")
     console.print(table)
     console.print(f"{datetime.date.today()} {machine()}", highlight=False)
 
