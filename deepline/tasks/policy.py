@@ -77,13 +77,20 @@ class PolicyConfig(TaskConfig):
     ent_coef: float = Field(0.0, ge=0.0, description="ppo: weight of the entropy bonus")
     normalize_advantages: bool = True
     # DQN
-    buffer_size: int = Field(100_000, ge=1, description="dqn: transitions kept for replay")
-    learning_starts: int = Field(100, ge=0, description="dqn: random steps before learning")
+    buffer_size: int = Field(
+        100_000, ge=1, description="dqn: transitions kept for replay (over all processes, "
+        "each keeping its share of its own)",
+    )  # fmt: skip
+    learning_starts: int = Field(
+        100, ge=0, description="dqn: random environment steps (over all processes) before "
+        "learning",
+    )  # fmt: skip
     train_freq: int = Field(4, ge=1, description="dqn: steps of each environment per phase")
     gradient_steps: int = Field(1, ge=1, description="dqn: updates after each phase's steps")
     target_update_interval: int = Field(
-        10_000, ge=1, description="dqn: environment steps between copies to the target network"
-    )
+        10_000, ge=1, description="dqn: environment steps (over all processes) between "
+        "copies to the target network",
+    )  # fmt: skip
     exploration_fraction: float = Field(
         0.1, gt=0.0, le=1.0, description="dqn: share of training over which epsilon falls"
     )
@@ -176,10 +183,12 @@ class Policy(Task):
         else:
             exploration = (c.exploration_initial_eps, c.exploration_final_eps,
                            c.exploration_fraction)  # fmt: skip
+            # the step counts are over all processes: each process plays its share
             train = ReplayLoader(
                 pool, self.observe, len(self.actions), batch_size, phases, c.train_freq,
-                c.gradient_steps, c.buffer_size, c.learning_starts // world,
-                c.target_update_interval, exploration, c.gamma, c.double_q, cfg.seed,
+                c.gradient_steps, max(1, c.buffer_size // world), c.learning_starts // world,
+                max(1, c.target_update_interval // world), exploration, c.gamma, c.double_q,
+                cfg.seed,
             )  # fmt: skip
         train.total_phases = _total_phases(cfg.train, train)
         seeds = data.val.y.tolist()[: c.eval_episodes][rank::world]

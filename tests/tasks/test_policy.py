@@ -188,6 +188,20 @@ def test_epsilon_falls_linearly_and_the_target_is_copied_on_schedule() -> None:
     assert loader.synced_at == 24
 
 
+def test_dqn_step_counts_are_over_all_processes() -> None:
+    """Each of two processes keeps half the buffer, starts learning after half the random
+    steps and copies the target after half the interval of its own steps."""
+    cfg = load_config(dqn_config())
+    data = Policy.load_data(cfg.data)
+    task = Policy(cfg.task, data.meta)  # type: ignore[arg-type]
+    alone, _ = task.loaders(cfg, data, 16, 0, 1)
+    shared, _ = task.loaders(cfg, data, 8, 1, 2)
+    assert isinstance(alone, ReplayLoader) and isinstance(shared, ReplayLoader)
+    assert (alone.buffer.capacity, shared.buffer.capacity) == (50, 25)
+    assert (alone.learning_starts, shared.learning_starts) == (20, 10)
+    assert (alone.target_update_interval, shared.target_update_interval) == (24, 12)
+
+
 def test_the_data_are_the_environment_and_held_out_seeds() -> None:
     data = Policy.load_data(load_config(policy_config()).data)
     assert data.meta.codec == "features" and data.meta.input_shape == (4,)
