@@ -19,12 +19,10 @@ the same transitions and continues exactly.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from deepline.data.environments import EnvPool
 from deepline.data.loaders import batch_seed
@@ -98,7 +96,9 @@ class ReplayLoader(ActingLoader):
         self.learning_starts, self.target_update_interval = learning_starts, target_update_interval
         self.exploration, self.gamma, self.double = exploration, gamma, double
         self.buffer = ReplayBuffer(buffer_size, pool.observations.shape[1])
-        self.target: nn.Module | None = None
+        # the target network: weights run through the policy's own module, so it computes
+        # exactly as the policy does (with whatever a training method changed in it)
+        self.target: dict[str, torch.Tensor] | None = None
         self.synced_at = -1  # environment steps at the target network's last copy
         self._pending = {"size": 0, "next": 0}  # the buffer's place, until its tensors load
 
@@ -129,8 +129,7 @@ class ReplayLoader(ActingLoader):
     def state_tensors(self) -> dict[str, torch.Tensor]:
         tensors = self.buffer.state_tensors()
         if self.target is not None:
-            tensors |= {f"target.{k}": v.detach().cpu().clone()
-                        for k, v in self.target.state_dict().items()}  # fmt: skip
+            tensors |= {f"target.{k}": v.cpu().clone() for k, v in self.target.items()}
         return tensors
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
@@ -142,19 +141,23 @@ class ReplayLoader(ActingLoader):
         self.buffer.load_state_tensors(tensors, self._pending["size"], self._pending["next"])
         target = {k[len("target.") :]: v for k, v in tensors.items() if k.startswith("target.")}
         if target:
-            self._target_network().load_state_dict(target)
+            self.target = target
 
     # -- acting and sampling ------------------------------------------------------------------
 
-    def _target_network(self) -> nn.Module:
-        if self.target is None:
-            assert self.policy is not None, "ReplayLoader.attach(model) before iterating"
-            self.target = copy.deepcopy(self.policy).requires_grad_(False)
-        return self.target
+    def _target_outputs(self, observations: torch.Tensor) -> torch.Tensor:
+        """The target network's outputs (on the host): the policy's module with its weights."""
+        assert self.policy is not None and self.target is not None
+        device = self._model_device or next(self.policy.parameters()).device
+        if next(iter(self.target.values())).device != device:  # loaded from a checkpoint
+            self.target = {k: v.to(device) for k, v in self.target.items()}
+        with torch.no_grad():
+            out = torch.func.functional_call(self.policy, self.target, (observations.to(device),))
+        return out.float().cpu()
 
     def _sync_target(self) -> None:
-        assert self.policy is not None
-        self._target_network().load_state_dict(self.policy.state_dict())
+        assert self.policy is not None, "ReplayLoader.attach(model) before iterating"
+        self.target = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
         self.synced_at = self.env_steps
 
     def _collect(self, phase: int) -> None:
@@ -201,7 +204,7 @@ class ReplayLoader(ActingLoader):
         chosen = torch.randint(self.buffer.size, (self.batch_size,), generator=generator)
         sample = self.buffer.sample(chosen)
         following = sample["next_observation"]
-        q_next = self._outputs(following, self._target_network())[:, : self.n_actions]
+        q_next = self._target_outputs(following)[:, : self.n_actions]
         if self.double:
             picked = self._outputs(following)[:, : self.n_actions].argmax(-1, keepdim=True)
             best = q_next.gather(1, picked)[:, 0]

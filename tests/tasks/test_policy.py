@@ -64,7 +64,14 @@ def val_returns(run_dir: Path) -> list[float]:
     return [r["val/mean_return"] for r in rows if "val/mean_return" in r]
 
 
-@pytest.mark.parametrize("make", [policy_config, dqn_config], ids=["ppo", "dqn"])
+def dqn_qat_config(**train: Any) -> dict[str, Any]:
+    """DQN trained quantization-aware: its target network must round as the policy does."""
+    return dqn_config(qat={"observe_steps": 2}, **train)
+
+
+@pytest.mark.parametrize(
+    "make", [policy_config, dqn_config, dqn_qat_config], ids=["ppo", "dqn", "dqn-qat"]
+)
 def test_a_resumed_run_plays_and_learns_exactly_as_an_uninterrupted_one(
     make: Any, tmp_path: Path
 ) -> None:
