@@ -114,6 +114,17 @@ class AdversarialConfig(Section):
         return self
 
 
+class MixupConfig(Section):
+    """Mixup (Zhang et al. 2018): the model learns from ``lam * x_i + (1 - lam) * x_j`` for
+    pairs of a batch's examples, against ``lam`` times the task's loss for ``i``'s target plus
+    ``1 - lam`` times that for ``j``'s; ``lam ~ Beta(alpha, alpha)``, one draw per batch."""
+
+    alpha: float = Field(
+        0.2, gt=0.0, allow_inf_nan=False, description="of the Beta(alpha, alpha) that ``lam`` "
+        "is drawn from: small values mix little (0.2 to 0.4 in the paper), 1 mixes uniformly",
+    )  # fmt: skip
+
+
 class PrivacyConfig(Section):
     """Differentially private training (DP-SGD, Opacus): Poisson-sampled batches, each
     example's gradient clipped to ``max_grad_norm``, Gaussian noise added; the accountant
@@ -241,7 +252,9 @@ NOT_WITH_PRIVACY = (
     ("distill", "set", "the teacher saw the training data without noise: its outputs leak it"),
     ("prune", "set", "DP-SGD's noise would move the pruned weights again"),
     ("qat", "set", "Opacus computes per-example gradients of unrounded layers"),
-)
+    ("mixup", "set", "a mixed example holds two examples' data: clipping one example's "
+     "gradient no longer bounds what each one reveals"),
+)  # fmt: skip
 
 
 class TrainConfig(Section):
@@ -307,6 +320,9 @@ class TrainConfig(Section):
     qat: QATConfig | None = Field(
         None, description="quantization-aware training, for an int8 export that keeps accuracy"
     )
+    mixup: MixupConfig | None = Field(
+        None, description="learn from mixed pairs of examples and their targets (mixup)"
+    )
     early_stopping: EarlyStoppingConfig | None = None
     checkpoint: CheckpointConfig = CheckpointConfig()
     non_finite: NonFiniteConfig = NonFiniteConfig()
@@ -340,10 +356,13 @@ class TrainConfig(Section):
 
     @model_validator(mode="after")
     def _one_objective(self) -> TrainConfig:
-        if self.method is not None and self.distill is not None:
+        named = {"method": self.method, "distill": self.distill, "mixup": self.mixup}
+        chosen = [field for field, value in named.items() if value is not None]
+        if len(chosen) > 1:
+            first, second = chosen[:2]
             raise ValueError(
-                f"train.method ({self.method.name}) and train.distill both set the training "
-                "objective: use one"
+                f"train.{first} cannot be combined with train.{second}: both set the training "
+                "objective; use one"
             )
         return self
 

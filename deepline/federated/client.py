@@ -29,6 +29,7 @@ from deepline.tasks import Task, build_task, task_class
 from deepline.training.callbacks import NonFiniteGuard
 from deepline.training.callbacks.proximal import ProximalTerm
 from deepline.training.events import Callback
+from deepline.training.experiment import example_methods
 from deepline.training.loop import Trainer
 
 
@@ -139,15 +140,10 @@ class Site:
         }
 
     def _callbacks(self, mu: float) -> list[Callback]:
-        t = self.config.train
         callbacks: list[Callback] = [NonFiniteGuard("stop")]
         if mu > 0:
             callbacks.append(ProximalTerm(mu))
-        if t.adversarial is not None:
-            from deepline.training.callbacks.adversarial import AdversarialExamples
-
-            callbacks.append(AdversarialExamples(t.adversarial))
-        return callbacks
+        return [*callbacks, *example_methods(self.config.train)]
 
 
 def flower_client(client: int, open_site: Callable[[], Site]) -> Any:

@@ -204,6 +204,7 @@ class Policy(Task):
             "adversarial": "adversarial training attacks labelled examples",
             "method": "semi- and self-supervised methods learn from unlabelled images",
             "distill": "distillation matches a teacher's class scores on a dataset",
+            "mixup": "a mixed observation has no action or return of its own",
         })  # fmt: skip
         if train.accumulate != 1:
             raise ConfigError(

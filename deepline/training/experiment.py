@@ -11,7 +11,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from deepline.config import ExperimentConfig, load_config
+from deepline.config import ExperimentConfig, TrainConfig, load_config
 from deepline.data import DataSplits
 from deepline.data.loaders import BatchLoader, CyclingLoader, PlaysWithModel
 from deepline.errors import ConfigError
@@ -221,13 +221,25 @@ def default_callbacks(
         from deepline.training.callbacks.distillation import Distillation
 
         callbacks.append(Distillation(t.distill))
+    callbacks += example_methods(t)
+    if t.early_stopping is not None:
+        es = t.early_stopping
+        callbacks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta, es.target))
+    return callbacks
+
+
+def example_methods(t: TrainConfig) -> list[Callback]:
+    """The callbacks that change what the model learns from each batch (adversarial
+    examples, mixup): the same in one place and on a federated client."""
+    callbacks: list[Callback] = []
     if t.adversarial is not None:
         from deepline.training.callbacks.adversarial import AdversarialExamples
 
         callbacks.append(AdversarialExamples(t.adversarial))
-    if t.early_stopping is not None:
-        es = t.early_stopping
-        callbacks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta, es.target))
+    if t.mixup is not None:
+        from deepline.training.callbacks.mixup import Mixup
+
+        callbacks.append(Mixup(t.mixup))
     return callbacks
 
 

@@ -230,7 +230,12 @@ def test_unknown_and_unsupported_environments_are_named(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "train",
-    [{"privacy": {"noise_multiplier": 1.0}}, {"adversarial": {"eps": 0.1}}, {"accumulate": 2}],
+    [
+        {"privacy": {"noise_multiplier": 1.0}},
+        {"adversarial": {"eps": 0.1}},
+        {"mixup": {"alpha": 0.2}},
+        {"accumulate": 2},
+    ],
 )
 def test_methods_for_datasets_are_refused_by_name(train: dict[str, Any], tmp_path: Path) -> None:
     field = next(iter(train))

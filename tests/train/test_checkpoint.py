@@ -82,12 +82,19 @@ def test_keeps_last_k_and_best(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("resume_at", ["epoch", "mid-epoch"])
-def test_resume_is_exact(tmp_path: Path, resume_at: str) -> None:
+@pytest.mark.parametrize(
+    ("resume_at", "method"),
+    [("epoch", {}), ("mid-epoch", {}), ("mid-epoch", {"mixup": {"alpha": 0.4}})],
+    ids=["epoch", "mid-epoch", "mixup-mid-epoch"],
+)
+def test_resume_is_exact(tmp_path: Path, resume_at: str, method: dict) -> None:
     """Training 3 epochs in one go == training, stopping at a checkpoint, and resuming."""
     every = None if resume_at == "epoch" else 8
     raw = tiny_config(
-        epochs=3, checkpoint={"every_steps": every, "keep_last": 50}, schedule={"name": "cosine"}
+        epochs=3,
+        checkpoint={"every_steps": every, "keep_last": 50},
+        schedule={"name": "cosine"},
+        **method,
     )
     raw["model"]["dropout"] = 0.2  # dropout and augmentation both draw random numbers
     full = run_training(load_config(raw), tmp_path / "full")

@@ -124,6 +124,7 @@ def test_poisson_batches_vary_and_are_a_pure_function_of_the_position() -> None:
         ({"adversarial": {"attack": "fgsm", "eps": 0.1}}, "adversarial"),
         ({"precision": "fp16"}, "precision"),
         ({"grad_clip": 1.0}, "grad_clip"),
+        ({"mixup": {"alpha": 0.2}}, "mixup"),
     ],
 )
 def test_methods_that_cannot_combine_with_dp_are_named(train: dict, field: str) -> None:
