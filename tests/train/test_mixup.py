@@ -13,7 +13,7 @@ from deepline.errors import ConfigError
 from deepline.training.experiment import build_experiment, run_training
 from tests.conftest import tiny_config
 from tests.tasks.test_forecasting import forecast_config, write_series
-from tests.trust.conftest import ROMEO
+from tests.trust.conftest import romeo_config
 
 
 def recover_pairs(x: torch.Tensor, mixed: torch.Tensor) -> tuple[float, torch.Tensor]:
@@ -94,13 +94,7 @@ def test_methods_that_set_the_objective_are_refused(train: dict, message: str) -
 
 
 def test_tasks_that_cannot_be_mixed_are_named(tmp_path: Path) -> None:
-    tokens = {
-        "name": "romeo",
-        "data": {"name": "text-file", "path": str(ROMEO), "context": 8},
-        "model": {"name": "gpt", "n_layer": 1, "n_head": 1, "n_embd": 8},
-        "train": {"max_steps": 2, "steps_per_epoch": 2, "tensorboard": False,
-                  "mixup": {"alpha": 0.2}},
-    }  # fmt: skip
+    tokens = romeo_config(mixup={"alpha": 0.2})
     with pytest.raises(ConfigError, match=r"mixup cannot be combined with task language_mod.*"
                        "discrete"):  # fmt: skip
         run_training(load_config(tokens), tmp_path / "t")

@@ -21,6 +21,16 @@ def digits_config(**train: Any) -> dict[str, Any]:
     return raw
 
 
+def romeo_config(**train: Any) -> dict[str, Any]:
+    """A one-layer character GPT on the Romeo fixture (token inputs), two steps."""
+    return {
+        "name": "romeo",
+        "data": {"name": "text-file", "path": str(ROMEO), "context": 8},
+        "model": {"name": "gpt", "n_layer": 1, "n_head": 1, "n_embd": 8},
+        "train": {"max_steps": 2, "steps_per_epoch": 2, "tensorboard": False, **train},
+    }
+
+
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("digits")

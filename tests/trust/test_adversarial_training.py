@@ -19,7 +19,7 @@ from deepline.training.checkpoint import list_checkpoints
 from deepline.training.experiment import run_training
 from deepline.trust.robustness import attacked_metrics
 from tests.train.test_checkpoint import assert_same_weights, final_weights
-from tests.trust.conftest import ROMEO, digits_config
+from tests.trust.conftest import digits_config, romeo_config
 
 ADVERSARIAL = {"attack": "pgd", "eps": 0.1, "steps": 3, "random_start": True}
 
@@ -96,13 +96,7 @@ def test_it_combines_with_bf16_and_accumulation(tmp_path: Path) -> None:
 
 
 def test_token_inputs_cannot_be_trained_adversarially(tmp_path: Path) -> None:
-    raw = {
-        "name": "romeo",
-        "data": {"name": "text-file", "path": str(ROMEO), "context": 8},
-        "model": {"name": "gpt", "n_layer": 1, "n_head": 1, "n_embd": 8},
-        "train": {"max_steps": 2, "steps_per_epoch": 2, "tensorboard": False,
-                  "adversarial": {"eps": 0.1}},
-    }  # fmt: skip
+    raw = romeo_config(adversarial={"eps": 0.1})
     with pytest.raises(ConfigError, match=r"train.adversarial: the text inputs .* discrete"):
         run_training(load_config(raw), tmp_path)
 
