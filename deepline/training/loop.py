@@ -69,7 +69,7 @@ class Trainer:
         self.model.to(self.device, memory_format=self.memory_format)  # type: ignore[call-overload]
         self.train_loader = self._place(train, config.data_on_device)
         self.val_loader = self._place(val, config.data_on_device) if val is not None else None
-        self.grad_syncs = 0  # gradient all-reduces of DDP (0 in one process)
+        self._syncs = _SyncCount()
         # DDP averages gradients over processes (DP-SGD instead sums its clipped, noised
         # gradients itself); ``model`` stays the plain module for saving
         self.ddp = self._ddp() if self.dist.enabled and config.privacy is None else None
@@ -239,20 +239,20 @@ class Trainer:
         return loader.to(self.device) if keep else Prefetcher(loader, self.device)
 
     def _ddp(self) -> nn.parallel.DistributedDataParallel:
-        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
-
         cuda = self.device.type == "cuda"
         ddp = nn.parallel.DistributedDataParallel(
             self.model, device_ids=[self.device.index] if cuda else None
         )
-
-        def counted(state, bucket):
-            # no annotations: DDP checks that a hook's are exactly GradBucket and Future
-            self.grad_syncs += 1
-            return allreduce_hook(state, bucket)
-
-        ddp.register_comm_hook(None, counted)
+        # the hook holds the counter, never the trainer: DDP keeps its hook in C++, where a
+        # reference back to the trainer (which holds DDP) is a cycle no collector can see;
+        # the process group would then outlive destroy_process_group into interpreter exit
+        ddp.register_comm_hook(self._syncs, _counted_all_reduce)
         return ddp
+
+    @property
+    def grad_syncs(self) -> int:
+        """Gradient all-reduces DDP has run (0 in one process)."""
+        return self._syncs.count
 
     def _gradient_sync(self, sync: bool) -> contextlib.AbstractContextManager[Any]:
         if self.ddp is None or sync:
@@ -318,3 +318,18 @@ class EagerOnFailure(nn.Module):
                     stacklevel=2,
                 )
         return self.module(*args, **kwargs)
+
+
+class _SyncCount:
+    """The state of DDP's gradient hook: how many all-reduces it ran."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+def _counted_all_reduce(state, bucket):
+    # no annotations: DDP checks that a hook's are exactly GradBucket and Future
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+    state.count += 1
+    return allreduce_hook(None, bucket)  # type: ignore[arg-type]  # None: the default group

@@ -257,3 +257,29 @@ def test_a_replay_run_resumed_on_two_processes_continues_exactly(tmp_path: Path)
     assert resumed.returncode == 0, resumed.stderr + resumed.stdout
     assert "resumed from" in resumed.stderr
     assert_same_weights(final_weights(tmp_path / "full"), final_weights(tmp_path / "part"))
+
+
+def test_a_released_trainer_frees_its_process_group(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Nothing DDP holds in C++ (its gradient hook) refers back to the trainer: dropped, the
+    trainer and its DDP wrapper are collected, so ``cleanup()`` really ends the process group
+    before interpreter exit (a group left to exit aborts gloo's worker threads)."""
+    import gc
+    import weakref
+
+    import torch.distributed as dist
+
+    from deepline.training import distributed
+    from deepline.training.experiment import build_experiment
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        # a one-process group standing in for two, so the trainer wraps its model in DDP
+        monkeypatch.setattr(distributed, "current", lambda: distributed.DistEnv(0, 2, 0, "gloo"))
+        exp = build_experiment(load_config(tiny_config()), tmp_path / "run")
+        assert exp.trainer.ddp is not None
+        ddp = weakref.ref(exp.trainer.ddp)
+        del exp
+        gc.collect()
+        assert ddp() is None, [type(r) for r in gc.get_referrers(ddp())]
+    finally:
+        dist.destroy_process_group()
