@@ -113,6 +113,11 @@ class DataConfig(Section):
         description="text: language-model window / max tokens per text; interactions: the "
         "most recent items a model reads of a history; series: the past values a forecast reads",
     )
+    window_stride: int | None = Field(
+        None, ge=1, description="interactions: pairs between the ends of consecutive training "
+        "windows (default: context, no overlap); smaller strides give every target a longer "
+        "history at the cost of more windows, each target still trained once",
+    )  # fmt: skip
     text_column: str = Field("text", description="text-csv: column holding the text")
     columns: dict[str, Literal["numeric", "categorical"]] | None = Field(
         None,
@@ -147,6 +152,15 @@ class DataConfig(Section):
         0, ge=0, description="interactions: drop users and items with fewer interactions, "
         "repeatedly, until none is left (0: keep all)"
     )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _stride_within_window(self) -> DataConfig:
+        if self.window_stride is not None and self.window_stride > self.context:
+            raise ValueError(
+                f"window_stride ({self.window_stride}) must be at most data.context "
+                f"({self.context}): a longer stride would skip the pairs between windows"
+            )
+        return self
 
 
 class ModelConfig(Section):

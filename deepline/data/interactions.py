@@ -317,15 +317,27 @@ def temporal(h: Histories, val_fraction: float, test_fraction: float) -> HeldOut
 # ---------------------------------------------------------------------------- tensors
 
 
-def training_windows(train: list[np.ndarray], context: int) -> tuple[torch.Tensor, torch.Tensor]:
+def training_windows(
+    train: list[np.ndarray], context: int, stride: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows ``[user, items]`` (W, 1 + context) and next-item targets (W, context), left-padded:
-    each user's (input, next) pairs cut into windows of ``context`` from the end."""
+    each user's (input, next) pairs in windows of ``context`` ending every ``stride`` pairs
+    from the end (default: ``context``, windows side by side).
+
+    Every pair is a target once, in the latest window that holds it, so each target reads at
+    least ``context - stride + 1`` items of history when the user has them; the targets a
+    window leaves to a later one are padding (0).
+    """
+    stride = stride or context
+    if stride > context:
+        raise DataError(f"data.window_stride ({stride}) must be at most data.context ({context})")
     rows, targets = [], []
     for u, seq in enumerate(train, 1):
-        for end in range(len(seq) - 1, 0, -context):  # pairs (seq[i], seq[i + 1]), i < end
+        for end in range(len(seq) - 1, 0, -stride):  # pairs (seq[i], seq[i + 1]), i < end
             start = max(0, end - context)
+            first = max(start, end - stride)  # the pairs before it are a later window's
             rows.append(np.concatenate([[u], _left_pad(seq[start:end], context)]))
-            targets.append(_left_pad(seq[start + 1 : end + 1], context))
+            targets.append(_left_pad(seq[first + 1 : end + 1], context))
     if not rows:
         raise DataError("no user has two training interactions: nothing to learn from")
     return torch.from_numpy(np.stack(rows)), torch.from_numpy(np.stack(targets))

@@ -77,16 +77,28 @@ def test_temporal_cut_is_global() -> None:
         temporal(histories(InteractionLog(log.users, log.items)), 0.1, 0.1)
 
 
-def test_every_training_interaction_is_a_target_once() -> None:
+@pytest.mark.parametrize("stride", [None, 3, 1])
+def test_every_training_interaction_is_a_target_once(stride: int | None) -> None:
+    """Each pair is a target once, after the history it has, and with a stride of s it reads
+    at least ``context - s + 1`` items of it (all of them when the user has fewer)."""
+    context = 4
     sequences = [np.arange(1, 12), np.array([3, 4]), np.array([5])]
-    x, y = training_windows(sequences, context=4)
-    assert x.shape[1] == 5 and y.shape[1] == 4
+    x, y = training_windows(sequences, context=context, stride=stride)
+    assert x.shape[1] == 1 + context and y.shape[1] == context
+    least = context - (stride or context) + 1
     for user, sequence in enumerate(sequences, 1):
-        targets = y[x[:, 0] == user]
+        inputs, targets = x[x[:, 0] == user, 1:], y[x[:, 0] == user]
         assert sorted(targets[targets > 0].tolist()) == sorted(sequence[1:].tolist())
-    inputs, targets = x[:, 1:], y  # the target at t is the input at t + 1
-    follows = targets[:, :-1] > 0
-    assert torch.equal(inputs[:, 1:][follows], targets[:, :-1][follows])
+        for row, column in (targets > 0).nonzero().tolist():
+            at = int(targets[row, column]) - int(sequence[0])  # its index: items are distinct
+            history = inputs[row, : column + 1]
+            assert history[-1] == sequence[at - 1]  # the item just before it is the input
+            assert (history > 0).sum() >= min(at, least)
+    assert torch.equal(x[:, 1:][:, 1:][y[:, :-1] > 0], y[:, :-1][y[:, :-1] > 0])
+    with pytest.raises(DataError, match="window_stride"):
+        training_windows(sequences, context=context, stride=context + 1)
+    with pytest.raises(ValueError, match=r"window_stride \(5\) must be at most data.context"):
+        DataConfig(context=context, window_stride=context + 1)
 
 
 def test_implicit_keeps_first_interaction_and_filters_ratings() -> None:

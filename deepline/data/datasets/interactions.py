@@ -137,7 +137,7 @@ def interaction_splits(
         held = temporal(h, cfg.val_fraction, cfg.test_fraction)
     else:
         held = leave_one_out(h)
-    train = Split(*training_windows(held.train, cfg.context))
+    train = Split(*training_windows(held.train, cfg.context, cfg.window_stride))
     val, test = Split(*evaluation_rows(held.val)), Split(*evaluation_rows(held.test))
     interactions = {
         "items": h.items,
