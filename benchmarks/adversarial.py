@@ -14,7 +14,7 @@ that exists is continued, a finished one reused) and attacked on the 10,000 test
 Both trained models must also keep >= 98% clean accuracy. Training times are the trainer's own
 clock (kept across resumes).
 
-Run: ``python benchmarks/adversarial.py --data-dir ../shared/data`` (about 30 minutes on
+Run: ``python benchmarks/adversarial.py --data-dir ../shared/data`` (about an hour on
 2 cores without the PGD training). ``--quick`` trains and attacks on the small digits data.
 """
 
