@@ -1,12 +1,13 @@
 """Training speed of SASRec on MovieLens-100K: deepline against RecBole, epoch for epoch.
 
 In both an epoch makes every training interaction a target once (RecBole: one example per
-prefix, 97,171 of them; deepline: every position of 2,412 windows of 50) and ends with the
-full-ranking validation early stopping needs. Each repetition runs deepline's
-``ml100k_sasrec`` for ``--ours-epochs`` epochs (``deepline train``) and RecBole's SASRec with
-its defaults for ``--recbole-epochs`` (``benchmarks/recbole_sasrec.py`` in RecBole's own
-venv), alternating which goes first, one thread each; the table gives seconds per epoch of
-the training call (data loading excluded on both sides) and the median ratio.
+prefix, 97,171 of them; deepline: the last 10 positions of 10,132 windows of 50, the shipped
+``data.window_stride``) and ends with the full-ranking validation early stopping needs. Each
+repetition runs deepline's ``ml100k_sasrec`` for ``--ours-epochs`` epochs (``deepline
+train``) and RecBole's SASRec with its defaults for ``--recbole-epochs``
+(``benchmarks/recbole_sasrec.py`` in RecBole's own venv), alternating which goes first, one
+thread each; the table gives seconds per epoch of the training call (data loading excluded on
+both sides) and the median ratio.
 
 Run: ``python benchmarks/recbole_speed.py --data-dir ../shared/data`` (``--repeats 3``).
 """
