@@ -326,7 +326,7 @@ def training_windows(
 
     Every pair is a target once, in the latest window that holds it, so each target reads at
     least ``context - stride + 1`` items of history when the user has them; the targets a
-    window leaves to a later one are padding (0).
+    window leaves to the window before it are padding (0).
     """
     stride = stride or context
     if stride > context:
@@ -335,7 +335,7 @@ def training_windows(
     for u, seq in enumerate(train, 1):
         for end in range(len(seq) - 1, 0, -stride):  # pairs (seq[i], seq[i + 1]), i < end
             start = max(0, end - context)
-            first = max(start, end - stride)  # the pairs before it are a later window's
+            first = max(start, end - stride)  # earlier pairs: the window before it trains them
             rows.append(np.concatenate([[u], _left_pad(seq[start:end], context)]))
             targets.append(_left_pad(seq[first + 1 : end + 1], context))
     if not rows:
